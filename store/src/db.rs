@@ -1,0 +1,330 @@
+//! The RocksDB store: the local home of wares and the cache of remote ones.
+//!
+//! Column families (docs/FORMAT.md, "Store"):
+//! - `chunks`: chunk ID (32 bytes) → encoded chunk (tag byte + zstd frame or raw bytes), in
+//!   blob files so large values are not rewritten by compaction;
+//! - `chunk_meta`: chunk ID → length and stored length (8 bytes), so existence and sizes are
+//!   known without reading a chunk;
+//! - `nodes`: node CID (binary) → DAG-CBOR bytes;
+//! - `names`: human names (later issues);
+//! - `meta`: `format` → the store format; `ware/<cid>` → a complete ware's record;
+//!   `partial/<cid>` → a ware cached piece by piece.
+//!
+//! Invariants: one process holds a store (an exclusive `flock` on `ware.lock`, then RocksDB's
+//! own lock); every read is verified against its ID; writes go through the write-ahead log in
+//! order, and a ware's record is written last with `sync`, so after a crash at any moment the
+//! store opens, and every recorded ware is whole.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use crate::chunk::decode_chunk;
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, NodeId, WareId};
+use crate::source::{BlockSink, BlockSource, WareRecord};
+
+/// The store format this code reads and writes.
+pub const STORE_FORMAT: &str = "warefs-store/1";
+
+pub(crate) const CF_CHUNKS: &str = "chunks";
+pub(crate) const CF_CHUNK_META: &str = "chunk_meta";
+pub(crate) const CF_NODES: &str = "nodes";
+pub(crate) const CF_NAMES: &str = "names";
+pub(crate) const CF_META: &str = "meta";
+
+const WARE_PREFIX: &[u8] = b"ware/";
+const PARTIAL_PREFIX: &[u8] = b"partial/";
+
+/// A store opened by this process.
+pub struct Store {
+    pub(crate) db: DB,
+    dir: PathBuf,
+    _lock: File,
+}
+
+/// Sizes and counts of a store.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StoreStats {
+    /// Complete wares.
+    pub wares: u64,
+    /// Wares cached in part.
+    pub partial_wares: u64,
+    /// Sum of the logical sizes (file bytes) of the complete wares.
+    pub logical_bytes: u64,
+    /// Distinct chunks.
+    pub chunks: u64,
+    /// Uncompressed bytes of the distinct chunks.
+    pub chunk_bytes: u64,
+    /// Bytes the chunks take at rest (after compression).
+    pub stored_chunk_bytes: u64,
+    /// Nodes.
+    pub nodes: u64,
+    /// Encoded bytes of the nodes.
+    pub node_bytes: u64,
+    /// `stored_chunk_bytes + node_bytes`.
+    pub stored_bytes: u64,
+    /// Logical bytes over stored bytes: what dedup and compression save together.
+    pub dedup_ratio: f64,
+    /// Bytes the store's files take on disk (database files, logs included).
+    pub disk_bytes: u64,
+}
+
+fn db_err(e: rocksdb::Error) -> Error {
+    Error::Db(e.into_string())
+}
+
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_write_buffer_size(64 << 20);
+    o
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. Fails with [`Error::Busy`] when another
+    /// process holds it.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let bad = |why: &str| Error::BadStore { dir: dir.to_path_buf(), why: why.to_string() };
+        let has_db = dir.join("CURRENT").exists();
+        let lock_path = dir.join("ware.lock");
+        if !has_db && !lock_path.exists() && std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.next().is_some() {
+            return Err(bad("directory is not empty and is not a ware store"));
+        }
+        let mut lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        if let Err(e) = rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            if e == rustix::io::Errno::WOULDBLOCK {
+                let holder = std::fs::read_to_string(&lock_path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                return Err(Error::Busy { dir: dir.to_path_buf(), holder: holder.map(|p| format!(" (pid {p})")).unwrap_or_default() });
+            }
+            return Err(Error::io(&lock_path, e.into()));
+        }
+        lock.set_len(0).and_then(|_| write!(lock, "{}", std::process::id())).map_err(|e| Error::io(&lock_path, e))?;
+
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cpus = std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2);
+        opts.increase_parallelism(cpus);
+        opts.set_max_background_jobs(cpus.max(2));
+        opts.set_keep_log_file_num(3);
+        opts.set_max_total_wal_size(512 << 20);
+
+        let mut chunks = cf_options();
+        chunks.set_compression_type(DBCompressionType::None);
+        chunks.set_enable_blob_files(true);
+        chunks.set_min_blob_size(1024);
+        chunks.set_blob_compression_type(DBCompressionType::None);
+        let mut bloom = BlockBasedOptions::default();
+        bloom.set_bloom_filter(10.0, false);
+        let mut chunk_meta = cf_options();
+        chunk_meta.set_block_based_table_factory(&bloom);
+        let mut nodes = cf_options();
+        nodes.set_compression_type(DBCompressionType::Zstd);
+        nodes.set_block_based_table_factory(&bloom);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_CHUNKS, chunks),
+            ColumnFamilyDescriptor::new(CF_CHUNK_META, chunk_meta),
+            ColumnFamilyDescriptor::new(CF_NODES, nodes),
+            ColumnFamilyDescriptor::new(CF_NAMES, cf_options()),
+            ColumnFamilyDescriptor::new(CF_META, cf_options()),
+        ];
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| bad(&format!("cannot open the database: {}", e.into_string())))?;
+        let store = Store { db, dir: dir.to_path_buf(), _lock: lock };
+        match store.db.get_cf(store.cf(CF_META), b"format").map_err(db_err)? {
+            Some(v) if v == STORE_FORMAT.as_bytes() => {}
+            Some(v) => return Err(bad(&format!("store format {:?}; this ware reads {STORE_FORMAT}", String::from_utf8_lossy(&v)))),
+            None => {
+                let mut wo = WriteOptions::default();
+                wo.set_sync(true);
+                store.db.put_cf_opt(store.cf(CF_META), b"format", STORE_FORMAT, &wo).map_err(db_err)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // Every family is created at open; a missing one is a programming error.
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    /// The record of a complete ware, if the store has it whole.
+    pub fn ware(&self, id: &WareId) -> Result<Option<WareRecord>> {
+        let key = [WARE_PREFIX, &id.to_bytes()].concat();
+        match self.db.get_cf(self.cf(CF_META), key).map_err(db_err)? {
+            Some(v) => Ok(Some(serde_ipld_dagcbor::from_slice(&v).map_err(|e| Error::Db(format!("ware record of {id}: {e}")))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every complete ware with its record.
+    pub fn wares(&self) -> Result<Vec<(WareId, WareRecord)>> {
+        self.prefixed(WARE_PREFIX)?
+            .into_iter()
+            .map(|(id, v)| Ok((id, serde_ipld_dagcbor::from_slice(&v).map_err(|e| Error::Db(format!("ware record of {id}: {e}")))?)))
+            .collect()
+    }
+
+    /// Wares cached in part (their root is here, not necessarily everything below).
+    pub fn partial_wares(&self) -> Result<Vec<WareId>> {
+        Ok(self.prefixed(PARTIAL_PREFIX)?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Marks a ware as cached in part: `fsck` then reports what it lacks as not yet fetched.
+    pub fn mark_partial(&self, id: &WareId) -> Result<()> {
+        let key = [PARTIAL_PREFIX, &id.to_bytes()].concat();
+        self.db.put_cf(self.cf(CF_META), key, b"").map_err(db_err)
+    }
+
+    fn prefixed(&self, prefix: &[u8]) -> Result<Vec<(WareId, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(prefix, rocksdb::Direction::Forward));
+        for item in it {
+            let (k, v) = item.map_err(db_err)?;
+            let Some(rest) = k.strip_prefix(prefix) else { break };
+            out.push((NodeId::from_bytes(rest)?, v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Counts and sizes; reads only metadata, never chunk contents.
+    pub fn stats(&self) -> Result<StoreStats> {
+        let mut s = StoreStats::default();
+        for (_, r) in self.wares()? {
+            s.wares += 1;
+            s.logical_bytes += r.logical_bytes;
+        }
+        s.partial_wares = self.partial_wares()?.len() as u64;
+        for item in self.db.iterator_cf(self.cf(CF_CHUNK_META), IteratorMode::Start) {
+            let (_, v) = item.map_err(db_err)?;
+            let (len, stored) = parse_chunk_meta(&v).ok_or_else(|| Error::Db("malformed chunk metadata".into()))?;
+            s.chunks += 1;
+            s.chunk_bytes += u64::from(len);
+            s.stored_chunk_bytes += u64::from(stored);
+        }
+        for item in self.db.iterator_cf(self.cf(CF_NODES), IteratorMode::Start) {
+            let (_, v) = item.map_err(db_err)?;
+            s.nodes += 1;
+            s.node_bytes += v.len() as u64;
+        }
+        s.stored_bytes = s.stored_chunk_bytes + s.node_bytes;
+        s.dedup_ratio = if s.stored_bytes > 0 { s.logical_bytes as f64 / s.stored_bytes as f64 } else { 0.0 };
+        s.disk_bytes = dir_size(&self.dir);
+        Ok(s)
+    }
+
+    /// The stored (encoded) bytes of a chunk, unverified; for fsck and for tests that damage
+    /// a store on purpose.
+    pub(crate) fn raw_chunk(&self, id: &ChunkId) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(CF_CHUNKS), id.0).map_err(db_err)
+    }
+
+    /// Flips one bit of a stored chunk, or of a stored node. A testing aid for `fsck` and for
+    /// the "never serve wrong bytes" checks; never used on a request path.
+    pub fn damage(&self, what: Damage) -> Result<()> {
+        let (cf, key) = match what {
+            Damage::Chunk(id) => (CF_CHUNKS, id.0.to_vec()),
+            Damage::Node(id) => (CF_NODES, id.to_bytes()),
+        };
+        let mut v = self.db.get_cf(self.cf(cf), &key).map_err(db_err)?.ok_or_else(|| Error::NotFound { what: "object", id: format!("{what:?}") })?;
+        let last = v.len() - 1;
+        v[last] ^= 0x01;
+        self.db.put_cf(self.cf(cf), key, v).map_err(db_err)
+    }
+}
+
+/// What [`Store::damage`] flips a bit of.
+#[derive(Clone, Copy, Debug)]
+pub enum Damage {
+    /// A chunk.
+    Chunk(ChunkId),
+    /// A node.
+    Node(NodeId),
+}
+
+pub(crate) fn parse_chunk_meta(v: &[u8]) -> Option<(u32, u32)> {
+    let len = u32::from_le_bytes(v.get(0..4)?.try_into().ok()?);
+    let stored = u32::from_le_bytes(v.get(4..8)?.try_into().ok()?);
+    Some((len, stored))
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+impl BlockSource for Store {
+    fn node(&self, id: &NodeId) -> Result<Vec<u8>> {
+        let bytes = self
+            .db
+            .get_cf(self.cf(CF_NODES), id.to_bytes())
+            .map_err(db_err)?
+            .ok_or_else(|| Error::NotFound { what: "node", id: id.to_string() })?;
+        if !id.matches(&bytes) {
+            tracing::error!(node = %id, "stored node does not match its hash");
+            return Err(Error::CorruptNode { id: *id, why: "stored bytes do not match the ID".into() });
+        }
+        Ok(bytes)
+    }
+
+    fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let stored = self.raw_chunk(id)?.ok_or_else(|| Error::NotFound { what: "chunk", id: id.to_string() })?;
+        decode_chunk(*id, &stored).inspect_err(|_| tracing::error!(chunk = %id, "stored chunk does not match its hash"))
+    }
+}
+
+impl BlockSink for Store {
+    fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
+        let cf = self.cf(CF_CHUNK_META);
+        if !self.db.key_may_exist_cf(cf, id.0) {
+            return Ok(false);
+        }
+        Ok(self.db.get_pinned_cf(cf, id.0).map_err(db_err)?.is_some())
+    }
+
+    fn put_chunks(&self, chunks: &[(ChunkId, u32, Vec<u8>)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (id, len, enc) in chunks {
+            let mut meta = [0u8; 8];
+            meta[..4].copy_from_slice(&len.to_le_bytes());
+            meta[4..].copy_from_slice(&(enc.len() as u32).to_le_bytes());
+            // Data and metadata in one batch: both or neither survive a crash.
+            batch.put_cf(self.cf(CF_CHUNKS), id.0, enc);
+            batch.put_cf(self.cf(CF_CHUNK_META), id.0, meta);
+        }
+        self.db.write(batch).map_err(db_err)
+    }
+
+    fn put_nodes(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (id, bytes) in nodes {
+            batch.put_cf(self.cf(CF_NODES), id.to_bytes(), bytes);
+        }
+        self.db.write(batch).map_err(db_err)
+    }
+
+    fn commit_ware(&self, id: &WareId, record: &WareRecord) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), [WARE_PREFIX, &id.to_bytes()].concat(), serde_ipld_dagcbor::to_vec(record).map_err(|e| Error::Db(e.to_string()))?);
+        batch.delete_cf(self.cf(CF_META), [PARTIAL_PREFIX, &id.to_bytes()].concat());
+        let mut wo = WriteOptions::default();
+        // The sync makes the whole log durable up to here: every chunk and node before it.
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(db_err)
+    }
+}

@@ -1,0 +1,130 @@
+//! The store's error type: every variant carries what a user needs to find the fault (the ID, the
+//! path or the entry).
+
+use std::path::PathBuf;
+
+use crate::id::{ChunkId, NodeId};
+
+/// Errors of the store crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Text that should have been an ID is not one.
+    #[error("bad ID: {0}")]
+    BadId(String),
+    /// A node or chunk is not in the store (nor in any source asked).
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// "node", "chunk" or "ware".
+        what: &'static str,
+        /// The missing object.
+        id: String,
+    },
+    /// A path inside a ware does not exist.
+    #[error("{path}: no such entry in ware {ware}")]
+    NoSuchPath {
+        /// The ware looked in.
+        ware: NodeId,
+        /// The path asked for.
+        path: String,
+    },
+    /// A path inside a ware goes through something that is not a directory.
+    #[error("{path}: not a directory in ware {ware}")]
+    NotADirectory {
+        /// The ware looked in.
+        ware: NodeId,
+        /// The path asked for.
+        path: String,
+    },
+    /// Stored or fetched bytes of a chunk do not match its ID.
+    #[error("chunk {0} is corrupt: its bytes do not match its hash")]
+    CorruptChunk(ChunkId),
+    /// Stored or fetched bytes of a node do not match its ID, or do not decode.
+    #[error("node {id} is corrupt: {why}")]
+    CorruptNode {
+        /// The node.
+        id: NodeId,
+        /// What is wrong.
+        why: String,
+    },
+    /// Bytes that should be a node do not decode as one.
+    #[error("malformed node: {0}")]
+    Malformed(String),
+    /// Input to pack is refused (hostile or unsupported), naming the entry.
+    #[error("{entry}: {why}")]
+    BadInput {
+        /// The offending entry (a path in the source tree or archive).
+        entry: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// Unpack refused or failed at a path in the target.
+    #[error("unpack {path}: {why}")]
+    Unpack {
+        /// The path in the target directory.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+    /// The store is held by another process.
+    #[error("store {dir} is in use by another process{holder}; stop it or use another --store")]
+    Busy {
+        /// The store directory.
+        dir: PathBuf,
+        /// " (pid N)" when known.
+        holder: String,
+    },
+    /// The store directory is not a usable store.
+    #[error("store {dir}: {why}")]
+    BadStore {
+        /// The store directory.
+        dir: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The database reported an error.
+    #[error("store database: {0}")]
+    Db(String),
+    /// An I/O error, with the path it happened on.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Refuses an input entry with a reason.
+    pub fn bad_input(entry: impl Into<String>, why: impl Into<String>) -> Self {
+        Error::BadInput {
+            entry: entry.into(),
+            why: why.into(),
+        }
+    }
+
+    /// True for errors that mean "this data is damaged" (as opposed to absent or refused).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::CorruptChunk(_) | Error::CorruptNode { .. })
+    }
+
+    /// True for errors that mean "no such thing".
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound { .. } | Error::NoSuchPath { .. } | Error::NotADirectory { .. }
+        )
+    }
+}

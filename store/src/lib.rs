@@ -1,0 +1,35 @@
+//! ware-store: the data model and local store of warefs.
+//!
+//! It owns chunking (FastCDC), hashing (BLAKE3), compression (zstd), the node format (DAG-CBOR,
+//! CIDv1) and, behind the default `rocksdb` feature, the RocksDB store, `pack`, `fsck` and
+//! `stats`. Without that feature the crate still offers IDs, the node codec, chunk
+//! verification and the tree [`Reader`] over any [`BlockSource`], so `fs` and `fetchers` build
+//! without RocksDB's C++.
+//!
+//! Invariants:
+//! - No RocksDB type appears in a public signature.
+//! - Every byte handed out by a [`BlockSource`] has been checked against its ID.
+//! - A ware is recorded complete only after every chunk and node it names is written.
+//! - The format rules that shape an ID live in [`chunk`] and [`node`] and are documented in
+//!   docs/FORMAT.md; the golden vectors in `tests/golden.rs` pin them.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod chunk;
+pub mod error;
+pub mod id;
+pub mod node;
+pub mod pack;
+pub mod source;
+pub mod tree;
+pub mod unpack;
+
+#[cfg(feature = "rocksdb")]
+pub mod db;
+#[cfg(feature = "rocksdb")]
+pub mod fsck;
+
+pub use error::{Error, Result};
+pub use id::{ChunkId, NodeId, WareId};
+pub use source::{BlockSink, BlockSource, MemStore, WareRecord};
+pub use tree::Reader;
