@@ -29,8 +29,13 @@ impl WarePath {
     /// Parses `ID[/PATH]`.
     pub fn parse(s: &str) -> Result<WarePath> {
         let (id, path) = s.split_once('/').unwrap_or((s, ""));
-        let ware: WareId = id.parse().with_context(|| format!("{s:?}: expected a ware ID, optionally followed by /PATH"))?;
-        Ok(WarePath { ware, path: path.as_bytes().to_vec() })
+        let ware: WareId = id
+            .parse()
+            .with_context(|| format!("{s:?}: expected a ware ID, optionally followed by /PATH"))?;
+        Ok(WarePath {
+            ware,
+            path: path.as_bytes().to_vec(),
+        })
     }
 }
 
@@ -55,9 +60,15 @@ pub enum PackSource {
 /// Every operation a command may ask of a store.
 pub trait StoreApi {
     /// Packs a directory or tar stream into a ware.
-    fn pack(&self, source: PackSource, opts: &PackOptions, progress: &dyn Progress) -> Result<PackReport>;
+    fn pack(
+        &self,
+        source: PackSource,
+        opts: &PackOptions,
+        progress: &dyn Progress,
+    ) -> Result<PackReport>;
     /// Materialises a ware into a directory.
-    fn unpack(&self, ware: &WareId, target: &Path, progress: &dyn Progress) -> Result<UnpackReport>;
+    fn unpack(&self, ware: &WareId, target: &Path, progress: &dyn Progress)
+    -> Result<UnpackReport>;
     /// The entry at a path.
     fn stat(&self, at: &WarePath) -> Result<Entry>;
     /// The entries of the directory at a path.
@@ -83,7 +94,9 @@ pub struct LocalStore {
 impl LocalStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<LocalStore> {
-        Ok(LocalStore { store: Store::open(dir)? })
+        Ok(LocalStore {
+            store: Store::open(dir)?,
+        })
     }
 
     fn resolve(&self, at: &WarePath) -> Result<Entry> {
@@ -92,15 +105,32 @@ impl LocalStore {
 }
 
 impl StoreApi for LocalStore {
-    fn pack(&self, source: PackSource, opts: &PackOptions, progress: &dyn Progress) -> Result<PackReport> {
+    fn pack(
+        &self,
+        source: PackSource,
+        opts: &PackOptions,
+        progress: &dyn Progress,
+    ) -> Result<PackReport> {
         Ok(match source {
             PackSource::Dir(p) => ware_store::pack::pack_dir(&self.store, &p, opts, progress)?,
-            PackSource::Tar(mut r) => ware_store::pack::pack_tar(&self.store, &mut *r, opts, progress)?,
+            PackSource::Tar(mut r) => {
+                ware_store::pack::pack_tar(&self.store, &mut *r, opts, progress)?
+            }
         })
     }
 
-    fn unpack(&self, ware: &WareId, target: &Path, progress: &dyn Progress) -> Result<UnpackReport> {
-        Ok(ware_store::unpack::unpack(&self.store, ware, target, progress)?)
+    fn unpack(
+        &self,
+        ware: &WareId,
+        target: &Path,
+        progress: &dyn Progress,
+    ) -> Result<UnpackReport> {
+        Ok(ware_store::unpack::unpack(
+            &self.store,
+            ware,
+            target,
+            progress,
+        )?)
     }
 
     fn stat(&self, at: &WarePath) -> Result<Entry> {
@@ -122,7 +152,12 @@ impl StoreApi for LocalStore {
             Kind::Dir => anyhow::bail!("{at}: is a directory"),
             Kind::Symlink => anyhow::bail!(
                 "{at}: is a symlink to {:?}; cat does not follow symlinks",
-                String::from_utf8_lossy(e.target.as_deref().map(|t| t.as_slice()).unwrap_or_default())
+                String::from_utf8_lossy(
+                    e.target
+                        .as_deref()
+                        .map(|t| t.as_slice())
+                        .unwrap_or_default()
+                )
             ),
             other => anyhow::bail!("{at}: is a {}, not a regular file", other.name()),
         }

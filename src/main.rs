@@ -14,7 +14,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use ware_store::pack::{DeviceFilter, IdFilter, MtimeFilter, PackOptions, SetidFilter, XattrFilter};
+use ware_store::pack::{
+    DeviceFilter, IdFilter, MtimeFilter, PackOptions, SetidFilter, XattrFilter,
+};
 
 use api::{LocalStore, PackSource, StoreApi, WarePath};
 use output::{entry_json, entry_line, human_bytes, safe};
@@ -152,7 +154,10 @@ fn id_filter(s: &str, what: &str) -> Result<IdFilter> {
     Ok(match s {
         "keep" => IdFilter::Keep,
         "zero" => IdFilter::Set(0),
-        n => IdFilter::Set(n.parse().with_context(|| format!("--{what} {n:?}: expected keep, zero or a number"))?),
+        n => IdFilter::Set(
+            n.parse()
+                .with_context(|| format!("--{what} {n:?}: expected keep, zero or a number"))?,
+        ),
     })
 }
 
@@ -161,7 +166,11 @@ impl FilterArgs {
         Ok(PackOptions {
             uid: id_filter(&self.uid, "uid")?,
             gid: id_filter(&self.gid, "gid")?,
-            mtime: if self.keep_mtime { MtimeFilter::Keep } else { MtimeFilter::Normalise },
+            mtime: if self.keep_mtime {
+                MtimeFilter::Keep
+            } else {
+                MtimeFilter::Normalise
+            },
             setid: match self.setid {
                 Setid::Keep => SetidFilter::Keep,
                 Setid::Strip => SetidFilter::Strip,
@@ -234,7 +243,8 @@ fn run(cli: &Cli) -> Result<()> {
                 if md.is_dir() {
                     PackSource::Dir(p)
                 } else {
-                    let f = std::fs::File::open(&p).with_context(|| format!("{path}: cannot open"))?;
+                    let f =
+                        std::fs::File::open(&p).with_context(|| format!("{path}: cannot open"))?;
                     PackSource::Tar(Box::new(f))
                 }
             };
@@ -252,7 +262,10 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Unpack { id, dir } => {
             let ware = WarePath::parse(id)?;
-            anyhow::ensure!(ware.path.is_empty(), "{id}: unpack takes a ware ID, not a path inside one");
+            anyhow::ensure!(
+                ware.path.is_empty(),
+                "{id}: unpack takes a ware ID, not a path inside one"
+            );
             let store = open(cli)?;
             let bar = Bar::new("unpacking", cli.quiet);
             let r = store.unpack(&ware.ware, dir, &bar);
@@ -276,11 +289,18 @@ fn run(cli: &Cli) -> Result<()> {
             let store = open(cli)?;
             let wares = store.wares()?;
             if cli.json {
-                let v: Vec<_> = wares.iter().map(|(id, r)| json!({"id": id, "record": r})).collect();
+                let v: Vec<_> = wares
+                    .iter()
+                    .map(|(id, r)| json!({"id": id, "record": r}))
+                    .collect();
                 print_json(&json!(v))?;
             } else {
                 for (id, r) in wares {
-                    println!("{id} {:>8} files {:>10}", r.files, human_bytes(r.logical_bytes));
+                    println!(
+                        "{id} {:>8} files {:>10}",
+                        r.files,
+                        human_bytes(r.logical_bytes)
+                    );
                 }
             }
         }
@@ -314,7 +334,11 @@ fn run(cli: &Cli) -> Result<()> {
             } else {
                 println!("  path: {}", safe(at.to_string().as_bytes()));
                 println!("  kind: {}", e.kind.name());
-                println!("  mode: {:04o} ({})", e.mode, output::mode_string(e.kind, e.mode));
+                println!(
+                    "  mode: {:04o} ({})",
+                    e.mode,
+                    output::mode_string(e.kind, e.mode)
+                );
                 println!(" owner: {}:{}", e.uid, e.gid);
                 println!("  size: {}", e.size);
                 println!(" mtime: {}.{:09}", e.mtime, e.mtime_nsec);
@@ -349,9 +373,21 @@ fn run(cli: &Cli) -> Result<()> {
                 }
                 println!(
                     "checked {} chunks, {} nodes, {} wares ({} partly cached, {} pieces not fetched yet); {} unreferenced objects",
-                    r.chunks_checked, r.nodes_checked, r.wares_checked, r.partial_wares_checked, r.not_yet_fetched, r.unreferenced
+                    r.chunks_checked,
+                    r.nodes_checked,
+                    r.wares_checked,
+                    r.partial_wares_checked,
+                    r.not_yet_fetched,
+                    r.unreferenced
                 );
-                println!("{}", if r.is_clean() { "store is clean" } else { "STORE IS DAMAGED" });
+                println!(
+                    "{}",
+                    if r.is_clean() {
+                        "store is clean"
+                    } else {
+                        "STORE IS DAMAGED"
+                    }
+                );
             }
             if !r.is_clean() {
                 return Err(Exit(4).into());
@@ -362,11 +398,30 @@ fn run(cli: &Cli) -> Result<()> {
             if cli.json {
                 print_json(&serde_json::to_value(&s)?)?;
             } else {
-                println!("wares:          {} ({} partly cached)", s.wares, s.partial_wares);
-                println!("logical bytes:  {} ({})", s.logical_bytes, human_bytes(s.logical_bytes));
-                println!("chunks:         {} ({} uncompressed)", s.chunks, human_bytes(s.chunk_bytes));
-                println!("nodes:          {} ({})", s.nodes, human_bytes(s.node_bytes));
-                println!("stored bytes:   {} ({})", s.stored_bytes, human_bytes(s.stored_bytes));
+                println!(
+                    "wares:          {} ({} partly cached)",
+                    s.wares, s.partial_wares
+                );
+                println!(
+                    "logical bytes:  {} ({})",
+                    s.logical_bytes,
+                    human_bytes(s.logical_bytes)
+                );
+                println!(
+                    "chunks:         {} ({} uncompressed)",
+                    s.chunks,
+                    human_bytes(s.chunk_bytes)
+                );
+                println!(
+                    "nodes:          {} ({})",
+                    s.nodes,
+                    human_bytes(s.node_bytes)
+                );
+                println!(
+                    "stored bytes:   {} ({})",
+                    s.stored_bytes,
+                    human_bytes(s.stored_bytes)
+                );
                 println!("dedup ratio:    {:.2}", s.dedup_ratio);
                 println!("on disk:        {}", human_bytes(s.disk_bytes));
             }
@@ -395,10 +450,16 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 /// Deep trees are unpacked with one descriptor per level: allow as many as the hard limit.
 fn raise_fd_limit() {
-    if let Ok(lim) = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.ok_or(()) {
+    if let Ok(lim) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .ok_or(())
+    {
         let _ = rustix::process::setrlimit(
             rustix::process::Resource::Nofile,
-            rustix::process::Rlimit { current: Some(lim), maximum: Some(lim) },
+            rustix::process::Rlimit {
+                current: Some(lim),
+                maximum: Some(lim),
+            },
         );
     }
 }
@@ -406,7 +467,10 @@ fn raise_fd_limit() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     raise_fd_limit();
@@ -416,7 +480,10 @@ fn main() -> ExitCode {
             let code = exit_code(&e);
             if e.downcast_ref::<Exit>().is_none() {
                 // A closed stdout (`ware cat … | head`) is not worth a message.
-                let broken_pipe = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+                let broken_pipe = e.chain().any(|c| {
+                    c.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                });
                 if broken_pipe {
                     return ExitCode::SUCCESS;
                 }

@@ -52,7 +52,14 @@ pub fn entry_line(e: &Entry) -> String {
         (_, Some((ma, mi))) => format!("{ma}, {mi}"),
         _ => e.size.to_string(),
     };
-    let mut line = format!("{} {:>5} {:>5} {:>12} {}", mode_string(e.kind, e.mode), e.uid, e.gid, size, safe(&e.name));
+    let mut line = format!(
+        "{} {:>5} {:>5} {:>12} {}",
+        mode_string(e.kind, e.mode),
+        e.uid,
+        e.gid,
+        size,
+        safe(&e.name)
+    );
     if let Some(t) = &e.target {
         line.push_str(" -> ");
         line.push_str(&safe(t));
@@ -73,7 +80,9 @@ pub fn entry_json(e: &Entry) -> Value {
         "mtime_nsec": e.mtime_nsec,
         "size": e.size,
     });
-    let obj = v.as_object_mut().expect("json! of an object literal is an object");
+    let obj = v
+        .as_object_mut()
+        .expect("json! of an object literal is an object");
     if std::str::from_utf8(&e.name).is_err() {
         obj.insert("name_hex".into(), hex(&e.name).into());
     }
@@ -96,7 +105,12 @@ pub fn entry_json(e: &Entry) -> Value {
         let x: serde_json::Map<String, Value> = e
             .xattrs
             .iter()
-            .map(|(n, val)| (String::from_utf8_lossy(n).into_owned(), Value::from(hex(val))))
+            .map(|(n, val)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    Value::from(hex(val)),
+                )
+            })
             .collect();
         obj.insert("xattrs_hex".into(), Value::Object(x));
     }
@@ -116,7 +130,11 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub fn chunker<R: Read>(source: R) -> fastcdc::v2020::StreamCDC<R> {
     )
 }
 
-/// Encodes a chunk for storage: zstd when that saves at least 1/32 of its size, raw otherwise.
+/// Encodes a chunk for storage: zstd when that saves more than 1/32 of its size, raw otherwise.
 pub fn encode_chunk(data: &[u8]) -> Vec<u8> {
     if let Ok(z) = zstd::bulk::compress(data, ZSTD_LEVEL)
         && z.len() + data.len() / 32 < data.len()
@@ -77,7 +77,9 @@ mod tests {
         let enc = encode_chunk(&text);
         assert_eq!(enc[0], TAG_ZSTD);
         assert!(enc.len() < text.len() / 10);
-        let noise: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let id = ChunkId::of(&noise);
         let enc = encode_chunk(&noise);
         assert_eq!(decode_chunk(id, &enc).unwrap(), noise);
@@ -98,7 +100,9 @@ mod tests {
 
     #[test]
     fn chunk_sizes_follow_the_format_bounds() {
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+            .collect();
         let chunks: Vec<_> = chunker(&data[..]).map(|c| c.unwrap()).collect();
         let n = chunks.len();
         for (i, c) in chunks.iter().enumerate() {

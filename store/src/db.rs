@@ -20,7 +20,10 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options,
+    WriteBatch, WriteOptions,
+};
 
 use crate::chunk::decode_chunk;
 use crate::error::{Error, Result};
@@ -88,10 +91,19 @@ impl Store {
     /// process holds it.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let bad = |why: &str| Error::BadStore { dir: dir.to_path_buf(), why: why.to_string() };
+        let bad = |why: &str| Error::BadStore {
+            dir: dir.to_path_buf(),
+            why: why.to_string(),
+        };
         let has_db = dir.join("CURRENT").exists();
         let lock_path = dir.join("ware.lock");
-        if !has_db && !lock_path.exists() && std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.next().is_some() {
+        if !has_db
+            && !lock_path.exists()
+            && std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .next()
+                .is_some()
+        {
             return Err(bad("directory is not empty and is not a ware store"));
         }
         let mut lock = std::fs::OpenOptions::new()
@@ -101,19 +113,31 @@ impl Store {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| Error::io(&lock_path, e))?;
-        if let Err(e) = rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        if let Err(e) = rustix::fs::flock(
+            lock.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
             if e == rustix::io::Errno::WOULDBLOCK {
-                let holder = std::fs::read_to_string(&lock_path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-                return Err(Error::Busy { dir: dir.to_path_buf(), holder: holder.map(|p| format!(" (pid {p})")).unwrap_or_default() });
+                let holder = std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
+                return Err(Error::Busy {
+                    dir: dir.to_path_buf(),
+                    holder: holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                });
             }
             return Err(Error::io(&lock_path, e.into()));
         }
-        lock.set_len(0).and_then(|_| write!(lock, "{}", std::process::id())).map_err(|e| Error::io(&lock_path, e))?;
+        lock.set_len(0)
+            .and_then(|_| write!(lock, "{}", std::process::id()))
+            .map_err(|e| Error::io(&lock_path, e))?;
 
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cpus = std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as i32)
+            .unwrap_or(2);
         opts.increase_parallelism(cpus);
         opts.set_max_background_jobs(cpus.max(2));
         opts.set_keep_log_file_num(3);
@@ -138,15 +162,32 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_NAMES, cf_options()),
             ColumnFamilyDescriptor::new(CF_META, cf_options()),
         ];
-        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| bad(&format!("cannot open the database: {}", e.into_string())))?;
-        let store = Store { db, dir: dir.to_path_buf(), _lock: lock };
-        match store.db.get_cf(store.cf(CF_META), b"format").map_err(db_err)? {
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)
+            .map_err(|e| bad(&format!("cannot open the database: {}", e.into_string())))?;
+        let store = Store {
+            db,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        };
+        match store
+            .db
+            .get_cf(store.cf(CF_META), b"format")
+            .map_err(db_err)?
+        {
             Some(v) if v == STORE_FORMAT.as_bytes() => {}
-            Some(v) => return Err(bad(&format!("store format {:?}; this ware reads {STORE_FORMAT}", String::from_utf8_lossy(&v)))),
+            Some(v) => {
+                return Err(bad(&format!(
+                    "store format {:?}; this ware reads {STORE_FORMAT}",
+                    String::from_utf8_lossy(&v)
+                )));
+            }
             None => {
                 let mut wo = WriteOptions::default();
                 wo.set_sync(true);
-                store.db.put_cf_opt(store.cf(CF_META), b"format", STORE_FORMAT, &wo).map_err(db_err)?;
+                store
+                    .db
+                    .put_cf_opt(store.cf(CF_META), b"format", STORE_FORMAT, &wo)
+                    .map_err(db_err)?;
             }
         }
         Ok(store)
@@ -159,14 +200,20 @@ impl Store {
 
     pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // Every family is created at open; a missing one is a programming error.
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     /// The record of a complete ware, if the store has it whole.
     pub fn ware(&self, id: &WareId) -> Result<Option<WareRecord>> {
         let key = [WARE_PREFIX, &id.to_bytes()].concat();
         match self.db.get_cf(self.cf(CF_META), key).map_err(db_err)? {
-            Some(v) => Ok(Some(serde_ipld_dagcbor::from_slice(&v).map_err(|e| Error::Db(format!("ware record of {id}: {e}")))?)),
+            Some(v) => {
+                Ok(Some(serde_ipld_dagcbor::from_slice(&v).map_err(|e| {
+                    Error::Db(format!("ware record of {id}: {e}"))
+                })?))
+            }
             None => Ok(None),
         }
     }
@@ -175,13 +222,23 @@ impl Store {
     pub fn wares(&self) -> Result<Vec<(WareId, WareRecord)>> {
         self.prefixed(WARE_PREFIX)?
             .into_iter()
-            .map(|(id, v)| Ok((id, serde_ipld_dagcbor::from_slice(&v).map_err(|e| Error::Db(format!("ware record of {id}: {e}")))?)))
+            .map(|(id, v)| {
+                Ok((
+                    id,
+                    serde_ipld_dagcbor::from_slice(&v)
+                        .map_err(|e| Error::Db(format!("ware record of {id}: {e}")))?,
+                ))
+            })
             .collect()
     }
 
     /// Wares cached in part (their root is here, not necessarily everything below).
     pub fn partial_wares(&self) -> Result<Vec<WareId>> {
-        Ok(self.prefixed(PARTIAL_PREFIX)?.into_iter().map(|(id, _)| id).collect())
+        Ok(self
+            .prefixed(PARTIAL_PREFIX)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Marks a ware as cached in part: `fsck` then reports what it lacks as not yet fetched.
@@ -192,10 +249,15 @@ impl Store {
 
     fn prefixed(&self, prefix: &[u8]) -> Result<Vec<(WareId, Vec<u8>)>> {
         let mut out = Vec::new();
-        let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(prefix, rocksdb::Direction::Forward));
+        let it = self.db.iterator_cf(
+            self.cf(CF_META),
+            IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
         for item in it {
             let (k, v) = item.map_err(db_err)?;
-            let Some(rest) = k.strip_prefix(prefix) else { break };
+            let Some(rest) = k.strip_prefix(prefix) else {
+                break;
+            };
             out.push((NodeId::from_bytes(rest)?, v.into_vec()));
         }
         Ok(out)
@@ -209,9 +271,13 @@ impl Store {
             s.logical_bytes += r.logical_bytes;
         }
         s.partial_wares = self.partial_wares()?.len() as u64;
-        for item in self.db.iterator_cf(self.cf(CF_CHUNK_META), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_CHUNK_META), IteratorMode::Start)
+        {
             let (_, v) = item.map_err(db_err)?;
-            let (len, stored) = parse_chunk_meta(&v).ok_or_else(|| Error::Db("malformed chunk metadata".into()))?;
+            let (len, stored) =
+                parse_chunk_meta(&v).ok_or_else(|| Error::Db("malformed chunk metadata".into()))?;
             s.chunks += 1;
             s.chunk_bytes += u64::from(len);
             s.stored_chunk_bytes += u64::from(stored);
@@ -222,7 +288,11 @@ impl Store {
             s.node_bytes += v.len() as u64;
         }
         s.stored_bytes = s.stored_chunk_bytes + s.node_bytes;
-        s.dedup_ratio = if s.stored_bytes > 0 { s.logical_bytes as f64 / s.stored_bytes as f64 } else { 0.0 };
+        s.dedup_ratio = if s.stored_bytes > 0 {
+            s.logical_bytes as f64 / s.stored_bytes as f64
+        } else {
+            0.0
+        };
         s.disk_bytes = dir_size(&self.dir);
         Ok(s)
     }
@@ -240,9 +310,18 @@ impl Store {
             Damage::Chunk(id) => (CF_CHUNKS, id.0.to_vec()),
             Damage::Node(id) => (CF_NODES, id.to_bytes()),
         };
-        let mut v = self.db.get_cf(self.cf(cf), &key).map_err(db_err)?.ok_or_else(|| Error::NotFound { what: "object", id: format!("{what:?}") })?;
-        let last = v.len() - 1;
-        v[last] ^= 0x01;
+        let mut v = self
+            .db
+            .get_cf(self.cf(cf), &key)
+            .map_err(db_err)?
+            .ok_or_else(|| Error::NotFound {
+                what: "object",
+                id: format!("{what:?}"),
+            })?;
+        match v.last_mut() {
+            Some(b) => *b ^= 0x01,
+            None => v.push(0),
+        }
         self.db.put_cf(self.cf(cf), key, v).map_err(db_err)
     }
 }
@@ -264,7 +343,12 @@ pub(crate) fn parse_chunk_meta(v: &[u8]) -> Option<(u32, u32)> {
 
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -274,17 +358,27 @@ impl BlockSource for Store {
             .db
             .get_cf(self.cf(CF_NODES), id.to_bytes())
             .map_err(db_err)?
-            .ok_or_else(|| Error::NotFound { what: "node", id: id.to_string() })?;
+            .ok_or_else(|| Error::NotFound {
+                what: "node",
+                id: id.to_string(),
+            })?;
         if !id.matches(&bytes) {
             tracing::error!(node = %id, "stored node does not match its hash");
-            return Err(Error::CorruptNode { id: *id, why: "stored bytes do not match the ID".into() });
+            return Err(Error::CorruptNode {
+                id: *id,
+                why: "stored bytes do not match the ID".into(),
+            });
         }
         Ok(bytes)
     }
 
     fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let stored = self.raw_chunk(id)?.ok_or_else(|| Error::NotFound { what: "chunk", id: id.to_string() })?;
-        decode_chunk(*id, &stored).inspect_err(|_| tracing::error!(chunk = %id, "stored chunk does not match its hash"))
+        let stored = self.raw_chunk(id)?.ok_or_else(|| Error::NotFound {
+            what: "chunk",
+            id: id.to_string(),
+        })?;
+        decode_chunk(*id, &stored)
+            .inspect_err(|_| tracing::error!(chunk = %id, "stored chunk does not match its hash"))
     }
 }
 
@@ -320,11 +414,24 @@ impl BlockSink for Store {
 
     fn commit_ware(&self, id: &WareId, record: &WareRecord) -> Result<()> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_META), [WARE_PREFIX, &id.to_bytes()].concat(), serde_ipld_dagcbor::to_vec(record).map_err(|e| Error::Db(e.to_string()))?);
+        batch.put_cf(
+            self.cf(CF_META),
+            [WARE_PREFIX, &id.to_bytes()].concat(),
+            serde_ipld_dagcbor::to_vec(record).map_err(|e| Error::Db(e.to_string()))?,
+        );
         batch.delete_cf(self.cf(CF_META), [PARTIAL_PREFIX, &id.to_bytes()].concat());
         let mut wo = WriteOptions::default();
         // The sync makes the whole log durable up to here: every chunk and node before it.
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo).map_err(db_err)
+        self.db.write_opt(batch, &wo).map_err(db_err)?;
+        // Move what the pack wrote from the log into table and blob files now, so the next
+        // open does not replay a large log.
+        // The ware is durable already; a failed flush only costs a longer replay at next open.
+        for cf in [CF_CHUNKS, CF_CHUNK_META, CF_NODES, CF_META] {
+            if let Err(e) = self.db.flush_cf(self.cf(cf)) {
+                tracing::warn!(error = %e, "flushing after a commit failed");
+            }
+        }
+        Ok(())
     }
 }

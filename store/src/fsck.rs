@@ -13,6 +13,7 @@ use crate::id::{ChunkId, NodeId};
 use crate::node::{DirNode, Entry, FileNode, RootNode};
 use crate::pack::Progress;
 use crate::source::BlockSource;
+use crate::tree::MAX_INDEX_DEPTH;
 
 /// What `fsck` found.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -55,8 +56,12 @@ fn push_limited(v: &mut Vec<String>, s: String) {
 
 /// Checks the whole store.
 pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport> {
+    // Walking a ware recurses once per directory level: use a stack sized for the deepest.
+    crate::pack::with_big_stack(|| check(store, progress))
+}
+
+fn check(store: &Store, progress: &dyn Progress) -> Result<FsckReport> {
     let mut r = FsckReport::default();
-    let mut bad_chunks = HashSet::new();
     let mut bad_nodes = HashSet::new();
     let mut all_chunks = HashSet::new();
     let mut all_nodes = HashSet::new();
@@ -68,11 +73,15 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport> {
         .filter_map(|(_, v)| parse_chunk_meta(&v).map(|m| u64::from(m.1)))
         .sum();
     progress.total(total);
-    for item in store.db.iterator_cf(store.cf(CF_CHUNKS), IteratorMode::Start) {
+    for item in store
+        .db
+        .iterator_cf(store.cf(CF_CHUNKS), IteratorMode::Start)
+    {
         let (k, v) = match item {
             Ok(kv) => kv,
             Err(e) => {
-                r.database_errors.push(format!("chunks: {}", e.into_string()));
+                r.database_errors
+                    .push(format!("chunks: {}", e.into_string()));
                 break;
             }
         };
@@ -85,31 +94,40 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport> {
         let id = ChunkId(raw);
         all_chunks.insert(id);
         if let Err(e) = decode_chunk(id, &v) {
-            bad_chunks.insert(id);
             push_limited(&mut r.corrupt, e.to_string());
         }
     }
-    for item in store.db.iterator_cf(store.cf(CF_CHUNK_META), IteratorMode::Start) {
+    for item in store
+        .db
+        .iterator_cf(store.cf(CF_CHUNK_META), IteratorMode::Start)
+    {
         match item {
             Ok((k, _)) => {
                 if let Ok(raw) = <[u8; 32]>::try_from(&k[..])
                     && !all_chunks.contains(&ChunkId(raw))
                 {
-                    push_limited(&mut r.corrupt, format!("chunk {}: metadata without data", ChunkId(raw)));
-                    bad_chunks.insert(ChunkId(raw));
+                    push_limited(
+                        &mut r.corrupt,
+                        format!("chunk {}: metadata without data", ChunkId(raw)),
+                    );
                 }
             }
             Err(e) => {
-                r.database_errors.push(format!("chunk_meta: {}", e.into_string()));
+                r.database_errors
+                    .push(format!("chunk_meta: {}", e.into_string()));
                 break;
             }
         }
     }
-    for item in store.db.iterator_cf(store.cf(CF_NODES), IteratorMode::Start) {
+    for item in store
+        .db
+        .iterator_cf(store.cf(CF_NODES), IteratorMode::Start)
+    {
         let (k, v) = match item {
             Ok(kv) => kv,
             Err(e) => {
-                r.database_errors.push(format!("nodes: {}", e.into_string()));
+                r.database_errors
+                    .push(format!("nodes: {}", e.into_string()));
                 break;
             }
         };
@@ -119,14 +137,24 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport> {
                 all_nodes.insert(id);
                 if !id.matches(&v) {
                     bad_nodes.insert(id);
-                    push_limited(&mut r.corrupt, format!("node {id} is corrupt: its bytes do not match its hash"));
+                    push_limited(
+                        &mut r.corrupt,
+                        format!("node {id} is corrupt: its bytes do not match its hash"),
+                    );
                 }
             }
             Err(e) => push_limited(&mut r.corrupt, format!("node key: {e}")),
         }
     }
 
-    let mut walk = Walk { store, seen_nodes: HashSet::new(), seen_chunks: HashSet::new(), all_chunks: &all_chunks, bad_nodes: &bad_nodes };
+    let mut walk = Walk {
+        store,
+        seen_nodes: HashSet::new(),
+        seen_chunks: HashSet::new(),
+        all_chunks: &all_chunks,
+        bad_nodes: &bad_nodes,
+        corrupt: Vec::new(),
+    };
     for (ware, _) in store.wares()? {
         r.wares_checked += 1;
         let mut missing = Vec::new();
@@ -141,9 +169,13 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport> {
         walk.ware(&ware, &mut missing);
         r.not_yet_fetched += missing.len() as u64;
     }
+    for c in std::mem::take(&mut walk.corrupt) {
+        push_limited(&mut r.corrupt, c);
+    }
     let referenced_chunks = walk.seen_chunks.len() as u64;
     let referenced_nodes = walk.seen_nodes.len() as u64;
-    r.unreferenced = (all_chunks.len() as u64).saturating_sub(referenced_chunks) + (all_nodes.len() as u64).saturating_sub(referenced_nodes);
+    r.unreferenced = (all_chunks.len() as u64).saturating_sub(referenced_chunks)
+        + (all_nodes.len() as u64).saturating_sub(referenced_nodes);
     Ok(r)
 }
 
@@ -153,18 +185,27 @@ struct Walk<'a> {
     seen_chunks: HashSet<ChunkId>,
     all_chunks: &'a HashSet<ChunkId>,
     bad_nodes: &'a HashSet<NodeId>,
+    /// Nodes whose bytes match their hash but do not decode as the node expected there.
+    corrupt: Vec<String>,
 }
 
 impl Walk<'_> {
     fn ware(&mut self, ware: &NodeId, missing: &mut Vec<String>) {
-        if let Some(root) = self.node(ware, missing, |id, b| RootNode::decode(id, b).map(|n| n.root)) {
+        if let Some(root) = self.node(ware, missing, |id, b| {
+            RootNode::decode(id, b).map(|n| n.root)
+        }) {
             self.entry(&root, missing);
         }
     }
 
     /// Loads and decodes a node once; absent or undecodable nodes go to `missing`, corrupt
     /// ones were already reported by the scan.
-    fn node<T>(&mut self, id: &NodeId, missing: &mut Vec<String>, decode: impl Fn(&NodeId, &[u8]) -> Result<T>) -> Option<T> {
+    fn node<T>(
+        &mut self,
+        id: &NodeId,
+        missing: &mut Vec<String>,
+        decode: impl Fn(&NodeId, &[u8]) -> Result<T>,
+    ) -> Option<T> {
         if !self.seen_nodes.insert(*id) || self.bad_nodes.contains(id) {
             return None;
         }
@@ -172,7 +213,7 @@ impl Walk<'_> {
             Ok(bytes) => match decode(id, &bytes) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    missing.push(format!("undecodable {e}"));
+                    self.corrupt.push(e.to_string());
                     None
                 }
             },
@@ -200,14 +241,19 @@ impl Walk<'_> {
             }
         }
         if let Some(f) = e.file.and_then(|c| NodeId::from_cid(c).ok()) {
-            self.file(&f, missing);
+            self.file(&f, missing, 0);
         }
         if let Some(d) = e.dir.and_then(|c| NodeId::from_cid(c).ok()) {
-            self.dir(&d, missing);
+            self.dir(&d, missing, 0);
         }
     }
 
-    fn file(&mut self, id: &NodeId, missing: &mut Vec<String>) {
+    fn file(&mut self, id: &NodeId, missing: &mut Vec<String>, depth: usize) {
+        if depth > MAX_INDEX_DEPTH {
+            self.corrupt
+                .push(format!("node {id}: index nodes nested too deep"));
+            return;
+        }
         if let Some(n) = self.node(id, missing, FileNode::decode) {
             for c in &n.chunks {
                 if let Ok(cid) = c.id() {
@@ -216,20 +262,25 @@ impl Walk<'_> {
             }
             for p in &n.parts {
                 if let Ok(pid) = NodeId::from_cid(p.0) {
-                    self.file(&pid, missing);
+                    self.file(&pid, missing, depth + 1);
                 }
             }
         }
     }
 
-    fn dir(&mut self, id: &NodeId, missing: &mut Vec<String>) {
+    fn dir(&mut self, id: &NodeId, missing: &mut Vec<String>, depth: usize) {
+        if depth > MAX_INDEX_DEPTH {
+            self.corrupt
+                .push(format!("node {id}: index nodes nested too deep"));
+            return;
+        }
         if let Some(n) = self.node(id, missing, DirNode::decode) {
             for e in &n.entries {
                 self.entry(e, missing);
             }
             for p in &n.parts {
                 if let Ok(pid) = NodeId::from_cid(p.1) {
-                    self.dir(&pid, missing);
+                    self.dir(&pid, missing, depth + 1);
                 }
             }
         }

@@ -1,10 +1,10 @@
 //! ware-store: the data model and local store of warefs.
 //!
 //! It owns chunking (FastCDC), hashing (BLAKE3), compression (zstd), the node format (DAG-CBOR,
-//! CIDv1) and, behind the default `rocksdb` feature, the RocksDB store, `pack`, `fsck` and
-//! `stats`. Without that feature the crate still offers IDs, the node codec, chunk
-//! verification and the tree [`Reader`] over any [`BlockSource`], so `fs` and `fetchers` build
-//! without RocksDB's C++.
+//! CIDv1), pack and unpack over any [`BlockSink`]/[`BlockSource`], and, behind the default
+//! `rocksdb` feature, the RocksDB store, `fsck` and `stats`. Without that feature the crate
+//! still offers IDs, the node codec, chunk verification, pack/unpack and the tree [`Reader`],
+//! so `fs` and `fetchers` build without RocksDB's C++.
 //!
 //! Invariants:
 //! - No RocksDB type appears in a public signature.

@@ -126,6 +126,7 @@ impl ChunkRef {
         ChunkId::from_cid(&self.0)
     }
     /// Length of the chunk in bytes.
+    #[allow(clippy::len_without_is_empty)] // a chunk is never empty (validated)
     pub fn len(&self) -> u64 {
         u64::from(self.1)
     }
@@ -234,7 +235,12 @@ impl Entry {
 
     /// Checks the entry's shape; `root` allows the empty name the root entry has.
     pub fn validate(&self, root: bool) -> Result<()> {
-        let bad = |why: String| Err(Error::Malformed(format!("entry {:?}: {why}", self.display_name())));
+        let bad = |why: String| {
+            Err(Error::Malformed(format!(
+                "entry {:?}: {why}",
+                self.display_name()
+            )))
+        };
         if root {
             if !self.name.is_empty() || self.kind != Kind::Dir {
                 return bad("the root entry must be an unnamed directory".into());
@@ -250,12 +256,18 @@ impl Entry {
         }
         let xattr_bytes: usize = self.xattrs.iter().map(|(n, v)| n.len() + v.len()).sum();
         if xattr_bytes > XATTRS_MAX {
-            return bad(format!("xattrs total {xattr_bytes} bytes, more than {XATTRS_MAX}"));
+            return bad(format!(
+                "xattrs total {xattr_bytes} bytes, more than {XATTRS_MAX}"
+            ));
         }
         if !self.xattrs.windows(2).all(|w| w[0].0 < w[1].0) {
             return bad("xattrs not sorted or duplicated".into());
         }
-        if self.xattrs.iter().any(|(n, _)| n.is_empty() || n.len() > 255 || n.contains(&0)) {
+        if self
+            .xattrs
+            .iter()
+            .any(|(n, _)| n.is_empty() || n.len() > 255 || n.contains(&0))
+        {
             return bad("bad xattr name".into());
         }
         let is_file = self.kind == Kind::File;
@@ -340,7 +352,10 @@ fn chunk_total(chunks: &[ChunkRef]) -> Result<u64> {
     for c in chunks {
         c.id()?;
         if c.1 == 0 || c.1 as usize > MAX_CHUNK {
-            return Err(Error::Malformed(format!("chunk {} has length {}", c.0, c.1)));
+            return Err(Error::Malformed(format!(
+                "chunk {} has length {}",
+                c.0, c.1
+            )));
         }
         total += c.len();
     }
@@ -399,7 +414,10 @@ pub fn encode<T: Serialize>(node: &T) -> Vec<u8> {
 
 fn decode<T: for<'de> Deserialize<'de>>(id: &NodeId, bytes: &[u8]) -> Result<T> {
     if bytes.len() > MAX_NODE {
-        return Err(corrupt(id, format!("{} bytes, more than {MAX_NODE}", bytes.len())));
+        return Err(corrupt(
+            id,
+            format!("{} bytes, more than {MAX_NODE}", bytes.len()),
+        ));
     }
     serde_ipld_dagcbor::from_slice(bytes).map_err(|e| corrupt(id, format!("does not decode: {e}")))
 }
@@ -420,7 +438,13 @@ impl RootNode {
     pub fn decode(id: &NodeId, bytes: &[u8]) -> Result<Self> {
         let n: RootNode = decode(id, bytes)?;
         if n.format != FORMAT_V1 {
-            return Err(corrupt(id, format!("unknown format {:?} (this ware reads {FORMAT_V1})", n.format)));
+            return Err(corrupt(
+                id,
+                format!(
+                    "unknown format {:?} (this ware reads {FORMAT_V1})",
+                    n.format
+                ),
+            ));
         }
         with_id(id, n.root.validate(true))?;
         Ok(n)
@@ -458,7 +482,10 @@ impl FileNode {
     pub fn decode(id: &NodeId, bytes: &[u8]) -> Result<Self> {
         let n: FileNode = decode(id, bytes)?;
         if n.chunks.is_empty() == n.parts.is_empty() {
-            return Err(corrupt(id, "a file node holds either chunks or parts".into()));
+            return Err(corrupt(
+                id,
+                "a file node holds either chunks or parts".into(),
+            ));
         }
         if n.chunks.len() > FILE_NODE_FANOUT || n.parts.len() > FILE_NODE_FANOUT {
             return Err(corrupt(id, "more than the fan-out".into()));
@@ -472,7 +499,8 @@ impl FileNode {
 
     /// Bytes covered by this node.
     pub fn size(&self) -> u64 {
-        self.chunks.iter().map(ChunkRef::len).sum::<u64>() + self.parts.iter().map(|p| p.1).sum::<u64>()
+        self.chunks.iter().map(ChunkRef::len).sum::<u64>()
+            + self.parts.iter().map(|p| p.1).sum::<u64>()
     }
 }
 
@@ -492,8 +520,14 @@ mod tests {
     #[test]
     fn encoding_is_canonical_dag_cbor() {
         let mut e = file(b"\xffnot-utf8", b"hi");
-        e.xattrs = vec![(ByteBuf::from(b"user.a".to_vec()), ByteBuf::from(b"1".to_vec()))];
-        let bytes = encode(&DirNode { entries: vec![e], parts: vec![] });
+        e.xattrs = vec![(
+            ByteBuf::from(b"user.a".to_vec()),
+            ByteBuf::from(b"1".to_vec()),
+        )];
+        let bytes = encode(&DirNode {
+            entries: vec![e],
+            parts: vec![],
+        });
         // Re-encoding the generic IPLD form gives the same bytes: map keys are in canonical order.
         let generic: Ipld = serde_ipld_dagcbor::from_slice(&bytes).unwrap();
         assert_eq!(serde_ipld_dagcbor::to_vec(&generic).unwrap(), bytes);
@@ -522,7 +556,10 @@ mod tests {
 
     #[test]
     fn unsorted_or_unknown_nodes_are_corrupt() {
-        let n = DirNode { entries: vec![file(b"b", b""), file(b"a", b"")], parts: vec![] };
+        let n = DirNode {
+            entries: vec![file(b"b", b""), file(b"a", b"")],
+            parts: vec![],
+        };
         let bytes = encode(&n);
         let err = DirNode::decode(&NodeId::of(&bytes), &bytes).unwrap_err();
         assert!(err.is_corruption(), "{err}");

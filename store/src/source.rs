@@ -68,7 +68,10 @@ impl MemStore {
     }
     /// Wares recorded complete.
     pub fn wares(&self) -> Vec<WareId> {
-        self.wares.read().map(|w| w.keys().copied().collect()).unwrap_or_default()
+        self.wares
+            .read()
+            .map(|w| w.keys().copied().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -79,15 +82,24 @@ fn poisoned() -> Error {
 impl BlockSource for MemStore {
     fn node(&self, id: &NodeId) -> Result<Vec<u8>> {
         let nodes = self.nodes.read().map_err(|_| poisoned())?;
-        let bytes = nodes.get(id).ok_or_else(|| Error::NotFound { what: "node", id: id.to_string() })?;
+        let bytes = nodes.get(id).ok_or_else(|| Error::NotFound {
+            what: "node",
+            id: id.to_string(),
+        })?;
         if !id.matches(bytes) {
-            return Err(Error::CorruptNode { id: *id, why: "bytes do not match the ID".into() });
+            return Err(Error::CorruptNode {
+                id: *id,
+                why: "bytes do not match the ID".into(),
+            });
         }
         Ok(bytes.clone())
     }
     fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let chunks = self.chunks.read().map_err(|_| poisoned())?;
-        let stored = chunks.get(id).ok_or_else(|| Error::NotFound { what: "chunk", id: id.to_string() })?;
+        let stored = chunks.get(id).ok_or_else(|| Error::NotFound {
+            what: "chunk",
+            id: id.to_string(),
+        })?;
         decode_chunk(*id, stored)
     }
 }
@@ -111,7 +123,10 @@ impl BlockSink for MemStore {
         Ok(())
     }
     fn commit_ware(&self, id: &WareId, record: &WareRecord) -> Result<()> {
-        self.wares.write().map_err(|_| poisoned())?.insert(*id, record.clone());
+        self.wares
+            .write()
+            .map_err(|_| poisoned())?
+            .insert(*id, record.clone());
         Ok(())
     }
 }

@@ -8,6 +8,17 @@ use crate::id::{NodeId, WareId};
 use crate::node::{ChunkRef, DirNode, Entry, FileNode, Kind, RootNode};
 use crate::source::BlockSource;
 
+/// Deepest chain of index nodes (split directories or files) a reader follows. Writers need
+/// about 3 levels for any real tree; a hostile ware cannot make a reader recurse without bound.
+pub const MAX_INDEX_DEPTH: usize = 16;
+
+fn too_deep(id: &NodeId) -> Error {
+    Error::CorruptNode {
+        id: *id,
+        why: format!("index nodes nested deeper than {MAX_INDEX_DEPTH} levels"),
+    }
+}
+
 /// Walks wares stored in (or reachable through) a block source.
 pub struct Reader<'a> {
     src: &'a dyn BlockSource,
@@ -22,7 +33,10 @@ impl<'a> Reader<'a> {
     /// The root entry of a ware (an unnamed directory).
     pub fn root(&self, ware: &WareId) -> Result<Entry> {
         let bytes = self.src.node(ware).map_err(|e| match e {
-            Error::NotFound { .. } => Error::NotFound { what: "ware", id: ware.to_string() },
+            Error::NotFound { .. } => Error::NotFound {
+                what: "ware",
+                id: ware.to_string(),
+            },
             other => other,
         })?;
         Ok(RootNode::decode(ware, &bytes)?.root)
@@ -35,31 +49,37 @@ impl<'a> Reader<'a> {
     /// Every entry of a directory, in name order.
     pub fn list(&self, dir: &Entry) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
-        self.list_into(&dir.dir_id()?, &mut out)?;
+        self.for_each_entry(dir, &mut |e| {
+            out.push(e);
+            Ok(())
+        })?;
         Ok(out)
     }
 
-    fn list_into(&self, id: &NodeId, out: &mut Vec<Entry>) -> Result<()> {
-        let node = self.dir_node(id)?;
-        out.extend(node.entries);
-        for part in &node.parts {
-            self.list_into(&NodeId::from_cid(part.1)?, out)?;
-        }
-        Ok(())
-    }
-
     /// Visits a directory's entries in name order without holding them all at once.
-    pub fn for_each_entry(&self, dir: &Entry, f: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
-        self.visit(&dir.dir_id()?, f)
+    pub fn for_each_entry(
+        &self,
+        dir: &Entry,
+        f: &mut dyn FnMut(Entry) -> Result<()>,
+    ) -> Result<()> {
+        self.visit(&dir.dir_id()?, f, 0)
     }
 
-    fn visit(&self, id: &NodeId, f: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
+    fn visit(
+        &self,
+        id: &NodeId,
+        f: &mut dyn FnMut(Entry) -> Result<()>,
+        depth: usize,
+    ) -> Result<()> {
+        if depth > MAX_INDEX_DEPTH {
+            return Err(too_deep(id));
+        }
         let node = self.dir_node(id)?;
         for e in node.entries {
             f(e)?;
         }
         for part in &node.parts {
-            self.visit(&NodeId::from_cid(part.1)?, f)?;
+            self.visit(&NodeId::from_cid(part.1)?, f, depth + 1)?;
         }
         Ok(())
     }
@@ -67,7 +87,7 @@ impl<'a> Reader<'a> {
     /// Looks up one name in a directory (binary search through split parts).
     pub fn lookup(&self, dir: &Entry, name: &[u8]) -> Result<Option<Entry>> {
         let mut id = dir.dir_id()?;
-        loop {
+        for _ in 0..=MAX_INDEX_DEPTH {
             let node = self.dir_node(&id)?;
             if node.parts.is_empty() {
                 return Ok(node
@@ -83,6 +103,7 @@ impl<'a> Reader<'a> {
             }
             id = NodeId::from_cid(node.parts[i - 1].1)?;
         }
+        Err(too_deep(&id))
     }
 
     /// Resolves a `/`-separated path inside a ware (empty or `/` is the root). Symlinks are not
@@ -90,21 +111,33 @@ impl<'a> Reader<'a> {
     pub fn resolve(&self, ware: &WareId, path: &[u8]) -> Result<Entry> {
         let mut entry = self.root(ware)?;
         let mut so_far = Vec::new();
-        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        for comp in path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+        {
             if !so_far.is_empty() {
                 so_far.push(b'/');
             }
             so_far.extend_from_slice(comp);
             let shown = || String::from_utf8_lossy(&so_far).into_owned();
             if entry.kind != Kind::Dir {
-                return Err(Error::NotADirectory { ware: *ware, path: shown() });
+                return Err(Error::NotADirectory {
+                    ware: *ware,
+                    path: shown(),
+                });
             }
             if comp == b".." {
-                return Err(Error::NoSuchPath { ware: *ware, path: shown() });
+                return Err(Error::NoSuchPath {
+                    ware: *ware,
+                    path: shown(),
+                });
             }
             entry = self
                 .lookup(&entry, comp)?
-                .ok_or_else(|| Error::NoSuchPath { ware: *ware, path: shown() })?;
+                .ok_or_else(|| Error::NoSuchPath {
+                    ware: *ware,
+                    path: shown(),
+                })?;
         }
         Ok(entry)
     }
@@ -113,16 +146,19 @@ impl<'a> Reader<'a> {
     pub fn chunks(&self, file: &Entry) -> Result<Vec<ChunkRef>> {
         let mut out = file.chunks.clone();
         if let Some(f) = file.file {
-            self.file_chunks(&NodeId::from_cid(f)?, &mut out)?;
+            self.file_chunks(&NodeId::from_cid(f)?, &mut out, 0)?;
         }
         Ok(out)
     }
 
-    fn file_chunks(&self, id: &NodeId, out: &mut Vec<ChunkRef>) -> Result<()> {
+    fn file_chunks(&self, id: &NodeId, out: &mut Vec<ChunkRef>, depth: usize) -> Result<()> {
+        if depth > MAX_INDEX_DEPTH {
+            return Err(too_deep(id));
+        }
         let node = FileNode::decode(id, &self.src.node(id)?)?;
         out.extend(node.chunks);
         for p in &node.parts {
-            self.file_chunks(&NodeId::from_cid(p.0)?, out)?;
+            self.file_chunks(&NodeId::from_cid(p.0)?, out, depth + 1)?;
         }
         Ok(())
     }

@@ -58,22 +58,41 @@ struct Unpacker<'a> {
 }
 
 /// Unpacks `ware` into `target`, which must be absent or an empty directory.
-pub fn unpack(src: &dyn BlockSource, ware: &WareId, target: &Path, progress: &dyn Progress) -> Result<UnpackReport> {
+pub fn unpack(
+    src: &dyn BlockSource,
+    ware: &WareId,
+    target: &Path,
+    progress: &dyn Progress,
+) -> Result<UnpackReport> {
     let reader = Reader::new(src);
     let root_entry = reader.root(ware)?;
     let io = |e: std::io::Error| Error::io(target, e);
     match std::fs::symlink_metadata(target) {
         Ok(md) if md.is_dir() => {
             if std::fs::read_dir(target).map_err(io)?.next().is_some() {
-                return Err(Error::Unpack { path: target.into(), why: "target directory is not empty".into() });
+                return Err(Error::Unpack {
+                    path: target.into(),
+                    why: "target directory is not empty".into(),
+                });
             }
         }
-        Ok(_) => return Err(Error::Unpack { path: target.into(), why: "target exists and is not a directory".into() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(target).map_err(io)?,
+        Ok(_) => {
+            return Err(Error::Unpack {
+                path: target.into(),
+                why: "target exists and is not a directory".into(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(target).map_err(io)?
+        }
         Err(e) => return Err(io(e)),
     }
-    let root = rustix::fs::open(target, OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::io(target, e.into()))?;
+    let root = rustix::fs::open(
+        target,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(target, e.into()))?;
     let set_owners = rustix::process::geteuid().is_root();
     let u = Unpacker {
         reader,
@@ -88,9 +107,12 @@ pub fn unpack(src: &dyn BlockSource, ware: &WareId, target: &Path, progress: &dy
     };
     with_big_stack(move || {
         let (tokens_tx, tokens_rx) = crossbeam_channel::bounded(WRITERS_IN_FLIGHT);
-        let walked = rayon::scope(|scope| -> Result<()> {
+        let walked = rayon::in_place_scope(|scope| -> Result<()> {
             let root_fd = u.root.try_clone().map_err(|e| Error::io(&u.target, e))?;
-            let walk = Walk { scope, tokens: (&tokens_tx, &tokens_rx) };
+            let walk = Walk {
+                scope,
+                tokens: (&tokens_tx, &tokens_rx),
+            };
             let mut rel = Vec::new();
             u.dir(&walk, &root_fd, &root_entry, &mut rel, 0)?;
             u.metadata(&root_fd, None, &root_entry, &[])?;
@@ -104,7 +126,10 @@ pub fn unpack(src: &dyn BlockSource, ware: &WareId, target: &Path, progress: &dy
         report.dirs += 1;
         let mut notices = u.notices.into_inner().unwrap_or_default();
         if !u.set_owners {
-            notices.note("not running as root: owners left as the current user", "(all entries)");
+            notices.note(
+                "not running as root: owners left as the current user",
+                "(all entries)",
+            );
         }
         report.notices = notices.into_messages();
         Ok(report)
@@ -115,7 +140,10 @@ pub fn unpack(src: &dyn BlockSource, ware: &WareId, target: &Path, progress: &dy
 /// many run (and hold a descriptor) at once.
 struct Walk<'s, 'scope> {
     scope: &'s rayon::Scope<'scope>,
-    tokens: (&'s crossbeam_channel::Sender<()>, &'s crossbeam_channel::Receiver<()>),
+    tokens: (
+        &'s crossbeam_channel::Sender<()>,
+        &'s crossbeam_channel::Receiver<()>,
+    ),
 }
 
 fn show(rel: &[u8]) -> String {
@@ -124,7 +152,10 @@ fn show(rel: &[u8]) -> String {
 
 impl<'a> Unpacker<'a> {
     fn fail_at(&self, rel: &[u8], e: impl std::fmt::Display) -> Error {
-        Error::Unpack { path: self.target.join(show(rel)), why: e.to_string() }
+        Error::Unpack {
+            path: self.target.join(show(rel)),
+            why: e.to_string(),
+        }
     }
 
     fn note(&self, what: &'static str, rel: &[u8]) {
@@ -139,7 +170,14 @@ impl<'a> Unpacker<'a> {
         }
     }
 
-    fn dir<'scope>(&'scope self, walk: &Walk<'_, 'scope>, dirfd: &OwnedFd, dir: &Entry, rel: &mut Vec<u8>, depth: usize) -> Result<()>
+    fn dir<'scope>(
+        &'scope self,
+        walk: &Walk<'_, 'scope>,
+        dirfd: &OwnedFd,
+        dir: &Entry,
+        rel: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<()>
     where
         'a: 'scope,
     {
@@ -167,23 +205,39 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    fn entry<'scope>(&'scope self, walk: &Walk<'_, 'scope>, dirfd: &OwnedFd, e: &Entry, rel: &mut Vec<u8>, depth: usize) -> Result<()>
+    fn entry<'scope>(
+        &'scope self,
+        walk: &Walk<'_, 'scope>,
+        dirfd: &OwnedFd,
+        e: &Entry,
+        rel: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<()>
     where
         'a: 'scope,
     {
         let name = e.name.as_slice();
-        let at = |r: std::result::Result<(), Errno>| r.map_err(|err| self.fail_at(rel, std::io::Error::from(err)));
+        let at = |r: std::result::Result<(), Errno>| {
+            r.map_err(|err| self.fail_at(rel, std::io::Error::from(err)))
+        };
         match e.kind {
             Kind::Dir => {
                 at(rustix::fs::mkdirat(dirfd, name, Mode::from_raw_mode(0o700)))?;
-                let fd = rustix::fs::openat(dirfd, name, OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|err| self.fail_at(rel, std::io::Error::from(err)))?;
+                let fd = rustix::fs::openat(
+                    dirfd,
+                    name,
+                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|err| self.fail_at(rel, std::io::Error::from(err)))?;
                 self.dir(walk, &fd, e, rel, depth + 1)?;
                 self.metadata(&fd, None, e, rel)?;
                 self.count(|r| r.dirs += 1);
             }
             Kind::File => {
-                let first = e.hardlink.and_then(|g| self.links.lock().ok().and_then(|l| l.get(&g).cloned()));
+                let first = e
+                    .hardlink
+                    .and_then(|g| self.links.lock().ok().and_then(|l| l.get(&g).cloned()));
                 if let Some(first) = first {
                     let (parent, fname) = match first.iter().rposition(|&b| b == b'/') {
                         Some(i) => (&first[..i], &first[i + 1..]),
@@ -194,10 +248,18 @@ impl<'a> Unpacker<'a> {
                         if parent.is_empty() { &b"."[..] } else { parent },
                         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                         Mode::empty(),
-                        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+                        ResolveFlags::BENEATH
+                            | ResolveFlags::NO_SYMLINKS
+                            | ResolveFlags::NO_MAGICLINKS,
                     )
                     .map_err(|err| self.fail_at(rel, std::io::Error::from(err)))?;
-                    at(rustix::fs::linkat(&pfd, fname, dirfd, name, AtFlags::empty()))?;
+                    at(rustix::fs::linkat(
+                        &pfd,
+                        fname,
+                        dirfd,
+                        name,
+                        AtFlags::empty(),
+                    ))?;
                     self.count(|r| r.files += 1);
                     return Ok(());
                 }
@@ -209,7 +271,11 @@ impl<'a> Unpacker<'a> {
                 let fd = rustix::fs::openat(
                     dirfd,
                     name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|err| self.fail_at(rel, std::io::Error::from(err)))?;
@@ -235,7 +301,11 @@ impl<'a> Unpacker<'a> {
                 }
             }
             Kind::Symlink => {
-                let target: &[u8] = e.target.as_deref().map(|t| t.as_slice()).unwrap_or_default();
+                let target: &[u8] = e
+                    .target
+                    .as_deref()
+                    .map(|t| t.as_slice())
+                    .unwrap_or_default();
                 at(rustix::fs::symlinkat(target, dirfd, name))?;
                 self.metadata(dirfd, Some(name), e, rel)?;
                 self.count(|r| r.symlinks += 1);
@@ -243,8 +313,14 @@ impl<'a> Unpacker<'a> {
             Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
                 let (ft, dev) = match e.kind {
                     Kind::Fifo => (FileType::Fifo, 0),
-                    Kind::CharDevice => (FileType::CharacterDevice, e.rdev.map(|(a, b)| rustix::fs::makedev(a, b)).unwrap_or(0)),
-                    _ => (FileType::BlockDevice, e.rdev.map(|(a, b)| rustix::fs::makedev(a, b)).unwrap_or(0)),
+                    Kind::CharDevice => (
+                        FileType::CharacterDevice,
+                        e.rdev.map(|(a, b)| rustix::fs::makedev(a, b)).unwrap_or(0),
+                    ),
+                    _ => (
+                        FileType::BlockDevice,
+                        e.rdev.map(|(a, b)| rustix::fs::makedev(a, b)).unwrap_or(0),
+                    ),
                 };
                 match rustix::fs::mknodat(dirfd, name, ft, Mode::from_raw_mode(0o600), dev) {
                     Ok(()) => {
@@ -261,12 +337,17 @@ impl<'a> Unpacker<'a> {
 
     fn write_file(&self, fd: OwnedFd, e: &Entry, rel: &[u8]) -> Result<()> {
         let mut out = BufWriter::with_capacity(256 * 1024, File::from(fd));
-        let n = self.reader.copy_file(e, &mut out).map_err(|err| match err {
-            Error::Io { source, .. } => self.fail_at(rel, source),
-            other => other,
-        })?;
+        let n = self
+            .reader
+            .copy_file(e, &mut out)
+            .map_err(|err| match err {
+                Error::Io { source, .. } => self.fail_at(rel, source),
+                other => other,
+            })?;
         out.flush().map_err(|err| self.fail_at(rel, err))?;
-        let file = out.into_inner().map_err(|err| self.fail_at(rel, err.into_error()))?;
+        let file = out
+            .into_inner()
+            .map_err(|err| self.fail_at(rel, err.into_error()))?;
         self.progress.advance(n);
         self.count(|r| r.bytes += n);
         self.metadata(&OwnedFd::from(file), None, e, rel)
@@ -281,21 +362,36 @@ impl<'a> Unpacker<'a> {
             let r = match name {
                 None => rustix::fs::fsetxattr(fd, xn.as_slice(), xv, XattrFlags::empty()),
                 Some(n) => {
-                    let mut p = format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(fd)).into_bytes();
+                    let mut p = format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(fd))
+                        .into_bytes();
                     p.extend_from_slice(n);
                     rustix::fs::lsetxattr(p.as_slice(), xn.as_slice(), xv, XattrFlags::empty())
                 }
             };
             match r {
                 Ok(()) => {}
-                Err(Errno::PERM | Errno::NOTSUP | Errno::ACCESS) => self.note("xattrs this filesystem or user cannot set were left out", rel),
+                Err(Errno::PERM | Errno::NOTSUP | Errno::ACCESS) => self.note(
+                    "xattrs this filesystem or user cannot set were left out",
+                    rel,
+                ),
                 Err(x) => return Err(err(x)),
             }
         }
-        let owner = self.set_owners.then(|| (rustix::fs::Uid::from_raw(e.uid), rustix::fs::Gid::from_raw(e.gid)));
+        let owner = self.set_owners.then(|| {
+            (
+                rustix::fs::Uid::from_raw(e.uid),
+                rustix::fs::Gid::from_raw(e.gid),
+            )
+        });
         let ts = Timestamps {
-            last_access: rustix::fs::Timespec { tv_sec: e.mtime, tv_nsec: e.mtime_nsec.into() },
-            last_modification: rustix::fs::Timespec { tv_sec: e.mtime, tv_nsec: e.mtime_nsec.into() },
+            last_access: rustix::fs::Timespec {
+                tv_sec: e.mtime,
+                tv_nsec: e.mtime_nsec.into(),
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: e.mtime,
+                tv_nsec: e.mtime_nsec.into(),
+            },
         };
         let mode = Mode::from_raw_mode(e.mode);
         match name {
@@ -308,13 +404,15 @@ impl<'a> Unpacker<'a> {
             }
             Some(n) => {
                 if let Some((u, g)) = owner {
-                    rustix::fs::chownat(fd.as_fd(), n, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
+                    rustix::fs::chownat(fd.as_fd(), n, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(err)?;
                 }
                 if e.kind != Kind::Symlink {
                     // A device or fifo just created by mknodat under this name: not a symlink.
                     rustix::fs::chmodat(fd.as_fd(), n, mode, AtFlags::empty()).map_err(err)?;
                 }
-                rustix::fs::utimensat(fd.as_fd(), n, &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
+                rustix::fs::utimensat(fd.as_fd(), n, &ts, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(err)?;
             }
         }
         Ok(())

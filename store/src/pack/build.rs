@@ -10,8 +10,8 @@ use super::tree::{Body, Content, Meta, Node, Tree};
 use crate::error::{Error, Result};
 use crate::id::{NodeId, WareId};
 use crate::node::{
-    ChunkRef, DirNode, DirPart, ENTRY_CHUNKS_MAX, Entry, FILE_NODE_FANOUT, FORMAT_V1, FilePart, FileNode, Kind,
-    NODE_TARGET, RootNode, encode,
+    ChunkRef, DirNode, DirPart, ENTRY_CHUNKS_MAX, Entry, FILE_NODE_FANOUT, FORMAT_V1, FileNode,
+    FilePart, Kind, NODE_TARGET, RootNode, encode,
 };
 use crate::source::{BlockSink, WareRecord};
 
@@ -48,12 +48,22 @@ pub(crate) fn build(sink: &dyn BlockSink, tree: Tree) -> Result<Built> {
     };
     count_links(&tree.root, &mut b.link_counts);
     let root = b.entry(Vec::new(), tree.root)?;
-    let bytes = encode(&RootNode { format: FORMAT_V1.to_string(), root });
+    let bytes = encode(&RootNode {
+        format: FORMAT_V1.to_string(),
+        root,
+    });
     let id = NodeId::of(&bytes);
     b.push(id, bytes)?;
     b.flush()?;
-    b.record.packed_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    Ok(Built { id, record: b.record, chunk_refs: b.chunk_refs })
+    b.record.packed_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(Built {
+        id,
+        record: b.record,
+        chunk_refs: b.chunk_refs,
+    })
 }
 
 fn count_links(node: &Node, counts: &mut HashMap<u64, u32>) {
@@ -71,7 +81,11 @@ fn base_entry(name: Vec<u8>, kind: Kind, meta: Meta) -> Entry {
     e.gid = meta.gid;
     e.mtime = meta.mtime;
     e.mtime_nsec = meta.mtime_nsec;
-    e.xattrs = meta.xattrs.into_iter().map(|(n, v)| (ByteBuf::from(n), ByteBuf::from(v))).collect();
+    e.xattrs = meta
+        .xattrs
+        .into_iter()
+        .map(|(n, v)| (ByteBuf::from(n), ByteBuf::from(v)))
+        .collect();
     e
 }
 
@@ -116,19 +130,20 @@ impl Builder<'_> {
             }
             Body::File { content, link } => {
                 let mut e = base_entry(name, Kind::File, node.meta);
-                let first_name = match link.filter(|k| self.link_counts.get(k).copied().unwrap_or(0) > 1) {
-                    Some(k) => {
-                        let next = self.groups.len() as u64 + 1;
-                        let mut first = false;
-                        let g = *self.groups.entry(k).or_insert_with(|| {
-                            first = true;
-                            next
-                        });
-                        e.hardlink = Some(g);
-                        first
-                    }
-                    None => true,
-                };
+                let first_name =
+                    match link.filter(|k| self.link_counts.get(k).copied().unwrap_or(0) > 1) {
+                        Some(k) => {
+                            let next = self.groups.len() as u64 + 1;
+                            let mut first = false;
+                            let g = *self.groups.entry(k).or_insert_with(|| {
+                                first = true;
+                                next
+                            });
+                            e.hardlink = Some(g);
+                            first
+                        }
+                        None => true,
+                    };
                 match content {
                     Content::Inline(d) => {
                         e.size = d.len() as u64;
@@ -146,7 +161,9 @@ impl Builder<'_> {
                         }
                     }
                     Content::Pending(_) => {
-                        return Err(Error::Db("internal error: file content not read before building".into()));
+                        return Err(Error::Db(
+                            "internal error: file content not read before building".into(),
+                        ));
                     }
                 }
                 if first_name {
@@ -175,7 +192,10 @@ impl Builder<'_> {
     fn dir(&mut self, entries: Vec<Entry>) -> Result<NodeId> {
         let sizes: Vec<usize> = entries.iter().map(|e| encode(e).len()).collect();
         if sizes.iter().sum::<usize>() <= NODE_TARGET {
-            return self.write(&DirNode { entries, parts: vec![] });
+            return self.write(&DirNode {
+                entries,
+                parts: vec![],
+            });
         }
         let mut parts = Vec::new();
         let mut group: Vec<Entry> = Vec::new();
@@ -195,7 +215,10 @@ impl Builder<'_> {
         loop {
             let sizes: Vec<usize> = parts.iter().map(|p| encode(p).len()).collect();
             if sizes.iter().sum::<usize>() <= NODE_TARGET {
-                return self.write(&DirNode { entries: vec![], parts });
+                return self.write(&DirNode {
+                    entries: vec![],
+                    parts,
+                });
             }
             let mut upper = Vec::new();
             let mut group: Vec<DirPart> = Vec::new();
@@ -218,14 +241,20 @@ impl Builder<'_> {
     fn dir_part(&mut self, entries: Vec<Entry>) -> Result<DirPart> {
         let first = entries[0].name.clone();
         let count = entries.len() as u64;
-        let id = self.write(&DirNode { entries, parts: vec![] })?;
+        let id = self.write(&DirNode {
+            entries,
+            parts: vec![],
+        })?;
         Ok(DirPart(first, id.0, count))
     }
 
     fn index_part(&mut self, parts: Vec<DirPart>) -> Result<DirPart> {
         let first = parts[0].0.clone();
         let count = parts.iter().map(|p| p.2).sum();
-        let id = self.write(&DirNode { entries: vec![], parts })?;
+        let id = self.write(&DirNode {
+            entries: vec![],
+            parts,
+        })?;
         Ok(DirPart(first, id.0, count))
     }
 
@@ -234,14 +263,20 @@ impl Builder<'_> {
     fn file(&mut self, chunks: Vec<ChunkRef>) -> Result<NodeId> {
         let mut parts = Vec::new();
         for group in chunks.chunks(FILE_NODE_FANOUT) {
-            let node = FileNode { chunks: group.to_vec(), parts: vec![] };
+            let node = FileNode {
+                chunks: group.to_vec(),
+                parts: vec![],
+            };
             let size = node.size();
             parts.push(FilePart(self.write(&node)?.0, size));
         }
         while parts.len() > 1 {
             let mut upper = Vec::new();
             for group in parts.chunks(FILE_NODE_FANOUT) {
-                let node = FileNode { chunks: vec![], parts: group.to_vec() };
+                let node = FileNode {
+                    chunks: vec![],
+                    parts: group.to_vec(),
+                };
                 let size = node.size();
                 upper.push(FilePart(self.write(&node)?.0, size));
             }

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::Progress;
 use super::filters::{DeviceFilter, Notices, PackOptions, RawMeta, XattrFilter};
 use super::pipeline::Pipeline;
 use super::tree::{Body, Content, Meta, Node, Tree};
-use super::Progress;
 use crate::chunk::chunker;
 use crate::error::{Error, Result};
 use crate::node::{INLINE_MAX, Kind, MAX_DEPTH, XATTRS_MAX, check_name};
@@ -23,6 +23,7 @@ struct PendingFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    size: u64,
 }
 
 struct Walk<'o> {
@@ -35,18 +36,36 @@ struct Walk<'o> {
     total_bytes: u64,
 }
 
-pub(crate) fn read(root: &Path, opts: &PackOptions, pipe: &Pipeline, progress: &dyn Progress, notices: &mut Notices) -> Result<Tree> {
-    let md = fs::symlink_metadata(root).map_err(|e| Error::io(root, e))?;
+pub(crate) fn read(
+    root: &Path,
+    opts: &PackOptions,
+    pipe: &Pipeline,
+    progress: &dyn Progress,
+    notices: &mut Notices,
+) -> Result<Tree> {
+    // The root may be given through a symlink (as `tar -C` allows); nothing below it is followed.
+    let md = fs::metadata(root).map_err(|e| Error::io(root, e))?;
     if !md.is_dir() {
-        return Err(Error::bad_input(root.display().to_string(), "not a directory"));
+        return Err(Error::bad_input(
+            root.display().to_string(),
+            "not a directory",
+        ));
     }
-    let mut walk = Walk { opts, pending: Vec::new(), inodes: HashMap::new(), link_keys: HashMap::new(), total_bytes: 0 };
-    let mut root_node = walk.node(root, &md, 0, notices)?.ok_or_else(|| Error::bad_input(root.display().to_string(), "not a directory"))?;
+    let mut walk = Walk {
+        opts,
+        pending: Vec::new(),
+        inodes: HashMap::new(),
+        link_keys: HashMap::new(),
+        total_bytes: 0,
+    };
+    let mut root_node = walk
+        .node(root, &md, 0, notices)?
+        .ok_or_else(|| Error::bad_input(root.display().to_string(), "not a directory"))?;
     progress.total(walk.total_bytes);
 
     // Chunk every pending file, largest first so the tail of the work is small files.
     let mut order: Vec<usize> = (0..walk.pending.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(fs::symlink_metadata(&walk.pending[i].path).map(|m| m.len()).unwrap_or(0)));
+    order.sort_by_key(|&i| std::cmp::Reverse(walk.pending[i].size));
     let results: Vec<(usize, Result<Content>)> = order
         .into_par_iter()
         .map(|i| (i, chunk_file(&walk.pending[i], pipe, progress)))
@@ -63,7 +82,9 @@ fn resolve(node: &mut Node, contents: &[Option<Content>]) -> Result<()> {
     match &mut node.body {
         Body::File { content, .. } => {
             if let Content::Pending(i) = content {
-                *content = contents[*i].clone().ok_or_else(|| Error::Db("internal error: unread file".into()))?;
+                *content = contents[*i]
+                    .clone()
+                    .ok_or_else(|| Error::Db("internal error: unread file".into()))?;
             }
         }
         Body::Dir(children) => {
@@ -80,7 +101,10 @@ fn chunk_file(f: &PendingFile, pipe: &Pipeline, progress: &dyn Progress) -> Resu
     let file = open_nofollow(&f.path)?;
     let md = file.metadata().map_err(|e| Error::io(&f.path, e))?;
     if md.dev() != f.dev || md.ino() != f.ino {
-        return Err(Error::bad_input(f.path.display().to_string(), "file was replaced while packing"));
+        return Err(Error::bad_input(
+            f.path.display().to_string(),
+            "file was replaced while packing",
+        ));
     }
     let mut chunks = Vec::new();
     let mut size = 0u64;
@@ -93,7 +117,10 @@ fn chunk_file(f: &PendingFile, pipe: &Pipeline, progress: &dyn Progress) -> Resu
     if size as usize <= INLINE_MAX {
         // The file shrank below the inline threshold while we packed; its bytes are gone
         // from the stream we consumed, so say so rather than guess.
-        return Err(Error::bad_input(f.path.display().to_string(), "file changed size while packing"));
+        return Err(Error::bad_input(
+            f.path.display().to_string(),
+            "file changed size while packing",
+        ));
     }
     Ok(Content::Chunks(chunks, size))
 }
@@ -109,7 +136,13 @@ fn open_nofollow(path: &Path) -> Result<fs::File> {
 
 impl Walk<'_> {
     /// Reads one entry (recursing into directories). `None` means "left out by a filter".
-    fn node(&mut self, path: &Path, md: &fs::Metadata, depth: usize, notices: &mut Notices) -> Result<Option<Node>> {
+    fn node(
+        &mut self,
+        path: &Path,
+        md: &fs::Metadata,
+        depth: usize,
+        notices: &mut Notices,
+    ) -> Result<Option<Node>> {
         let shown = || path.display().to_string();
         let ft = md.file_type();
         let is_dir = ft.is_dir();
@@ -139,20 +172,42 @@ impl Walk<'_> {
         if matches!(kind, Kind::Fifo | Kind::CharDevice | Kind::BlockDevice) {
             match self.opts.devices {
                 DeviceFilter::Skip => {
-                    notices.note("device nodes and fifos left out (--devices keep to pack them)", &shown());
+                    notices.note(
+                        "device nodes and fifos left out (--devices keep to pack them)",
+                        &shown(),
+                    );
                     return Ok(None);
                 }
-                DeviceFilter::Reject => return Err(Error::bad_input(shown(), "is a device node or fifo (--devices reject)")),
+                DeviceFilter::Reject => {
+                    return Err(Error::bad_input(
+                        shown(),
+                        "is a device node or fifo (--devices reject)",
+                    ));
+                }
                 DeviceFilter::Keep => {}
             }
         }
         let raw = self.opts.apply(raw, is_dir, &shown(), notices)?;
-        let xattrs = if self.opts.xattrs == XattrFilter::Keep { read_xattrs(path)? } else { Vec::new() };
-        let meta = Meta { mode: raw.mode, uid: raw.uid, gid: raw.gid, mtime: raw.mtime, mtime_nsec: raw.mtime_nsec, xattrs };
+        let xattrs = if self.opts.xattrs == XattrFilter::Keep {
+            read_xattrs(path)?
+        } else {
+            Vec::new()
+        };
+        let meta = Meta {
+            mode: raw.mode,
+            uid: raw.uid,
+            gid: raw.gid,
+            mtime: raw.mtime,
+            mtime_nsec: raw.mtime_nsec,
+            xattrs,
+        };
         let body = match kind {
             Kind::Dir => {
                 if depth >= MAX_DEPTH {
-                    return Err(Error::bad_input(shown(), format!("deeper than {MAX_DEPTH} levels")));
+                    return Err(Error::bad_input(
+                        shown(),
+                        format!("deeper than {MAX_DEPTH} levels"),
+                    ));
                 }
                 let mut names: Vec<Vec<u8>> = Vec::new();
                 for de in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
@@ -163,8 +218,10 @@ impl Walk<'_> {
                 let mut children = std::collections::BTreeMap::new();
                 for name in names {
                     let child_path = path.join(std::ffi::OsStr::from_bytes(&name));
-                    check_name(&name).map_err(|why| Error::bad_input(child_path.display().to_string(), why))?;
-                    let cmd = fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
+                    check_name(&name)
+                        .map_err(|why| Error::bad_input(child_path.display().to_string(), why))?;
+                    let cmd =
+                        fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
                     if let Some(child) = self.node(&child_path, &cmd, depth + 1, notices)? {
                         children.insert(name, child);
                     }
@@ -179,14 +236,22 @@ impl Walk<'_> {
                     Content::Pending(i)
                 } else if md.len() as usize <= INLINE_MAX {
                     let mut data = Vec::with_capacity(md.len() as usize);
-                    open_nofollow(path)?.take(INLINE_MAX as u64 + 1).read_to_end(&mut data).map_err(|e| Error::io(path, e))?;
+                    open_nofollow(path)?
+                        .take(INLINE_MAX as u64 + 1)
+                        .read_to_end(&mut data)
+                        .map_err(|e| Error::io(path, e))?;
                     if data.len() > INLINE_MAX {
                         return Err(Error::bad_input(shown(), "file changed size while packing"));
                     }
                     Content::Inline(data)
                 } else {
                     self.total_bytes += md.len();
-                    self.pending.push(PendingFile { path: path.to_path_buf(), dev: md.dev(), ino: md.ino() });
+                    self.pending.push(PendingFile {
+                        path: path.to_path_buf(),
+                        dev: md.dev(),
+                        ino: md.ino(),
+                        size: md.len(),
+                    });
                     let i = self.pending.len() - 1;
                     if link.is_some() {
                         self.inodes.insert(key, i);
@@ -202,7 +267,10 @@ impl Walk<'_> {
             Kind::Fifo => Body::Special(Kind::Fifo, None),
             Kind::CharDevice | Kind::BlockDevice => {
                 let rdev = md.rdev();
-                Body::Special(kind, Some((rustix::fs::major(rdev), rustix::fs::minor(rdev))))
+                Body::Special(
+                    kind,
+                    Some((rustix::fs::major(rdev), rustix::fs::minor(rdev))),
+                )
             }
         };
         Ok(Some(Node { meta, body }))
@@ -216,7 +284,9 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let len = loop {
         match rustix::fs::llistxattr(path, &mut names[..]) {
             Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) if names.len() < XATTRS_MAX * 2 => names.resize(names.len() * 4, 0),
+            Err(rustix::io::Errno::RANGE) if names.len() < XATTRS_MAX * 2 => {
+                names.resize(names.len() * 4, 0)
+            }
             Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
             Err(e) => return Err(io(e)),
         }
@@ -224,12 +294,15 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut total = 0usize;
     for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let cname = std::ffi::CString::new(name).map_err(|_| Error::bad_input(path.display().to_string(), "bad xattr name"))?;
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| Error::bad_input(path.display().to_string(), "bad xattr name"))?;
         let mut value = vec![0u8; 256];
         let vlen = loop {
             match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value[..]) {
                 Ok(n) => break n,
-                Err(rustix::io::Errno::RANGE) if value.len() < XATTRS_MAX => value.resize(XATTRS_MAX, 0),
+                Err(rustix::io::Errno::RANGE) if value.len() < XATTRS_MAX => {
+                    value.resize(XATTRS_MAX, 0)
+                }
                 Err(rustix::io::Errno::NODATA) => break usize::MAX, // removed meanwhile
                 Err(e) => return Err(io(e)),
             }
@@ -240,7 +313,10 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         value.truncate(vlen);
         total += name.len() + vlen;
         if total > XATTRS_MAX {
-            return Err(Error::bad_input(path.display().to_string(), format!("xattrs larger than {XATTRS_MAX} bytes")));
+            return Err(Error::bad_input(
+                path.display().to_string(),
+                format!("xattrs larger than {XATTRS_MAX} bytes"),
+            ));
         }
         out.push((name.to_vec(), value));
     }

@@ -94,7 +94,12 @@ impl Notices {
     pub fn into_messages(self) -> Vec<String> {
         self.counts
             .into_iter()
-            .map(|(what, (n, first))| format!("{what}: {n} entr{} (first: {first})", if n == 1 { "y" } else { "ies" }))
+            .map(|(what, (n, first))| {
+                format!(
+                    "{what}: {n} entr{} (first: {first})",
+                    if n == 1 { "y" } else { "ies" }
+                )
+            })
             .collect()
     }
 }
@@ -110,7 +115,13 @@ pub(crate) struct RawMeta {
 
 impl PackOptions {
     /// Applies the uid/gid/mtime/setid filters; `entry` names the entry in errors.
-    pub(crate) fn apply(&self, raw: RawMeta, is_dir: bool, entry: &str, notices: &mut Notices) -> Result<RawMeta> {
+    pub(crate) fn apply(
+        &self,
+        raw: RawMeta,
+        is_dir: bool,
+        entry: &str,
+        notices: &mut Notices,
+    ) -> Result<RawMeta> {
         let mut m = raw;
         m.mode &= 0o7777;
         if let IdFilter::Set(v) = self.uid {
@@ -133,7 +144,10 @@ impl PackOptions {
                     notices.note("setuid/setgid bits stripped", entry);
                 }
                 SetidFilter::Reject => {
-                    return Err(Error::bad_input(entry, "has setuid/setgid bits (--setid reject)"));
+                    return Err(Error::bad_input(
+                        entry,
+                        "has setuid/setgid bits (--setid reject)",
+                    ));
                 }
             }
         }

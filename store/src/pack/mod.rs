@@ -6,8 +6,9 @@
 //! [`build`] turns the tree into nodes bottom-up and commits the root last.
 //!
 //! Invariants: the same tree gives the same ID whatever the source (directory or tar), the store
-//! or the machine; nothing is written to the sink after an error; the ware is recorded complete
-//! only after every chunk and node it names has been written.
+//! or the machine; after an error no node and no ware record is written (chunks already queued
+//! may still land, unreferenced, for `gc`); the ware is recorded complete only after every chunk
+//! and node it names has been written.
 
 mod build;
 mod dir;
@@ -55,7 +56,12 @@ pub struct PackReport {
 }
 
 /// Packs a directory tree into `sink`.
-pub fn pack_dir(sink: &dyn BlockSink, path: &Path, opts: &PackOptions, progress: &dyn Progress) -> Result<PackReport> {
+pub fn pack_dir(
+    sink: &dyn BlockSink,
+    path: &Path,
+    opts: &PackOptions,
+    progress: &dyn Progress,
+) -> Result<PackReport> {
     with_big_stack(|| {
         let pipeline_out = pipeline::run(sink, |pipe| {
             let mut notices = filters::Notices::default();
@@ -67,7 +73,12 @@ pub fn pack_dir(sink: &dyn BlockSink, path: &Path, opts: &PackOptions, progress:
 }
 
 /// Packs a tar stream (plain, gzip or zstd, detected from its first bytes) into `sink`.
-pub fn pack_tar(sink: &dyn BlockSink, input: &mut (dyn Read + Send), opts: &PackOptions, progress: &dyn Progress) -> Result<PackReport> {
+pub fn pack_tar(
+    sink: &dyn BlockSink,
+    input: &mut (dyn Read + Send),
+    opts: &PackOptions,
+    progress: &dyn Progress,
+) -> Result<PackReport> {
     with_big_stack(|| {
         let pipeline_out = pipeline::run(sink, |pipe| {
             let mut notices = filters::Notices::default();
@@ -78,7 +89,10 @@ pub fn pack_tar(sink: &dyn BlockSink, input: &mut (dyn Read + Send), opts: &Pack
     })
 }
 
-fn finish(sink: &dyn BlockSink, out: pipeline::Output<(tree::Tree, filters::Notices)>) -> Result<PackReport> {
+fn finish(
+    sink: &dyn BlockSink,
+    out: pipeline::Output<(tree::Tree, filters::Notices)>,
+) -> Result<PackReport> {
     let (tree, notices) = out.value;
     let built = build::build(sink, tree)?;
     sink.commit_ware(&built.id, &built.record)?;

@@ -52,7 +52,11 @@ impl Pipeline<'_, '_> {
         }
         let id = ChunkId::of(&data);
         let len = data.len() as u32;
-        let fresh = sh.seen.lock().map_err(|_| Error::Db("pipeline lock poisoned".into()))?.insert(id);
+        let fresh = sh
+            .seen
+            .lock()
+            .map_err(|_| Error::Db("pipeline lock poisoned".into()))?
+            .insert(id);
         if fresh && self.tx.send((id, data)).is_err() {
             return Err(sh.take_error());
         }
@@ -82,8 +86,10 @@ impl Shared<'_> {
         if !batch.is_empty() {
             self.sink.put_chunks(batch)?;
             let stored: usize = batch.iter().map(|c| c.2.len()).sum();
-            self.new_chunks.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            self.new_stored_bytes.fetch_add(stored as u64, Ordering::Relaxed);
+            self.new_chunks
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.new_stored_bytes
+                .fetch_add(stored as u64, Ordering::Relaxed);
             batch.clear();
         }
         Ok(())
@@ -127,7 +133,9 @@ pub(crate) fn run<T: Send>(
     sink: &dyn BlockSink,
     produce: impl for<'a, 's> FnOnce(Pipeline<'a, 's>) -> Result<T> + Send,
 ) -> Result<Output<T>> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let (tx, rx) = bounded(workers * 16);
     let shared = Shared {
         sink,
@@ -149,7 +157,10 @@ pub(crate) fn run<T: Send>(
         drop(rx);
         // `produce` owns the only sender: when it returns, the workers drain and stop, and the
         // scope waits for them.
-        produce(Pipeline { shared: &shared, tx })
+        produce(Pipeline {
+            shared: &shared,
+            tx,
+        })
     });
     if shared.failed.load(Ordering::Relaxed) {
         return Err(shared.take_error());

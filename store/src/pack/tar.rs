@@ -4,24 +4,46 @@
 
 use std::io::{BufRead, BufReader, Read};
 
-use super::filters::{DeviceFilter, Notices, PackOptions, RawMeta, XattrFilter};
+use super::Progress;
+use super::filters::{DeviceFilter, IdFilter, Notices, PackOptions, RawMeta, XattrFilter};
 use super::pipeline::Pipeline;
 use super::tree::{Body, Content, Meta, Node, Tree, show};
-use super::Progress;
 use crate::chunk::chunker;
 use crate::error::{Error, Result};
 use crate::node::{INLINE_MAX, Kind, NORMALISED_MTIME, XATTRS_MAX};
 
-fn implicit_dir() -> Meta {
-    Meta { mode: 0o755, uid: 0, gid: 0, mtime: NORMALISED_MTIME, mtime_nsec: 0, xattrs: Vec::new() }
+/// Metadata of a directory the archive implies but does not list: 0755, root-owned unless the
+/// uid/gid filters say otherwise, normalised mtime.
+fn implicit_dir(opts: &PackOptions) -> Meta {
+    let id = |f: IdFilter| match f {
+        IdFilter::Keep => 0,
+        IdFilter::Set(v) => v,
+    };
+    Meta {
+        mode: 0o755,
+        uid: id(opts.uid),
+        gid: id(opts.gid),
+        mtime: NORMALISED_MTIME,
+        mtime_nsec: 0,
+        xattrs: Vec::new(),
+    }
 }
 
-pub(crate) fn read(input: &mut (dyn Read + Send), opts: &PackOptions, pipe: &Pipeline, progress: &dyn Progress, notices: &mut Notices) -> Result<Tree> {
+pub(crate) fn read(
+    input: &mut (dyn Read + Send),
+    opts: &PackOptions,
+    pipe: &Pipeline,
+    progress: &dyn Progress,
+    notices: &mut Notices,
+) -> Result<Tree> {
     let stdin_err = |e| Error::io("<tar input>", e);
     let mut buf = BufReader::with_capacity(1 << 20, input);
     let head = buf.fill_buf().map_err(stdin_err)?;
     if head.is_empty() {
-        return Err(Error::bad_input("<tar input>", "empty input: not a tar archive"));
+        return Err(Error::bad_input(
+            "<tar input>",
+            "empty input: not a tar archive",
+        ));
     }
     let reader: Box<dyn Read + Send + '_> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(buf))
@@ -31,13 +53,22 @@ pub(crate) fn read(input: &mut (dyn Read + Send), opts: &PackOptions, pipe: &Pip
         Box::new(buf)
     };
     let mut archive = tar::Archive::new(reader);
-    let mut tree = Tree { root: Node::dir(implicit_dir()) };
+    let mut tree = Tree {
+        root: Node::dir(implicit_dir(opts)),
+    };
     let mut next_link_key = 0u64;
     let mut absolute = false;
-    let entries = archive.entries().map_err(|e| Error::bad_input("<tar input>", format!("not a tar archive: {e}")))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::bad_input("<tar input>", format!("not a tar archive: {e}")))?;
     let mut count = 0u64;
     for entry in entries {
-        let mut entry = entry.map_err(|e| Error::bad_input(format!("<tar entry {}>", count + 1), format!("corrupt or truncated archive: {e}")))?;
+        let mut entry = entry.map_err(|e| {
+            Error::bad_input(
+                format!("<tar entry {}>", count + 1),
+                format!("corrupt or truncated archive: {e}"),
+            )
+        })?;
         count += 1;
         let raw_path = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw_path).into_owned();
@@ -51,9 +82,26 @@ pub(crate) fn read(input: &mut (dyn Read + Send), opts: &PackOptions, pipe: &Pip
         let bad = |why: &str| Error::bad_input(name.clone(), why.to_string());
         let raw = RawMeta {
             mode: header.mode().map_err(|_| bad("bad mode field"))?,
-            uid: pax.uid.map(Ok).unwrap_or_else(|| header.uid()).map_err(|_| bad("bad uid field"))?.try_into().map_err(|_| bad("uid out of range"))?,
-            gid: pax.gid.map(Ok).unwrap_or_else(|| header.gid()).map_err(|_| bad("bad gid field"))?.try_into().map_err(|_| bad("gid out of range"))?,
-            mtime: pax.mtime.map(|m| m.0).map(Ok).unwrap_or_else(|| header.mtime().map(|m| m as i64)).map_err(|_| bad("bad mtime field"))?,
+            uid: pax
+                .uid
+                .map(Ok)
+                .unwrap_or_else(|| header.uid())
+                .map_err(|_| bad("bad uid field"))?
+                .try_into()
+                .map_err(|_| bad("uid out of range"))?,
+            gid: pax
+                .gid
+                .map(Ok)
+                .unwrap_or_else(|| header.gid())
+                .map_err(|_| bad("bad gid field"))?
+                .try_into()
+                .map_err(|_| bad("gid out of range"))?,
+            mtime: pax
+                .mtime
+                .map(|m| m.0)
+                .map(Ok)
+                .unwrap_or_else(|| header.mtime().map(|m| m as i64))
+                .map_err(|_| bad("bad mtime field"))?,
             mtime_nsec: pax.mtime.map(|m| m.1).unwrap_or(0),
         };
         let kind = if etype.is_file() || etype.is_contiguous() {
@@ -64,25 +112,42 @@ pub(crate) fn read(input: &mut (dyn Read + Send), opts: &PackOptions, pipe: &Pip
             Kind::Symlink
         } else if etype.is_hard_link() {
             // Same inode as its target: metadata and content come from the target.
-            let target = entry.link_name_bytes().ok_or_else(|| bad("hardlink without a target"))?.into_owned();
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| bad("hardlink without a target"))?
+                .into_owned();
             let tpath = Tree::components(&target, &name, &mut absolute)?;
             let shown = show(&tpath);
             if tpath == path {
                 return Err(bad("hardlink to itself"));
             }
             let key = match tree.get_mut(&tpath) {
-                Some(Node { body: Body::File { link, .. }, .. }) => *link.get_or_insert_with(|| {
+                Some(Node {
+                    body: Body::File { link, .. },
+                    ..
+                }) => *link.get_or_insert_with(|| {
                     next_link_key += 1;
                     next_link_key
                 }),
-                Some(_) => return Err(bad(&format!("hardlink to {shown}, which is not a regular file"))),
-                None => return Err(bad(&format!("hardlink to {shown}, which is not earlier in the archive"))),
+                Some(_) => {
+                    return Err(bad(&format!(
+                        "hardlink to {shown}, which is not a regular file"
+                    )));
+                }
+                None => {
+                    return Err(bad(&format!(
+                        "hardlink to {shown}, which is not earlier in the archive"
+                    )));
+                }
             };
-            let mut node = tree.get(&tpath).cloned().ok_or_else(|| bad("hardlink target vanished"))?;
+            let mut node = tree
+                .get(&tpath)
+                .cloned()
+                .ok_or_else(|| bad("hardlink target vanished"))?;
             if let Body::File { link, .. } = &mut node.body {
                 *link = Some(key);
             }
-            insert(&mut tree, &path, node, &name)?;
+            insert(&mut tree, &path, node, &name, opts)?;
             continue;
         } else if etype.is_fifo() || etype.is_character_special() || etype.is_block_special() {
             let kind = if etype.is_fifo() {
@@ -94,35 +159,67 @@ pub(crate) fn read(input: &mut (dyn Read + Send), opts: &PackOptions, pipe: &Pip
             };
             match opts.devices {
                 DeviceFilter::Skip => {
-                    notices.note("device nodes and fifos left out (--devices keep to pack them)", &name);
+                    notices.note(
+                        "device nodes and fifos left out (--devices keep to pack them)",
+                        &name,
+                    );
                     continue;
                 }
-                DeviceFilter::Reject => return Err(bad("is a device node or fifo (--devices reject)")),
+                DeviceFilter::Reject => {
+                    return Err(bad("is a device node or fifo (--devices reject)"));
+                }
                 DeviceFilter::Keep => kind,
             }
         } else if etype.is_gnu_sparse() {
             return Err(bad("sparse files in tar archives are not supported"));
         } else {
-            return Err(bad(&format!("unsupported tar entry type {:?}", etype.as_byte() as char)));
+            return Err(bad(&format!(
+                "unsupported tar entry type {:?}",
+                etype.as_byte() as char
+            )));
         };
         let raw = opts.apply(raw, kind == Kind::Dir, &name, notices)?;
-        let xattrs = if opts.xattrs == XattrFilter::Keep { pax.xattrs } else { Vec::new() };
-        let meta = Meta { mode: raw.mode, uid: raw.uid, gid: raw.gid, mtime: raw.mtime, mtime_nsec: raw.mtime_nsec, xattrs };
+        let xattrs = if opts.xattrs == XattrFilter::Keep {
+            pax.xattrs
+        } else {
+            Vec::new()
+        };
+        let meta = Meta {
+            mode: raw.mode,
+            uid: raw.uid,
+            gid: raw.gid,
+            mtime: raw.mtime,
+            mtime_nsec: raw.mtime_nsec,
+            xattrs,
+        };
         let body = match kind {
             Kind::Dir => Body::Dir(Default::default()),
             Kind::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| bad("symlink without a target"))?.into_owned();
-                if target.is_empty() || target.len() > crate::node::TARGET_MAX || target.contains(&0) {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("symlink without a target"))?
+                    .into_owned();
+                if target.is_empty()
+                    || target.len() > crate::node::TARGET_MAX
+                    || target.contains(&0)
+                {
                     return Err(bad("symlink target empty, too long or with NUL"));
                 }
                 Body::Symlink(target)
             }
             Kind::File => {
                 let declared = entry.size();
-                let truncated = || bad(&format!("truncated archive: entry declares {declared} bytes"));
+                let truncated = || {
+                    bad(&format!(
+                        "truncated archive: entry declares {declared} bytes"
+                    ))
+                };
                 let content = if declared <= INLINE_MAX as u64 {
                     let mut data = Vec::with_capacity(declared as usize);
-                    (&mut entry).take(declared).read_to_end(&mut data).map_err(|e| bad(&format!("reading content: {e}")))?;
+                    (&mut entry)
+                        .take(declared)
+                        .read_to_end(&mut data)
+                        .map_err(|e| bad(&format!("reading content: {e}")))?;
                     if data.len() as u64 != declared {
                         return Err(truncated());
                     }
@@ -132,7 +229,9 @@ pub(crate) fn read(input: &mut (dyn Read + Send), opts: &PackOptions, pipe: &Pip
                     let mut chunks = Vec::new();
                     let mut size = 0u64;
                     for c in chunker(&mut entry) {
-                        let c = c.map_err(|e| bad(&format!("reading content: {}", std::io::Error::from(e))))?;
+                        let c = c.map_err(|e| {
+                            bad(&format!("reading content: {}", std::io::Error::from(e)))
+                        })?;
                         size += c.length as u64;
                         progress.advance(c.length as u64);
                         chunks.push(pipe.add(c.data)?);
@@ -142,19 +241,33 @@ pub(crate) fn read(input: &mut (dyn Read + Send), opts: &PackOptions, pipe: &Pip
                     }
                     Content::Chunks(chunks, size)
                 };
-                Body::File { content, link: None }
+                Body::File {
+                    content,
+                    link: None,
+                }
             }
             Kind::CharDevice | Kind::BlockDevice => {
-                let major = header.device_major().ok().flatten().ok_or_else(|| bad("device without numbers"))?;
-                let minor = header.device_minor().ok().flatten().ok_or_else(|| bad("device without numbers"))?;
+                let major = header
+                    .device_major()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| bad("device without numbers"))?;
+                let minor = header
+                    .device_minor()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| bad("device without numbers"))?;
                 Body::Special(kind, Some((major, minor)))
             }
             Kind::Fifo => Body::Special(Kind::Fifo, None),
         };
-        insert(&mut tree, &path, Node { meta, body }, &name)?;
+        insert(&mut tree, &path, Node { meta, body }, &name, opts)?;
     }
     if count == 0 {
-        return Err(Error::bad_input("<tar input>", "no entries: not a tar archive"));
+        return Err(Error::bad_input(
+            "<tar input>",
+            "no entries: not a tar archive",
+        ));
     }
     if absolute {
         notices.note("leading '/' removed from member names", "(absolute paths)");
@@ -164,18 +277,37 @@ pub(crate) fn read(input: &mut (dyn Read + Send), opts: &PackOptions, pipe: &Pip
 
 /// Places a node at `path`; a later entry replaces an earlier one, as tar extraction does,
 /// except that a directory over a directory keeps the children and takes the new metadata.
-fn insert(tree: &mut Tree, path: &[Vec<u8>], node: Node, entry: &str) -> Result<()> {
+fn insert(
+    tree: &mut Tree,
+    path: &[Vec<u8>],
+    node: Node,
+    entry: &str,
+    opts: &PackOptions,
+) -> Result<()> {
     let Some(last) = path.last() else {
         // "./" itself: the root directory's metadata.
         if !matches!(node.body, Body::Dir(_)) {
-            return Err(Error::bad_input(entry, "the archive root is not a directory"));
+            return Err(Error::bad_input(
+                entry,
+                "the archive root is not a directory",
+            ));
         }
         tree.root.meta = node.meta;
         return Ok(());
     };
-    let parent = tree.parent_mut(path, &implicit_dir(), entry)?;
+    let parent = tree.parent_mut(path, &implicit_dir(opts), entry)?;
     match (parent.get_mut(last), node) {
-        (Some(existing @ Node { body: Body::Dir(_), .. }), Node { meta, body: Body::Dir(_) }) => existing.meta = meta,
+        (
+            Some(
+                existing @ Node {
+                    body: Body::Dir(_), ..
+                },
+            ),
+            Node {
+                meta,
+                body: Body::Dir(_),
+            },
+        ) => existing.meta = meta,
         (_, node) => {
             parent.insert(last.clone(), node);
         }
@@ -195,35 +327,49 @@ struct Pax {
 fn pax<R: Read>(entry: &mut tar::Entry<R>, name: &str) -> Result<Pax> {
     let bad = |why: String| Error::bad_input(name, why);
     let mut out = Pax::default();
-    let Some(exts) = entry.pax_extensions().map_err(|e| bad(format!("bad PAX header: {e}")))? else {
+    // The size the tar reader went by: the first PAX size if it parsed, else the header's.
+    let size = entry.size();
+    let Some(exts) = entry
+        .pax_extensions()
+        .map_err(|e| bad(format!("bad PAX header: {e}")))?
+    else {
         return Ok(out);
     };
-    let mut total = 0usize;
+    let mut xattrs = std::collections::BTreeMap::new();
     for ext in exts {
         let ext = ext.map_err(|e| bad(format!("bad PAX header: {e}")))?;
         let key = ext.key_bytes();
         let value = ext.value_bytes();
-        let num = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok());
+        let num = || {
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+        };
         match key {
             b"uid" => out.uid = Some(num().ok_or_else(|| bad("bad PAX uid".into()))?),
             b"gid" => out.gid = Some(num().ok_or_else(|| bad("bad PAX gid".into()))?),
-            b"mtime" => out.mtime = Some(parse_pax_time(value).ok_or_else(|| bad("bad PAX mtime".into()))?),
+            b"mtime" => {
+                out.mtime = Some(parse_pax_time(value).ok_or_else(|| bad("bad PAX mtime".into()))?)
+            }
+            // An unparsable (or repeated, different) size would be skipped silently by the reader,
+            // which then reads the entry with another size than other tools do.
+            b"size" if num() != Some(size) => return Err(bad("bad PAX size".into())),
             _ => {
                 if let Some(xname) = key.strip_prefix(b"SCHILY.xattr.") {
                     if xname.is_empty() || xname.len() > 255 || xname.contains(&0) {
                         return Err(bad("bad xattr name in PAX header".into()));
                     }
-                    total += xname.len() + value.len();
-                    if total > XATTRS_MAX {
-                        return Err(bad(format!("xattrs larger than {XATTRS_MAX} bytes")));
-                    }
-                    out.xattrs.push((xname.to_vec(), value.to_vec()));
+                    // A later record for the same name replaces an earlier one.
+                    xattrs.insert(xname.to_vec(), value.to_vec());
                 }
             }
         }
     }
-    out.xattrs.sort();
-    out.xattrs.dedup_by(|a, b| a.0 == b.0);
+    let total: usize = xattrs.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if total > XATTRS_MAX {
+        return Err(bad(format!("xattrs larger than {XATTRS_MAX} bytes")));
+    }
+    out.xattrs = xattrs.into_iter().collect();
     Ok(out)
 }
 
@@ -236,7 +382,11 @@ fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
         return None;
     }
     let digits: String = frac.chars().take(9).collect();
-    let nsec = if digits.is_empty() { 0 } else { digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32) };
+    let nsec = if digits.is_empty() {
+        0
+    } else {
+        digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32)
+    };
     if secs < 0 && nsec > 0 {
         // "-1.5" means 1.5 s before the epoch: floor the seconds, keep nanoseconds positive.
         return Some((secs - 1, 1_000_000_000 - nsec));

@@ -53,13 +53,19 @@ pub(crate) struct Tree {
 
 impl Node {
     pub fn dir(meta: Meta) -> Node {
-        Node { meta, body: Body::Dir(BTreeMap::new()) }
+        Node {
+            meta,
+            body: Body::Dir(BTreeMap::new()),
+        }
     }
 }
 
 /// Shows a path made of byte components, for messages.
 pub(crate) fn show(path: &[Vec<u8>]) -> String {
-    let parts: Vec<String> = path.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    let parts: Vec<String> = path
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
     parts.join("/")
 }
 
@@ -82,7 +88,10 @@ impl Tree {
             out.push(c.to_vec());
         }
         if out.len() > MAX_DEPTH {
-            return Err(Error::bad_input(entry, format!("deeper than {MAX_DEPTH} levels")));
+            return Err(Error::bad_input(
+                entry,
+                format!("deeper than {MAX_DEPTH} levels"),
+            ));
         }
         Ok(out)
     }
@@ -90,17 +99,30 @@ impl Tree {
     /// The directory that will hold `path`'s last component, creating missing parents with
     /// `implicit` metadata. A parent that exists but is not a directory (a symlink, say) is an
     /// error: nothing is ever placed "through" a symlink.
-    pub fn parent_mut(&mut self, path: &[Vec<u8>], implicit: &Meta, entry: &str) -> Result<&mut BTreeMap<Vec<u8>, Node>> {
+    pub fn parent_mut(
+        &mut self,
+        path: &[Vec<u8>],
+        implicit: &Meta,
+        entry: &str,
+    ) -> Result<&mut BTreeMap<Vec<u8>, Node>> {
         let mut node = &mut self.root;
         for (i, comp) in path[..path.len().saturating_sub(1)].iter().enumerate() {
             let Body::Dir(children) = &mut node.body else {
-                return Err(Error::bad_input(entry, format!("{} is not a directory", show(&path[..i]))));
+                return Err(Error::bad_input(
+                    entry,
+                    format!("{} is not a directory", show(&path[..i])),
+                ));
             };
-            node = children.entry(comp.clone()).or_insert_with(|| Node::dir(implicit.clone()));
+            node = children
+                .entry(comp.clone())
+                .or_insert_with(|| Node::dir(implicit.clone()));
             if !matches!(node.body, Body::Dir(_)) {
                 return Err(Error::bad_input(
                     entry,
-                    format!("parent {} is not a directory (a symlink or file is never followed)", show(&path[..=i])),
+                    format!(
+                        "parent {} is not a directory (a symlink or file is never followed)",
+                        show(&path[..=i])
+                    ),
                 ));
             }
         }
@@ -114,7 +136,9 @@ impl Tree {
     pub fn get(&self, path: &[Vec<u8>]) -> Option<&Node> {
         let mut node = &self.root;
         for comp in path {
-            let Body::Dir(children) = &node.body else { return None };
+            let Body::Dir(children) = &node.body else {
+                return None;
+            };
             node = children.get(comp)?;
         }
         Some(node)
@@ -124,7 +148,9 @@ impl Tree {
     pub fn get_mut(&mut self, path: &[Vec<u8>]) -> Option<&mut Node> {
         let mut node = &mut self.root;
         for comp in path {
-            let Body::Dir(children) = &mut node.body else { return None };
+            let Body::Dir(children) = &mut node.body else {
+                return None;
+            };
             node = children.get_mut(comp)?;
         }
         Some(node)

@@ -1,0 +1,334 @@
+//! Shared helpers for the end-to-end tests: run the real `ware` binary against a fresh store,
+//! and compare directory trees entry by entry.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A fresh store and a way to run `ware` on it.
+pub struct Ware {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Ware {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ware {
+    pub fn new() -> Ware {
+        Ware {
+            dir: tempfile::Builder::new()
+                .prefix("ware-test")
+                .tempdir_in(scratch())
+                .expect("tempdir"),
+        }
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// A path for test files inside this test's scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ware"));
+        c.arg("--store").arg(self.store()).arg("--quiet");
+        c.env_remove("WARE_STORE");
+        c
+    }
+
+    /// Runs `ware ARGS` and returns its output, whatever the exit code.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ware")
+    }
+
+    /// Runs `ware ARGS`, which must succeed; returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "ware {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Packs a path (directory or tar file) and returns the ware ID.
+    pub fn pack(&self, path: &Path) -> String {
+        let id = self
+            .ok([OsStr::new("pack"), path.as_os_str()])
+            .trim()
+            .to_string();
+        assert!(id.starts_with("bafyr4i"), "unexpected ID {id:?}");
+        id
+    }
+
+    /// Packs a tar stream given on stdin; returns the output (the caller checks success).
+    pub fn pack_stdin(&self, tar: &[u8], extra: &[&str]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .arg("pack")
+            .args(extra)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ware");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let data = tar.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("wait ware");
+        let _ = writer.join();
+        out
+    }
+
+    /// `ware --json stats` as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(["--json", "stats"])).expect("stats json")
+    }
+}
+
+/// Where tests put their files: $WARE_TEST_TMP or /var/tmp (a real disk, with xattrs).
+pub fn scratch() -> PathBuf {
+    let p = std::env::var_os("WARE_TEST_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    std::fs::create_dir_all(&p).expect("scratch dir");
+    p
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// True under CI, where a test that cannot run must fail rather than skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Skips (locally, with a printed reason) or fails (under CI) a test that lacks something.
+pub fn require(cond: bool, what: &str) -> bool {
+    if !cond {
+        assert!(!in_ci(), "under CI this test must run, but: {what}");
+        eprintln!("SKIPPED: {what}");
+    }
+    cond
+}
+
+/// A benchmark root filesystem from scripts/rootfs (exported by scripts/test).
+pub fn rootfs(kind: &str) -> Option<PathBuf> {
+    let var = format!("WARE_TEST_ROOTFS_{}", kind.to_uppercase());
+    std::env::var_os(&var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+}
+
+/// Everything a user would notice about one entry.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub kind: &'static str,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: Option<(i64, i64)>,
+    pub content: Option<[u8; 32]>,
+    pub size: u64,
+    pub target: Option<Vec<u8>>,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub rdev: u64,
+    /// Index of the first path with the same inode (hardlink structure), if it has others.
+    pub link_of: Option<Vec<u8>>,
+}
+
+/// Reads a tree into path → [`Seen`]. `skip` leaves out kinds (e.g. devices) by name.
+pub fn snapshot(
+    root: &Path,
+    with_mtime: bool,
+    with_owner: bool,
+    skip: &[&str],
+) -> BTreeMap<Vec<u8>, Seen> {
+    let mut out = BTreeMap::new();
+    let mut inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    walk(
+        root,
+        root,
+        with_mtime,
+        with_owner,
+        skip,
+        &mut out,
+        &mut inodes,
+    );
+    out
+}
+
+fn walk(
+    root: &Path,
+    path: &Path,
+    with_mtime: bool,
+    with_owner: bool,
+    skip: &[&str],
+    out: &mut BTreeMap<Vec<u8>, Seen>,
+    inodes: &mut HashMap<(u64, u64), Vec<u8>>,
+) {
+    let md = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let rel = path
+        .strip_prefix(root)
+        .expect("under root")
+        .as_os_str()
+        .as_bytes()
+        .to_vec();
+    let ft = md.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_dir() {
+        "dir"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_char_device() {
+        "char"
+    } else if ft.is_block_device() {
+        "block"
+    } else {
+        "socket"
+    };
+    if skip.contains(&kind) {
+        return;
+    }
+    let content = ft
+        .is_file()
+        .then(|| *blake3::hash(&std::fs::read(path).expect("read file")).as_bytes());
+    let target = ft.is_symlink().then(|| {
+        std::fs::read_link(path)
+            .expect("readlink")
+            .as_os_str()
+            .as_bytes()
+            .to_vec()
+    });
+    let link_of = if ft.is_file() && md.nlink() > 1 {
+        Some(
+            inodes
+                .entry((md.dev(), md.ino()))
+                .or_insert_with(|| rel.clone())
+                .clone(),
+        )
+    } else {
+        None
+    };
+    out.insert(
+        rel,
+        Seen {
+            kind,
+            mode: md.mode() & 0o7777,
+            uid: if with_owner { md.uid() } else { 0 },
+            gid: if with_owner { md.gid() } else { 0 },
+            mtime: (with_mtime && !ft.is_dir()).then(|| (md.mtime(), md.mtime_nsec())),
+            content,
+            size: if ft.is_file() { md.len() } else { 0 },
+            target,
+            xattrs: xattrs(path),
+            rdev: md.rdev(),
+            link_of,
+        },
+    );
+    if ft.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(path)
+            .expect("read_dir")
+            .map(|e| e.expect("dirent").file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            walk(
+                root,
+                &path.join(n),
+                with_mtime,
+                with_owner,
+                skip,
+                out,
+                inodes,
+            );
+        }
+    }
+}
+
+/// A path's xattrs (user-visible ones), sorted.
+pub fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut buf = vec![0u8; 65536];
+    let n = match rustix::fs::llistxattr(path, &mut buf[..]) {
+        Ok(n) => n,
+        Err(_) => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for name in buf[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let mut v = vec![0u8; 65536];
+        let cname = std::ffi::CString::new(name).expect("xattr name");
+        if let Ok(len) = rustix::fs::lgetxattr(path, cname.as_c_str(), &mut v[..]) {
+            v.truncate(len);
+            out.push((name.to_vec(), v));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts two snapshots are equal, reporting the first few differing paths.
+pub fn assert_same(a: &BTreeMap<Vec<u8>, Seen>, b: &BTreeMap<Vec<u8>, Seen>) {
+    let mut diffs = Vec::new();
+    for (k, va) in a {
+        match b.get(k) {
+            None => diffs.push(format!("only in source: {}", String::from_utf8_lossy(k))),
+            Some(vb) if va != vb => {
+                diffs.push(format!("{}: {va:?} != {vb:?}", String::from_utf8_lossy(k)))
+            }
+            _ => {}
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            diffs.push(format!("only in copy: {}", String::from_utf8_lossy(k)));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences, first ones:\n{}",
+        diffs.len(),
+        diffs
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

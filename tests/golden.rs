@@ -1,0 +1,192 @@
+//! Golden vectors of format v1: fixed trees and their ware IDs. If one of these fails, the
+//! format changed: an ID that users pinned would no longer match. Change the format only on
+//! purpose, with a new format version, docs/FORMAT.md and new vectors in the same commit.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::*;
+
+/// Every rule of the directory path: inline and chunked files, a file of more chunks than an
+/// entry lists (a file node), a directory large enough to split, modes with setuid, empty
+/// file and directory, a non-UTF-8 name, a symlink, a hardlink, an xattr. Owners are set by
+/// filter so the ID does not depend on who runs the test.
+const TREE_V1: &str = "bafyr4iekilryssxdbgvpocfyobuwk4fp42b6rr3adj5nd33ko3zwdpatia";
+/// Owners, normalised vs kept mtimes, devices and fifos, through a tar built byte by byte.
+const TAR_V1: &str = "bafyr4ibznjgifp4y72dwbwhqa3ao36krtmtwzamfdvqarvbfib7k4nzvue";
+const TAR_V1_KEEP: &str = "bafyr4igjamgjp5yutx64z3kbjbxbfxucjsnmqkhzbmtzlyjshv7cu5v6jm";
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn file(p: &Path, data: &[u8], mode: u32) {
+    std::fs::write(p, data).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn golden_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("many")).unwrap();
+    std::fs::create_dir_all(root.join("e")).unwrap();
+    file(&root.join("a.txt"), b"hello\n", 0o644);
+    rustix::fs::lsetxattr(
+        root.join("a.txt").as_path(),
+        "user.k",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    file(&root.join("bin/tool"), &noise(1, 5000), 0o755);
+    file(&root.join("big.bin"), &noise(2, 6 << 20), 0o644);
+    file(&root.join("suid"), b"#!/bin/sh\n", 0o4755);
+    file(&root.join("empty"), b"", 0o600);
+    file(&root.join(OsStr::from_bytes(b"caf\xe9")), b"x", 0o644);
+    std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
+    std::fs::hard_link(root.join("bin/tool"), root.join("hard")).unwrap();
+    for i in 0..9000 {
+        file(&root.join(format!("many/f{i:05}")), b"", 0o644);
+    }
+    for d in ["", "bin", "many"] {
+        std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(root.join("e"), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+fn golden_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut entry = |path: &str,
+                     kind: tar::EntryType,
+                     mode: u32,
+                     uid: u64,
+                     gid: u64,
+                     data: &[u8],
+                     link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        if kind == tar::EntryType::Char {
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        match link {
+            Some(l) => b.append_link(&mut h, path, l).unwrap(),
+            None => b.append_data(&mut h, path, data).unwrap(),
+        }
+    };
+    entry("./", tar::EntryType::Directory, 0o755, 0, 0, b"", None);
+    entry("etc/", tar::EntryType::Directory, 0o755, 0, 0, b"", None);
+    entry(
+        "etc/shadow",
+        tar::EntryType::Regular,
+        0o640,
+        0,
+        42,
+        b"root:*:1::::::\n",
+        None,
+    );
+    entry(
+        "home/user/notes",
+        tar::EntryType::Regular,
+        0o600,
+        1000,
+        1000,
+        &noise(3, 300_000),
+        None,
+    );
+    entry(
+        "nobody",
+        tar::EntryType::Regular,
+        0o644,
+        65534,
+        65534,
+        b"n",
+        None,
+    );
+    entry("dev/null", tar::EntryType::Char, 0o666, 0, 0, b"", None);
+    entry("run/fifo", tar::EntryType::Fifo, 0o600, 0, 0, b"", None);
+    entry(
+        "etc/shadow-",
+        tar::EntryType::Link,
+        0o640,
+        0,
+        42,
+        b"",
+        Some("etc/shadow"),
+    );
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn directory_vector() {
+    let w = Ware::new();
+    let src = w.path("golden");
+    golden_tree(&src);
+    let id = w.ok([
+        OsStr::new("pack"),
+        OsStr::new("--uid"),
+        OsStr::new("1000"),
+        OsStr::new("--gid"),
+        OsStr::new("100"),
+        src.as_os_str(),
+    ]);
+    assert_eq!(
+        id.trim(),
+        TREE_V1,
+        "format v1 changed: the golden tree has another ID"
+    );
+    // The vector exercises what it claims: a split directory and a file node.
+    let many = w.ok(["--json", "ls", &format!("{TREE_V1}/many")]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&many)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        9000
+    );
+}
+
+#[test]
+fn tar_vectors() {
+    let w = Ware::new();
+    let tar = golden_tar();
+    let out = w.pack_stdin(&tar, &["--devices", "keep"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        TAR_V1,
+        "format v1 changed: the golden tar has another ID"
+    );
+    let out = w.pack_stdin(&tar, &["--devices", "keep", "--keep-mtime"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        TAR_V1_KEEP,
+        "format v1 changed: the golden tar (kept mtimes) has another ID"
+    );
+}
