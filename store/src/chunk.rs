@@ -37,7 +37,17 @@ pub fn chunker<R: Read>(source: R) -> fastcdc::v2020::StreamCDC<R> {
 
 /// Encodes a chunk for storage: zstd when that saves more than 1/32 of its size, raw otherwise.
 pub fn encode_chunk(data: &[u8]) -> Vec<u8> {
-    if let Ok(z) = zstd::bulk::compress(data, ZSTD_LEVEL)
+    thread_local! {
+        // One compression context per thread: creating one per chunk costs more than the
+        // compression of a small chunk.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok());
+    }
+    let compressed = COMPRESSOR.with(|c| match c.borrow_mut().as_mut() {
+        Some(c) => c.compress(data).ok(),
+        None => zstd::bulk::compress(data, ZSTD_LEVEL).ok(),
+    });
+    if let Some(z) = compressed
         && z.len() + data.len() / 32 < data.len()
     {
         let mut out = Vec::with_capacity(z.len() + 1);

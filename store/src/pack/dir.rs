@@ -8,8 +8,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::Progress;
 use super::filters::{DeviceFilter, Notices, PackOptions, RawMeta, XattrFilter};
 use super::pipeline::Pipeline;
@@ -23,12 +21,14 @@ struct PendingFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
-    size: u64,
 }
 
 struct Walk<'o> {
     opts: &'o PackOptions,
-    pending: Vec<PendingFile>,
+    /// Files handed to `spawn` so far.
+    pending: usize,
+    /// Starts chunking a file in the background; its result comes back under its index.
+    spawn: &'o (dyn Fn(usize, PendingFile) + Sync),
     /// (dev, ino) of multiply-linked files → index in `pending`.
     inodes: HashMap<(u64, u64), usize>,
     /// (dev, ino) of multiply-linked files → hardlink key.
@@ -51,27 +51,33 @@ pub(crate) fn read(
             "not a directory",
         ));
     }
-    let mut walk = Walk {
-        opts,
-        pending: Vec::new(),
-        inodes: HashMap::new(),
-        link_keys: HashMap::new(),
-        total_bytes: 0,
-    };
-    let mut root_node = walk
-        .node(root, &md, 0, notices)?
-        .ok_or_else(|| Error::bad_input(root.display().to_string(), "not a directory"))?;
-    progress.total(walk.total_bytes);
-
-    // Chunk every pending file, largest first so the tail of the work is small files.
-    let mut order: Vec<usize> = (0..walk.pending.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(walk.pending[i].size));
-    let results: Vec<(usize, Result<Content>)> = order
-        .into_par_iter()
-        .map(|i| (i, chunk_file(&walk.pending[i], pipe, progress)))
-        .collect();
-    let mut contents: Vec<Option<Content>> = vec![None; walk.pending.len()];
-    for (i, r) in results {
+    // Larger files are chunked on the thread pool as soon as the walk finds them, so reading
+    // metadata and small files overlaps with chunking and compression.
+    let (tx, rx) = crossbeam_channel::unbounded::<(usize, Result<Content>)>();
+    let (root_node, pending) = rayon::in_place_scope(|scope| {
+        let spawn = |i: usize, f: PendingFile| {
+            let tx = tx.clone();
+            scope.spawn(move |_| {
+                let _ = tx.send((i, chunk_file(&f, pipe, progress)));
+            });
+        };
+        let mut walk = Walk {
+            opts,
+            pending: 0,
+            spawn: &spawn,
+            inodes: HashMap::new(),
+            link_keys: HashMap::new(),
+            total_bytes: 0,
+        };
+        let node = walk.node(root, &md, 0, notices);
+        progress.total(walk.total_bytes);
+        node.map(|n| (n, walk.pending))
+    })?;
+    drop(tx);
+    let mut root_node =
+        root_node.ok_or_else(|| Error::bad_input(root.display().to_string(), "not a directory"))?;
+    let mut contents: Vec<Option<Content>> = vec![None; pending];
+    for (i, r) in rx.iter() {
         contents[i] = Some(r?);
     }
     resolve(&mut root_node, &contents)?;
@@ -246,13 +252,16 @@ impl Walk<'_> {
                     Content::Inline(data)
                 } else {
                     self.total_bytes += md.len();
-                    self.pending.push(PendingFile {
-                        path: path.to_path_buf(),
-                        dev: md.dev(),
-                        ino: md.ino(),
-                        size: md.len(),
-                    });
-                    let i = self.pending.len() - 1;
+                    let i = self.pending;
+                    self.pending += 1;
+                    (self.spawn)(
+                        i,
+                        PendingFile {
+                            path: path.to_path_buf(),
+                            dev: md.dev(),
+                            ino: md.ino(),
+                        },
+                    );
                     if link.is_some() {
                         self.inodes.insert(key, i);
                     }
