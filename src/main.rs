@@ -226,7 +226,7 @@ fn print_json(v: &serde_json::Value) -> Result<()> {
 fn notices(cli: &Cli, notices: &[String]) {
     if !cli.quiet {
         for n in notices {
-            eprintln!("ware: notice: {n}");
+            eprintln!("ware: notice: {}", safe(n.as_bytes()));
         }
     }
 }
@@ -487,7 +487,8 @@ fn main() -> ExitCode {
                 if broken_pipe {
                     return ExitCode::SUCCESS;
                 }
-                eprintln!("ware: error: {e:#}");
+                // Messages carry names from wares and archives: escape them for the terminal.
+                eprintln!("ware: error: {}", safe(format!("{e:#}").as_bytes()));
             }
             ExitCode::from(code)
         }

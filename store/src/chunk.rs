@@ -66,7 +66,17 @@ pub fn decode_chunk(id: ChunkId, stored: &[u8]) -> Result<Vec<u8>> {
     let data = match stored.split_first() {
         Some((&TAG_RAW, rest)) if rest.len() <= MAX_CHUNK => rest.to_vec(),
         Some((&TAG_ZSTD, rest)) => {
-            zstd::bulk::decompress(rest, MAX_CHUNK).map_err(|_| Error::CorruptChunk(id))?
+            thread_local! {
+                static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
+            }
+            // The capacity bounds the output: a hostile frame cannot make us allocate more.
+            DECOMPRESSOR
+                .with(|d| match d.borrow_mut().as_mut() {
+                    Some(d) => d.decompress(rest, MAX_CHUNK),
+                    None => zstd::bulk::decompress(rest, MAX_CHUNK),
+                })
+                .map_err(|_| Error::CorruptChunk(id))?
         }
         _ => return Err(Error::CorruptChunk(id)),
     };

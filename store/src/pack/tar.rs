@@ -70,14 +70,14 @@ pub(crate) fn read(
             )
         })?;
         count += 1;
-        let raw_path = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw_path).into_owned();
-        let path = Tree::components(&raw_path, &name, &mut absolute)?;
         let header = entry.header().clone();
         let etype = header.entry_type();
         if etype.is_pax_global_extensions() {
-            continue;
+            continue; // not a member: its name (GNU tar: /tmp/GlobalHead.%p.%n) is no path
         }
+        let raw_path = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw_path).into_owned();
+        let path = Tree::components(&raw_path, &name, &mut absolute)?;
         let pax = pax(&mut entry, &name)?;
         let bad = |why: &str| Error::bad_input(name.clone(), why.to_string());
         let raw = RawMeta {
@@ -336,6 +336,7 @@ fn pax<R: Read>(entry: &mut tar::Entry<R>, name: &str) -> Result<Pax> {
         return Ok(out);
     };
     let mut xattrs = std::collections::BTreeMap::new();
+    let (mut paths, mut linkpaths) = (0u32, 0u32);
     for ext in exts {
         let ext = ext.map_err(|e| bad(format!("bad PAX header: {e}")))?;
         let key = ext.key_bytes();
@@ -354,6 +355,20 @@ fn pax<R: Read>(entry: &mut tar::Entry<R>, name: &str) -> Result<Pax> {
             // An unparsable (or repeated, different) size would be skipped silently by the reader,
             // which then reads the entry with another size than other tools do.
             b"size" if num() != Some(size) => return Err(bad("bad PAX size".into())),
+            // The reader takes the first of repeated records, POSIX and GNU tar the last: refuse
+            // an archive that other tools would read as another tree.
+            b"path" | b"linkpath" => {
+                let n = if key == b"path" {
+                    &mut paths
+                } else {
+                    &mut linkpaths
+                };
+                *n += 1;
+                if *n > 1 {
+                    let key = String::from_utf8_lossy(key);
+                    return Err(bad(format!("repeated PAX {key} record")));
+                }
+            }
             _ => {
                 if let Some(xname) = key.strip_prefix(b"SCHILY.xattr.") {
                     if xname.is_empty() || xname.len() > 255 || xname.contains(&0) {
