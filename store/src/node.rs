@@ -554,6 +554,33 @@ mod tests {
         assert!(d.validate(false).is_err());
     }
 
+    proptest::proptest! {
+        /// Decoders of untrusted bytes never panic: any input is a node or an error.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let id = NodeId::of(&bytes);
+            let _ = RootNode::decode(&id, &bytes);
+            let _ = DirNode::decode(&id, &bytes);
+            let _ = FileNode::decode(&id, &bytes);
+        }
+
+        /// Damaging any byte of a valid node never yields a node that fails validation.
+        #[test]
+        fn mutated_nodes_decode_valid_or_not_at_all(pos in 0usize..4096, bit in 0u8..8) {
+            let mut e = file(b"name", b"content");
+            e.xattrs = vec![(ByteBuf::from(b"user.x".to_vec()), ByteBuf::from(b"v".to_vec()))];
+            let mut bytes = encode(&DirNode { entries: vec![e.clone(), file(b"other", b"")], parts: vec![] });
+            let i = pos % bytes.len();
+            bytes[i] ^= 1 << bit;
+            let id = NodeId::of(&bytes);
+            if let Ok(n) = DirNode::decode(&id, &bytes) {
+                for e in &n.entries {
+                    proptest::prop_assert!(e.validate(false).is_ok());
+                }
+            }
+        }
+    }
+
     #[test]
     fn unsorted_or_unknown_nodes_are_corrupt() {
         let n = DirNode {
