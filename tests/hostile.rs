@@ -1151,15 +1151,7 @@ fn pax_global_headers_are_not_members() {
 // 9. Truncated archives.
 
 fn big_data(n: usize) -> Vec<u8> {
-    let mut x = 0x9e3779b97f4a7c15u64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    noise(0x9e3779b97f4a7c15, n)
 }
 
 #[test]

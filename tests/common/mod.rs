@@ -118,6 +118,30 @@ impl Ware {
     }
 }
 
+/// Deterministic incompressible bytes (xorshift), the same on every machine.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The trimmed stdout of a `ware` run that must have succeeded (its stderr shown if not).
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ware failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Where tests put their files: $WARE_TEST_TMP or /var/tmp (a real disk, with xattrs).
 pub fn scratch() -> PathBuf {
     let p = std::env::var_os("WARE_TEST_TMP")

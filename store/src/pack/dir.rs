@@ -9,9 +9,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::Progress;
-use super::filters::{DeviceFilter, Notices, PackOptions, RawMeta, XattrFilter};
+use super::filters::{DeviceFilter, Notices, PackOptions, RawMeta};
 use super::pipeline::Pipeline;
-use super::tree::{Body, Content, Meta, Node, Tree};
+use super::tree::{Body, Content, Node, Tree};
 use crate::chunk::chunker;
 use crate::error::{Error, Result};
 use crate::node::{INLINE_MAX, Kind, MAX_DEPTH, XATTRS_MAX, check_name};
@@ -193,20 +193,9 @@ impl Walk<'_> {
                 DeviceFilter::Keep => {}
             }
         }
-        let raw = self.opts.apply(raw, is_dir, &shown(), notices)?;
-        let xattrs = if self.opts.xattrs == XattrFilter::Keep {
-            read_xattrs(path)?
-        } else {
-            Vec::new()
-        };
-        let meta = Meta {
-            mode: raw.mode,
-            uid: raw.uid,
-            gid: raw.gid,
-            mtime: raw.mtime,
-            mtime_nsec: raw.mtime_nsec,
-            xattrs,
-        };
+        let meta = self
+            .opts
+            .meta(raw, is_dir, &shown(), || read_xattrs(path), notices)?;
         let body = match kind {
             Kind::Dir => {
                 if depth >= MAX_DEPTH {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::tree::Meta;
 use crate::error::{Error, Result};
 use crate::node::NORMALISED_MTIME;
 
@@ -114,8 +115,33 @@ pub(crate) struct RawMeta {
 }
 
 impl PackOptions {
-    /// Applies the uid/gid/mtime/setid filters; `entry` names the entry in errors.
-    pub(crate) fn apply(
+    /// Applies every metadata filter: uid/gid/mtime/setid to `raw`, and the xattr filter
+    /// (`xattrs` is only called when xattrs are kept). `entry` names the entry in errors.
+    pub(crate) fn meta(
+        &self,
+        raw: RawMeta,
+        is_dir: bool,
+        entry: &str,
+        xattrs: impl FnOnce() -> Result<Vec<(Vec<u8>, Vec<u8>)>>,
+        notices: &mut Notices,
+    ) -> Result<Meta> {
+        let m = self.apply(raw, is_dir, entry, notices)?;
+        let xattrs = if self.xattrs == XattrFilter::Keep {
+            xattrs()?
+        } else {
+            Vec::new()
+        };
+        Ok(Meta {
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            mtime: m.mtime,
+            mtime_nsec: m.mtime_nsec,
+            xattrs,
+        })
+    }
+
+    fn apply(
         &self,
         raw: RawMeta,
         is_dir: bool,

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 
 use super::Progress;
-use super::filters::{DeviceFilter, IdFilter, Notices, PackOptions, RawMeta, XattrFilter};
+use super::filters::{DeviceFilter, IdFilter, Notices, PackOptions, RawMeta};
 use super::pipeline::Pipeline;
 use super::tree::{Body, Content, Meta, Node, Tree, show};
 use crate::chunk::chunker;
@@ -178,20 +178,7 @@ pub(crate) fn read(
                 etype.as_byte() as char
             )));
         };
-        let raw = opts.apply(raw, kind == Kind::Dir, &name, notices)?;
-        let xattrs = if opts.xattrs == XattrFilter::Keep {
-            pax.xattrs
-        } else {
-            Vec::new()
-        };
-        let meta = Meta {
-            mode: raw.mode,
-            uid: raw.uid,
-            gid: raw.gid,
-            mtime: raw.mtime,
-            mtime_nsec: raw.mtime_nsec,
-            xattrs,
-        };
+        let meta = opts.meta(raw, kind == Kind::Dir, &name, || Ok(pax.xattrs), notices)?;
         let body = match kind {
             Kind::Dir => Body::Dir(Default::default()),
             Kind::Symlink => {
