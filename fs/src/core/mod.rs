@@ -1,0 +1,815 @@
+//! The filesystem's core: inodes, lookups, attributes, directory listings, reads and xattrs,
+//! as plain methods returning `Result<_, Fault>`. Nothing here knows about the kernel; the
+//! FUSE adapters in `fuse.rs` call these methods and turn a [`Fault`] into an errno.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{Errno, FileAttr, FileType, INodeNo};
+use parking_lot::{Mutex, RwLock};
+use ware_store::node::{DirNode, Entry, Kind};
+use ware_store::{BlockSource, ChunkId, NodeId, Reader, WareId};
+
+use crate::cache::ByteLru;
+
+mod nodes;
+use crate::{Catalog, MountRoot};
+use nodes::ChunkMap;
+
+/// The mount's root inode.
+pub(crate) const ROOT_INO: u64 = 1;
+/// Timeout for what never changes: a ware's entries and attributes.
+pub(crate) const LONG_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Timeout for what may change while mounted: the top of an `--all` mount and its names.
+pub(crate) const SHORT_TTL: Duration = Duration::from_secs(1);
+/// Block size reported by `stat` and `statfs`.
+const BLOCK: u32 = 4096;
+/// The directory of names in an `--all` mount.
+const NAMES: &[u8] = b"names";
+/// Budget of the decoded directory node cache, in encoded bytes.
+const DIR_CACHE_BYTES: u64 = 32 << 20;
+
+/// Why a request failed; [`Fault::errno`] is the one place it becomes an errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// No such entry (ENOENT).
+    NoEntry,
+    /// Not a directory (ENOTDIR).
+    NotDir,
+    /// Is a directory (EISDIR).
+    IsDir,
+    /// A write of any kind (EROFS).
+    ReadOnly,
+    /// No such xattr (ENODATA).
+    NoData,
+    /// The caller's buffer is too small (ERANGE).
+    Range,
+    /// Unknown file handle (EBADF).
+    BadHandle,
+    /// The request makes no sense for this inode (EINVAL).
+    Invalid,
+    /// Data missing or corrupt, or an internal fault (EIO); logged where it happened.
+    Io,
+}
+
+impl Fault {
+    /// The errno the kernel passes on to the program.
+    pub(crate) fn errno(self) -> Errno {
+        match self {
+            Fault::NoEntry => Errno::ENOENT,
+            Fault::NotDir => Errno::ENOTDIR,
+            Fault::IsDir => Errno::EISDIR,
+            Fault::ReadOnly => Errno::EROFS,
+            Fault::NoData => Errno::ENODATA,
+            Fault::Range => Errno::ERANGE,
+            Fault::BadHandle => Errno::EBADF,
+            Fault::Invalid => Errno::EINVAL,
+            Fault::Io => Errno::EIO,
+        }
+    }
+}
+
+/// Result of a core request.
+pub(crate) type R<T> = Result<T, Fault>;
+
+/// The answer to a lookup.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The name exists.
+    Found {
+        attr: FileAttr,
+        attr_ttl: Duration,
+        entry_ttl: Duration,
+    },
+    /// The name does not exist, and never will within this directory: the kernel may remember
+    /// that for `ttl`.
+    Absent { ttl: Duration },
+}
+
+/// One item of a directory listing.
+#[derive(Debug)]
+pub(crate) struct DirItem {
+    pub ino: u64,
+    /// Offset of the item after this one.
+    pub next: u64,
+    pub kind: FileType,
+    pub name: Vec<u8>,
+    /// Attributes and their timeout (readdirplus only).
+    pub attr: Option<(FileAttr, Duration)>,
+}
+
+/// The answer to an xattr request: a size probe or the bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Xattr {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+/// Filesystem statistics.
+pub(crate) struct Statfs {
+    pub files: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+/// One ware shown by the mount.
+struct WareCtx {
+    id: WareId,
+    root_ino: u64,
+    root: Entry,
+    /// Names per hardlink group, counted by one metadata walk the first time they are needed.
+    links: Mutex<Option<Arc<HashMap<u64, u32>>>>,
+}
+
+/// An inode.
+struct Node {
+    ino: u64,
+    parent: u64,
+    name: Vec<u8>,
+    kind: NodeKind,
+}
+
+enum NodeKind {
+    /// The top of an `--all` mount.
+    AllRoot,
+    /// `names/` in an `--all` mount.
+    NamesDir,
+    /// `names/<name>`: a symlink to `../<id>`, resolved through the catalog on each read.
+    NameLink,
+    /// An entry of a ware (its root included).
+    Ware {
+        ware: Arc<WareCtx>,
+        entry: Box<Entry>,
+        /// The chunk map shared by this file's open handles, while any is open.
+        map: Mutex<Weak<ChunkMap>>,
+    },
+}
+
+/// What a directory listing holds, besides `.` and `..`.
+enum Child {
+    Entry(Box<Entry>),
+    Ware(WareId),
+    Names,
+    Name(String),
+}
+
+struct Listing {
+    parent: u64,
+    children: Vec<Child>,
+}
+
+enum Handle {
+    File {
+        node: Arc<Node>,
+        map: Option<Arc<ChunkMap>>,
+    },
+    Dir(Arc<Listing>),
+}
+
+#[derive(Default)]
+struct Inodes {
+    /// Inode `n` is `nodes[n - 1]`.
+    nodes: Vec<Arc<Node>>,
+    by_name: HashMap<(u64, Vec<u8>), u64>,
+    /// (ware root inode, hardlink group) → inode.
+    by_link: HashMap<(u64, u64), u64>,
+}
+
+impl Inodes {
+    fn push(&mut self, parent: u64, name: Vec<u8>, kind: NodeKind) -> Arc<Node> {
+        let ino = self.nodes.len() as u64 + 1;
+        let node = Arc::new(Node {
+            ino,
+            parent: if parent == 0 { ino } else { parent },
+            name,
+            kind,
+        });
+        self.nodes.push(node.clone());
+        node
+    }
+    fn get(&self, ino: u64) -> Option<Arc<Node>> {
+        let i = usize::try_from(ino.checked_sub(1)?).ok()?;
+        self.nodes.get(i).cloned()
+    }
+}
+
+/// The filesystem, without the kernel.
+pub(crate) struct Core {
+    src: Arc<dyn BlockSource>,
+    catalog: Option<Arc<dyn Catalog>>,
+    inodes: RwLock<Inodes>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    chunks: ByteLru<ChunkId, Vec<u8>>,
+    dirs: ByteLru<NodeId, DirNode>,
+    started: SystemTime,
+}
+
+fn ware_fault(ware: &WareId, path: &str, what: &str, e: &ware_store::Error) -> Fault {
+    tracing::error!(%ware, path, "{what}: {e}");
+    Fault::Io
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn time(secs: i64, nsec: u32) -> SystemTime {
+    let t = if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    };
+    t.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nsec))))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// The kernel's `new_encode_dev`: the form `st_rdev` travels in over FUSE.
+fn encode_dev(major: u32, minor: u32) -> u32 {
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
+
+impl Core {
+    /// A core showing `root`. For [`MountRoot::Ware`], `root_entry` is the ware's root entry,
+    /// already read by the caller (which is how a bad ID fails before anything is mounted).
+    pub(crate) fn new(
+        src: Arc<dyn BlockSource>,
+        root: &MountRoot,
+        root_entry: Option<Entry>,
+        chunk_cache_bytes: u64,
+    ) -> Self {
+        let mut inodes = Inodes::default();
+        let catalog = match root {
+            MountRoot::Ware(id) => {
+                let entry = root_entry.unwrap_or_else(|| Entry::new(Vec::new(), Kind::Dir));
+                let ware = Arc::new(WareCtx {
+                    id: *id,
+                    root_ino: ROOT_INO,
+                    root: entry.clone(),
+                    links: Mutex::new(None),
+                });
+                inodes.push(0, Vec::new(), ware_kind(ware, entry));
+                None
+            }
+            MountRoot::All(catalog) => {
+                inodes.push(0, Vec::new(), NodeKind::AllRoot);
+                let names = inodes.push(ROOT_INO, NAMES.to_vec(), NodeKind::NamesDir);
+                inodes.by_name.insert((ROOT_INO, NAMES.to_vec()), names.ino);
+                Some(catalog.clone())
+            }
+        };
+        Core {
+            src,
+            catalog,
+            inodes: RwLock::new(inodes),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            chunks: ByteLru::new(chunk_cache_bytes),
+            dirs: ByteLru::new(DIR_CACHE_BYTES),
+            started: SystemTime::now(),
+        }
+    }
+
+    fn node(&self, ino: u64) -> R<Arc<Node>> {
+        self.inodes.read().get(ino).ok_or(Fault::NoEntry)
+    }
+
+    /// The path of a node inside its ware, for messages.
+    fn path(&self, node: &Node) -> String {
+        let inodes = self.inodes.read();
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut ino = node.ino;
+        for _ in 0..=ware_store::node::MAX_DEPTH {
+            let Some(n) = inodes.get(ino) else { break };
+            let top = n.parent == n.ino
+                || matches!(&n.kind, NodeKind::Ware { ware, .. } if ware.root_ino == n.ino);
+            if top {
+                break;
+            }
+            parts.push(n.name.clone());
+            ino = n.parent;
+        }
+        let mut out = String::new();
+        for p in parts.iter().rev() {
+            out.push('/');
+            out.push_str(&String::from_utf8_lossy(p));
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+}
+
+fn ware_kind(ware: Arc<WareCtx>, entry: Entry) -> NodeKind {
+    NodeKind::Ware {
+        ware,
+        entry: Box::new(entry),
+        map: Mutex::new(Weak::new()),
+    }
+}
+
+/// Inodes and attributes.
+impl Core {
+    /// The inode of a ware entry found in directory `parent`, made on first sight.
+    fn intern(&self, parent: u64, ware: &Arc<WareCtx>, entry: Entry) -> Arc<Node> {
+        let link = match (entry.kind, entry.hardlink) {
+            (Kind::File, Some(g)) => Some((ware.root_ino, g)),
+            _ => None,
+        };
+        let key = (parent, entry.name.to_vec());
+        {
+            let inodes = self.inodes.read();
+            let found = match &link {
+                Some(l) => inodes.by_link.get(l),
+                None => inodes.by_name.get(&key),
+            };
+            if let Some(node) = found.and_then(|&ino| inodes.get(ino)) {
+                return node;
+            }
+        }
+        let mut inodes = self.inodes.write();
+        let found = match &link {
+            Some(l) => inodes.by_link.get(l).copied(),
+            None => inodes.by_name.get(&key).copied(),
+        };
+        if let Some(node) = found.and_then(|ino| inodes.get(ino)) {
+            return node;
+        }
+        let node = inodes.push(parent, key.1.clone(), ware_kind(ware.clone(), entry));
+        match link {
+            Some(l) => inodes.by_link.insert(l, node.ino),
+            None => inodes.by_name.insert(key, node.ino),
+        };
+        node
+    }
+
+    /// The root inode of a ware in an `--all` mount, made on first lookup: the ware must have a
+    /// readable root node.
+    fn ware_root(&self, id: &WareId) -> R<Arc<Node>> {
+        let name = id.to_string().into_bytes();
+        let key = (ROOT_INO, name.clone());
+        if let Some(node) = {
+            let inodes = self.inodes.read();
+            inodes.by_name.get(&key).and_then(|&i| inodes.get(i))
+        } {
+            return Ok(node);
+        }
+        let root = match Reader::new(&*self.src).root(id) {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => {
+                tracing::debug!(ware = %id, "lookup: {e}");
+                return Err(Fault::NoEntry);
+            }
+            Err(e) => return Err(ware_fault(id, "/", "root node", &e)),
+        };
+        let mut inodes = self.inodes.write();
+        if let Some(node) = inodes.by_name.get(&key).and_then(|&i| inodes.get(i)) {
+            return Ok(node);
+        }
+        let ino = inodes.nodes.len() as u64 + 1;
+        let ware = Arc::new(WareCtx {
+            id: *id,
+            root_ino: ino,
+            root: root.clone(),
+            links: Mutex::new(None),
+        });
+        let node = inodes.push(ROOT_INO, name, ware_kind(ware, root));
+        inodes.by_name.insert(key, node.ino);
+        Ok(node)
+    }
+
+    fn name_link(&self, name: &str) -> Arc<Node> {
+        let names_ino = ROOT_INO + 1;
+        let key = (names_ino, name.as_bytes().to_vec());
+        if let Some(node) = {
+            let inodes = self.inodes.read();
+            inodes.by_name.get(&key).and_then(|&i| inodes.get(i))
+        } {
+            return node;
+        }
+        let mut inodes = self.inodes.write();
+        if let Some(node) = inodes.by_name.get(&key).and_then(|&i| inodes.get(i)) {
+            return node;
+        }
+        let node = inodes.push(names_ino, key.1.clone(), NodeKind::NameLink);
+        inodes.by_name.insert(key, node.ino);
+        node
+    }
+
+    fn link_target(&self, node: &Node) -> R<Vec<u8>> {
+        let catalog = self.catalog.as_ref().ok_or(Fault::NoEntry)?;
+        let name = std::str::from_utf8(&node.name).map_err(|_| Fault::NoEntry)?;
+        let id = catalog.name(name).ok_or(Fault::NoEntry)?;
+        Ok(format!("../{id}").into_bytes())
+    }
+
+    fn synthetic(&self, ino: u64, kind: FileType, perm: u16, size: u64) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: 0,
+            atime: self.started,
+            mtime: self.started,
+            ctime: self.started,
+            crtime: self.started,
+            kind,
+            perm,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: BLOCK,
+            flags: 0,
+        }
+    }
+
+    /// A node's attributes and how long the kernel may keep them.
+    fn attr(&self, node: &Node) -> R<(FileAttr, Duration)> {
+        match &node.kind {
+            NodeKind::AllRoot | NodeKind::NamesDir => Ok((
+                self.synthetic(node.ino, FileType::Directory, 0o555, u64::from(BLOCK)),
+                SHORT_TTL,
+            )),
+            NodeKind::NameLink => {
+                let size = self.link_target(node).map(|t| t.len() as u64)?;
+                Ok((
+                    self.synthetic(node.ino, FileType::Symlink, 0o777, size),
+                    SHORT_TTL,
+                ))
+            }
+            NodeKind::Ware { ware, entry, .. } => {
+                let nlink = match (entry.kind, entry.hardlink) {
+                    (Kind::File, Some(g)) => self.link_counts(ware)?.get(&g).copied().unwrap_or(1),
+                    _ => 1,
+                };
+                let (size, blocks) = match entry.kind {
+                    Kind::File => (entry.size, entry.size.div_ceil(u64::from(BLOCK)) * 8),
+                    Kind::Dir => (u64::from(BLOCK), 8),
+                    Kind::Symlink => (entry.target.as_ref().map_or(0, |t| t.len() as u64), 0),
+                    _ => (0, 0),
+                };
+                let t = time(entry.mtime, entry.mtime_nsec);
+                Ok((
+                    FileAttr {
+                        ino: INodeNo(node.ino),
+                        size,
+                        blocks,
+                        atime: t,
+                        mtime: t,
+                        ctime: t,
+                        crtime: t,
+                        kind: file_type(entry.kind),
+                        perm: (entry.mode & 0o7777) as u16,
+                        nlink,
+                        uid: entry.uid,
+                        gid: entry.gid,
+                        rdev: entry.rdev.map_or(0, |(ma, mi)| encode_dev(ma, mi)),
+                        blksize: BLOCK,
+                        flags: 0,
+                    },
+                    LONG_TTL,
+                ))
+            }
+        }
+    }
+}
+
+/// The requests.
+impl Core {
+    pub(crate) fn lookup(&self, parent: u64, name: &[u8]) -> R<Lookup> {
+        let dir = self.node(parent)?;
+        let (node, entry_ttl) = match &dir.kind {
+            NodeKind::AllRoot => {
+                if name == NAMES {
+                    (self.node(ROOT_INO + 1)?, SHORT_TTL)
+                } else {
+                    let id = std::str::from_utf8(name)
+                        .ok()
+                        .and_then(|s| WareId::from_str(s).ok())
+                        .ok_or(Fault::NoEntry)?;
+                    (self.ware_root(&id)?, SHORT_TTL)
+                }
+            }
+            NodeKind::NamesDir => {
+                let name = std::str::from_utf8(name).map_err(|_| Fault::NoEntry)?;
+                let catalog = self.catalog.as_ref().ok_or(Fault::NoEntry)?;
+                if catalog.name(name).is_none() {
+                    return Err(Fault::NoEntry);
+                }
+                (self.name_link(name), SHORT_TTL)
+            }
+            NodeKind::NameLink => return Err(Fault::NotDir),
+            NodeKind::Ware { ware, entry, .. } => {
+                if entry.kind != Kind::Dir {
+                    return Err(Fault::NotDir);
+                }
+                match self.find(entry, name) {
+                    Ok(Some(child)) => (self.intern(dir.ino, ware, child), LONG_TTL),
+                    Ok(None) => return Ok(Lookup::Absent { ttl: LONG_TTL }),
+                    Err(e) => {
+                        let path = self.path(&dir);
+                        return Err(ware_fault(&ware.id, &path, "lookup", &e));
+                    }
+                }
+            }
+        };
+        let (attr, attr_ttl) = self.attr(&node)?;
+        Ok(Lookup::Found {
+            attr,
+            attr_ttl,
+            entry_ttl,
+        })
+    }
+
+    pub(crate) fn getattr(&self, ino: u64) -> R<(FileAttr, Duration)> {
+        self.attr(&*self.node(ino)?)
+    }
+
+    pub(crate) fn readlink(&self, ino: u64) -> R<Vec<u8>> {
+        let node = self.node(ino)?;
+        match &node.kind {
+            NodeKind::NameLink => self.link_target(&node),
+            NodeKind::Ware { entry, .. } if entry.kind == Kind::Symlink => Ok(entry
+                .target
+                .as_ref()
+                .map(|t| t.to_vec())
+                .unwrap_or_default()),
+            _ => Err(Fault::Invalid),
+        }
+    }
+
+    /// Opens a file for reading; returns the handle.
+    pub(crate) fn open(&self, ino: u64, write: bool) -> R<u64> {
+        if write {
+            return Err(Fault::ReadOnly);
+        }
+        let node = self.node(ino)?;
+        let NodeKind::Ware { ware, entry, map } = &node.kind else {
+            return Err(Fault::IsDir);
+        };
+        match entry.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(Fault::IsDir),
+            _ => return Err(Fault::Invalid),
+        }
+        let chunk_map = if entry.inline.is_some() || entry.size == 0 {
+            None
+        } else {
+            let mut shared = map.lock();
+            match shared.upgrade() {
+                Some(m) => Some(m),
+                None => {
+                    let chunks = Reader::new(&*self.src).chunks(entry).map_err(|e| {
+                        ware_fault(&ware.id, &self.path(&node), "file chunk list", &e)
+                    })?;
+                    let m = Arc::new(ChunkMap::new(chunks));
+                    if m.size() != entry.size {
+                        tracing::error!(
+                            ware = %ware.id,
+                            path = self.path(&node),
+                            "chunks add up to {} bytes, the entry says {}",
+                            m.size(),
+                            entry.size
+                        );
+                        return Err(Fault::Io);
+                    }
+                    *shared = Arc::downgrade(&m);
+                    Some(m)
+                }
+            }
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(
+            fh,
+            Handle::File {
+                node: node.clone(),
+                map: chunk_map,
+            },
+        );
+        Ok(fh)
+    }
+
+    /// Up to `size` bytes from `offset`; short only at the end of the file.
+    pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> R<Vec<u8>> {
+        let (node, map) = match self.handles.lock().get(&fh) {
+            Some(Handle::File { node, map }) => (node.clone(), map.clone()),
+            _ => return Err(Fault::BadHandle),
+        };
+        let NodeKind::Ware { ware, entry, .. } = &node.kind else {
+            return Err(Fault::BadHandle);
+        };
+        if let Some(d) = &entry.inline {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(d.len());
+            let end = start.saturating_add(size as usize).min(d.len());
+            return Ok(d[start..end].to_vec());
+        }
+        let Some(map) = map else {
+            return Ok(Vec::new());
+        };
+        let end = offset.saturating_add(u64::from(size)).min(map.size());
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut i = map.ends.partition_point(|&e| e <= offset);
+        let mut pos = offset;
+        while pos < end && i < map.chunks.len() {
+            let data = self.chunk(&node, ware, &map.chunks[i])?;
+            let start = map.start(i);
+            let from = (pos - start) as usize;
+            let to = ((end.min(map.ends[i])) - start) as usize;
+            out.extend_from_slice(&data[from..to]);
+            pos = start + to as u64;
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn release(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    /// Opens a directory; returns the handle and whether the kernel may cache its listing.
+    pub(crate) fn opendir(&self, ino: u64) -> R<(u64, bool)> {
+        let node = self.node(ino)?;
+        let (children, cacheable) = match &node.kind {
+            NodeKind::AllRoot => {
+                let catalog = self.catalog.as_ref().ok_or(Fault::Io)?;
+                let mut wares = catalog.wares();
+                wares.sort_by_key(|w| w.to_string());
+                wares.dedup();
+                let mut c = vec![Child::Names];
+                c.extend(wares.into_iter().map(Child::Ware));
+                (c, false)
+            }
+            NodeKind::NamesDir => {
+                let catalog = self.catalog.as_ref().ok_or(Fault::Io)?;
+                let mut names: Vec<String> = catalog.names().into_iter().map(|(n, _)| n).collect();
+                names.sort();
+                names.dedup();
+                (names.into_iter().map(Child::Name).collect(), false)
+            }
+            NodeKind::NameLink => return Err(Fault::NotDir),
+            NodeKind::Ware { ware, entry, .. } => {
+                if entry.kind != Kind::Dir {
+                    return Err(Fault::NotDir);
+                }
+                let entries = self.list(entry).map_err(|e| {
+                    ware_fault(&ware.id, &self.path(&node), "listing the directory", &e)
+                })?;
+                (
+                    entries
+                        .into_iter()
+                        .map(|e| Child::Entry(Box::new(e)))
+                        .collect(),
+                    true,
+                )
+            }
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let listing = Listing {
+            parent: node.parent,
+            children,
+        };
+        self.handles
+            .lock()
+            .insert(fh, Handle::Dir(Arc::new(listing)));
+        Ok((fh, cacheable))
+    }
+
+    /// Up to `max` items of an open directory from `offset` (0 is `.`, 1 is `..`, then the
+    /// children in name order); with `plus`, each with its attributes.
+    pub(crate) fn readdir(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        max: usize,
+    ) -> R<Vec<DirItem>> {
+        let listing = match self.handles.lock().get(&fh) {
+            Some(Handle::Dir(l)) => l.clone(),
+            _ => return Err(Fault::BadHandle),
+        };
+        let dir = self.node(ino)?;
+        let mut out = Vec::new();
+        let total = listing.children.len() as u64 + 2;
+        let mut i = offset;
+        while i < total && out.len() < max {
+            let item = match i {
+                0 | 1 => {
+                    let (ino, name) = if i == 0 {
+                        (dir.ino, b".".to_vec())
+                    } else {
+                        (listing.parent, b"..".to_vec())
+                    };
+                    let node = self.node(ino)?;
+                    Some((node, name))
+                }
+                _ => {
+                    let child = &listing.children[(i - 2) as usize];
+                    match child {
+                        Child::Entry(e) => {
+                            let NodeKind::Ware { ware, .. } = &dir.kind else {
+                                return Err(Fault::Io);
+                            };
+                            let name = e.name.to_vec();
+                            Some((self.intern(dir.ino, ware, (**e).clone()), name))
+                        }
+                        Child::Names => Some((self.node(ROOT_INO + 1)?, NAMES.to_vec())),
+                        Child::Name(n) => Some((self.name_link(n), n.clone().into_bytes())),
+                        // A listed ware whose root cannot be read is left out of the listing.
+                        Child::Ware(id) => self
+                            .ware_root(id)
+                            .ok()
+                            .map(|n| (n, id.to_string().into_bytes())),
+                    }
+                }
+            };
+            if let Some((node, name)) = item {
+                let attr = if plus { Some(self.attr(&node)?) } else { None };
+                let kind = match &node.kind {
+                    NodeKind::AllRoot | NodeKind::NamesDir => FileType::Directory,
+                    NodeKind::NameLink => FileType::Symlink,
+                    NodeKind::Ware { entry, .. } => file_type(entry.kind),
+                };
+                out.push(DirItem {
+                    ino: node.ino,
+                    next: i + 1,
+                    kind,
+                    name,
+                    attr,
+                });
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn releasedir(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    fn xattrs(&self, ino: u64) -> R<Vec<(Vec<u8>, Vec<u8>)>> {
+        let node = self.node(ino)?;
+        Ok(match &node.kind {
+            NodeKind::Ware { entry, .. } => entry
+                .xattrs
+                .iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// One xattr: its size when `size` is 0, else its value if it fits in `size` bytes.
+    pub(crate) fn getxattr(&self, ino: u64, name: &[u8], size: u32) -> R<Xattr> {
+        let xattrs = self.xattrs(ino)?;
+        let value = xattrs
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or(Fault::NoData)?;
+        sized(value, size)
+    }
+
+    /// The xattr names, each ending in NUL, with the same size rules as [`Core::getxattr`].
+    pub(crate) fn listxattr(&self, ino: u64, size: u32) -> R<Xattr> {
+        let mut out = Vec::new();
+        for (n, _) in self.xattrs(ino)? {
+            out.extend_from_slice(&n);
+            out.push(0);
+        }
+        sized(out, size)
+    }
+
+    pub(crate) fn statfs(&self) -> Statfs {
+        Statfs {
+            files: self.inodes.read().nodes.len() as u64,
+            bsize: BLOCK,
+            namelen: ware_store::node::NAME_MAX as u32,
+        }
+    }
+}
+
+fn sized(value: Vec<u8>, size: u32) -> R<Xattr> {
+    let len = u32::try_from(value.len()).map_err(|_| Fault::Io)?;
+    if size == 0 {
+        Ok(Xattr::Size(len))
+    } else if len > size {
+        Err(Fault::Range)
+    } else {
+        Ok(Xattr::Data(value))
+    }
+}

@@ -1,0 +1,159 @@
+//! Reading a ware's nodes and chunks for the core: directory nodes through a cache of decoded
+//! nodes, lookups through split directories, listings, hardlink counts, and chunks through the
+//! LRU cache of decompressed chunks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ware_store::node::{ChunkRef, DirNode, Entry, Kind};
+use ware_store::tree::MAX_INDEX_DEPTH;
+use ware_store::{NodeId, Reader};
+
+use super::{Core, Fault, Node, R, WareCtx, ware_fault};
+
+/// A file's chunks and where each ends, for binary search by offset.
+pub(super) struct ChunkMap {
+    pub(super) chunks: Vec<ChunkRef>,
+    pub(super) ends: Vec<u64>,
+}
+
+impl ChunkMap {
+    pub(super) fn new(chunks: Vec<ChunkRef>) -> Self {
+        let mut end = 0u64;
+        let ends = chunks
+            .iter()
+            .map(|c| {
+                end += c.len();
+                end
+            })
+            .collect();
+        ChunkMap { chunks, ends }
+    }
+    pub(super) fn size(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+    /// Start offset of chunk `i`.
+    pub(super) fn start(&self, i: usize) -> u64 {
+        if i == 0 { 0 } else { self.ends[i - 1] }
+    }
+}
+
+/// Directory and file nodes, through the decoded-node cache.
+impl Core {
+    fn dir_node(&self, id: &NodeId) -> Result<Arc<DirNode>, ware_store::Error> {
+        if let Some(n) = self.dirs.get(id) {
+            return Ok(n);
+        }
+        let bytes = self.src.node(id)?;
+        let node = Arc::new(DirNode::decode(id, &bytes)?);
+        // Decoded entries take a few times their encoded size; charge twice the bytes.
+        self.dirs.insert(*id, node.clone(), 2 * bytes.len() as u64);
+        Ok(node)
+    }
+
+    /// One name in a directory entry (binary search through split parts).
+    pub(super) fn find(
+        &self,
+        dir: &Entry,
+        name: &[u8],
+    ) -> Result<Option<Entry>, ware_store::Error> {
+        let mut id = dir.dir_id()?;
+        for _ in 0..=MAX_INDEX_DEPTH {
+            let node = self.dir_node(&id)?;
+            if node.parts.is_empty() {
+                return Ok(node
+                    .entries
+                    .binary_search_by(|e| e.name.as_slice().cmp(name))
+                    .ok()
+                    .map(|i| node.entries[i].clone()));
+            }
+            let i = node.parts.partition_point(|p| p.0.as_slice() <= name);
+            if i == 0 {
+                return Ok(None);
+            }
+            id = NodeId::from_cid(node.parts[i - 1].1)?;
+        }
+        Err(ware_store::Error::CorruptNode {
+            id,
+            why: format!("index nodes nested deeper than {MAX_INDEX_DEPTH} levels"),
+        })
+    }
+
+    /// Every entry of a directory, in name order.
+    pub(super) fn list(&self, dir: &Entry) -> Result<Vec<Entry>, ware_store::Error> {
+        let mut out = Vec::new();
+        // (node, depth) still to visit, in order: a stack holding parts in reverse.
+        let mut stack = vec![(dir.dir_id()?, 0usize)];
+        while let Some((id, depth)) = stack.pop() {
+            if depth > MAX_INDEX_DEPTH {
+                return Err(ware_store::Error::CorruptNode {
+                    id,
+                    why: format!("index nodes nested deeper than {MAX_INDEX_DEPTH} levels"),
+                });
+            }
+            let node = self.dir_node(&id)?;
+            out.extend(node.entries.iter().cloned());
+            for p in node.parts.iter().rev() {
+                stack.push((NodeId::from_cid(p.1)?, depth + 1));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names per hardlink group in a ware: one metadata-only walk, then cached.
+    pub(super) fn link_counts(&self, ware: &WareCtx) -> R<Arc<HashMap<u64, u32>>> {
+        let mut slot = ware.links.lock();
+        if let Some(m) = &*slot {
+            return Ok(m.clone());
+        }
+        let reader = Reader::new(&*self.src);
+        let mut counts: HashMap<u64, u32> = HashMap::new();
+        let mut stack = vec![ware.root.clone()];
+        while let Some(dir) = stack.pop() {
+            reader
+                .for_each_entry(&dir, &mut |e| {
+                    if e.kind == Kind::Dir {
+                        stack.push(e);
+                    } else if let Some(g) = e.hardlink {
+                        *counts.entry(g).or_insert(0) += 1;
+                    }
+                    Ok(())
+                })
+                .map_err(|e| {
+                    ware_fault(&ware.id, "/", "counting hardlinks (walking the ware)", &e)
+                })?;
+        }
+        let counts = Arc::new(counts);
+        *slot = Some(counts.clone());
+        Ok(counts)
+    }
+
+    /// A decompressed chunk, from the cache or the source; any fault is logged with the chunk
+    /// ID and the file's path.
+    pub(super) fn chunk(&self, node: &Node, ware: &WareCtx, c: &ChunkRef) -> R<Arc<Vec<u8>>> {
+        let id = c
+            .id()
+            .map_err(|e| ware_fault(&ware.id, &self.path(node), "bad chunk reference", &e))?;
+        if let Some(d) = self.chunks.get(&id) {
+            return Ok(d);
+        }
+        let data = self
+            .src
+            .chunk(&id)
+            .map_err(|e| ware_fault(&ware.id, &self.path(node), &format!("chunk {id}"), &e))?;
+        if data.len() as u64 != c.len() {
+            tracing::error!(
+                ware = %ware.id,
+                path = self.path(node),
+                "chunk {id}: {} bytes, the file lists {}",
+                data.len(),
+                c.len()
+            );
+            return Err(Fault::Io);
+        }
+        let len = data.len() as u64;
+        let data = Arc::new(data);
+        self.chunks.insert(id, data.clone(), len);
+        Ok(data)
+    }
+}

@@ -1,0 +1,157 @@
+//! ware-fs: the read-only FUSE filesystem of warefs.
+//!
+//! It shows one ware ([`MountRoot::Ware`]) or a whole store ([`MountRoot::All`]: every ware as
+//! `MNT/<id>/`, names as symlinks `MNT/names/<name>` → `../<id>`) as a lazy, read-only FUSE
+//! mount over any [`ware_store::BlockSource`]. It owns `fuser` and the mapping of errors to errno values;
+//! it never knows about the network: the caller hands it a source (for the daemon, a
+//! read-through source that asks the local store first and the warehouses second).
+//!
+//! The code is split the way puzzlefs splits it: [`fuse`](crate) adapters (`src/fuse.rs`) are
+//! one-line calls into a private core (`src/core.rs`) whose methods return
+//! `Result<_, Fault>`; one mapping turns a `Fault` into an errno. The tree logic is therefore
+//! unit-tested over a [`ware_store::MemStore`] without a kernel.
+//!
+//! Invariants:
+//! - Read-only: every mutating request answers `EROFS`, and mounts are `ro,nosuid,nodev`
+//!   unless [`MountConfig`] says otherwise; `default_permissions` is always on, so the kernel
+//!   checks modes and owners, and `allow_other` never exposes a ware's 0600 files.
+//! - Lazy: mounting reads the root node and nothing else; a lookup reads the directory nodes on
+//!   its way, a read the chunks it covers (through a bounded LRU cache of decompressed
+//!   chunks), and hardlink counts cost one metadata-only walk of a ware, the first time a
+//!   hardlinked entry is asked for.
+//! - Never wrong bytes: the [`ware_store::BlockSource`] hands out verified bytes only; a missing or corrupt
+//!   chunk or node gives `EIO` for that request (logged with `tracing::error!`, naming the ID and
+//!   the path), and other files keep working.
+//! - Inode numbers are stable for the life of a mount: an entry keeps the number it was first
+//!   given (hardlinked names share one), and numbers are never reused.
+//! - No panic on a request path: handlers return errors, and the adapters also catch an
+//!   unexpected panic and answer `EIO`, so one bad request never takes a serving thread down.
+//!
+//! FUSE passthrough (`BackingId`) is not used: it hands the kernel a real file to read from,
+//! and a ware's contents are chunks in a store, not files; it would mean writing every opened
+//! file out to a cache directory first, which is what a lazy mount exists to avoid.
+#![deny(missing_docs)]
+// The store's error type is large and travels by value, as the store's own API does.
+#![allow(clippy::result_large_err)]
+
+mod cache;
+mod core;
+mod fuse;
+mod mount;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use mount::{Mount, detach_unmount, is_dead, mount, ware_mounts};
+use ware_store::WareId;
+
+/// The wares and names of a store, for a whole-store mount ([`MountRoot::All`]).
+pub trait Catalog: Send + Sync {
+    /// The wares listed at the top of the mount (any other ID still appears on lookup).
+    fn wares(&self) -> Vec<WareId>;
+    /// Every name and the ware it points to, listed in `MNT/names/`.
+    fn names(&self) -> Vec<(String, WareId)>;
+    /// The ware a name points to now.
+    fn name(&self, name: &str) -> Option<WareId>;
+}
+
+/// What the root of a mount shows.
+#[derive(Clone)]
+pub enum MountRoot {
+    /// One ware: the mount's root is the ware's root directory.
+    Ware(WareId),
+    /// The whole store: `MNT/<id>/` for every ware, `MNT/names/<name>` → `../<id>`.
+    All(Arc<dyn Catalog>),
+}
+
+/// How to mount.
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    /// Let other users (and other user namespaces) in. Always comes with
+    /// `default_permissions`, so modes and owners are enforced by the kernel.
+    pub allow_other: bool,
+    /// Threads serving requests (at least 1), so one slow read never stalls the others.
+    pub threads: usize,
+    /// Bytes of decompressed chunks kept in memory (least recently used evicted first).
+    pub chunk_cache_bytes: u64,
+    /// Source name shown in /proc/self/mountinfo and `mount`.
+    pub fsname: String,
+    /// Honour setuid/setgid bits (off by default: `nosuid`).
+    pub suid: bool,
+    /// Honour device nodes (off by default: `nodev`).
+    pub dev: bool,
+    /// Largest read request, in bytes (`max_read`).
+    pub max_read: u32,
+    /// Kernel readahead for the mount, in KiB (`/sys/class/bdi/<dev>/read_ahead_kb`); 0 leaves
+    /// the kernel's default.
+    pub read_ahead_kb: u32,
+    /// How long to wait for the mount to appear in /proc/self/mountinfo.
+    pub mount_timeout: std::time::Duration,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            allow_other: false,
+            threads: 4,
+            chunk_cache_bytes: 64 << 20,
+            fsname: "ware".into(),
+            suid: false,
+            dev: false,
+            max_read: 1 << 20,
+            read_ahead_kb: 1024,
+            mount_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors of mounting and unmounting. Request-time faults never surface here: they become
+/// errno values for the program that made the request.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// The ware to mount cannot be read (missing or corrupt root node).
+    #[error("cannot mount ware {id}: {source}")]
+    Ware {
+        /// The ware asked for.
+        id: WareId,
+        /// Why its root node cannot be read.
+        #[source]
+        source: ware_store::Error,
+    },
+    /// The mountpoint is not a usable directory.
+    #[error("mountpoint {path}: {why}")]
+    Mountpoint {
+        /// The mountpoint.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The FUSE mount failed.
+    #[error("mount {path}: {source}")]
+    Mount {
+        /// The mountpoint.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The mount did not appear in /proc/self/mountinfo in time.
+    #[error("mount {path}: not visible in /proc/self/mountinfo after {secs} s")]
+    NotLive {
+        /// The mountpoint.
+        path: PathBuf,
+        /// Seconds waited.
+        secs: u64,
+    },
+    /// Unmounting failed (for example because the mount is busy).
+    #[error("unmount {path}: {source}")]
+    Unmount {
+        /// The mountpoint.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,297 @@
+//! Mounting and unmounting, and finding warefs mounts in /proc/self/mountinfo.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fuser::{BackgroundSession, Config, MountOption, SessionACL};
+use rustix::mount::UnmountFlags;
+use ware_store::{BlockSource, Reader};
+
+use crate::core::Core;
+use crate::fuse::WareFs;
+use crate::{FsError, MountConfig, MountRoot};
+
+/// The FUSE subtype of every warefs mount: /proc/self/mountinfo shows `fuse.ware`.
+const SUBTYPE: &str = "ware";
+const FSTYPE: &str = "fuse.ware";
+
+/// A live mount. Dropping it unmounts (lazily, if the mount is busy).
+pub struct Mount {
+    mountpoint: PathBuf,
+    session: Option<BackgroundSession>,
+}
+
+/// Mounts `root` read-only at `mountpoint`, served from `src`; returns once the mount is
+/// visible in /proc/self/mountinfo. For [`MountRoot::Ware`] the ware's root node is read
+/// first: a missing or corrupt ID fails with [`FsError::Ware`] and nothing is mounted.
+pub fn mount(
+    src: Arc<dyn BlockSource>,
+    root: MountRoot,
+    mountpoint: &Path,
+    cfg: &MountConfig,
+) -> Result<Mount, FsError> {
+    let root_entry = match &root {
+        MountRoot::Ware(id) => Some(
+            Reader::new(&*src)
+                .root(id)
+                .map_err(|source| FsError::Ware { id: *id, source })?,
+        ),
+        MountRoot::All(_) => None,
+    };
+    let bad = |why: String| FsError::Mountpoint {
+        path: mountpoint.to_path_buf(),
+        why,
+    };
+    let mp = mountpoint.canonicalize().map_err(|e| bad(e.to_string()))?;
+    if !mp.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    let core = Core::new(src, &root, root_entry, cfg.chunk_cache_bytes);
+
+    let mut options = vec![
+        MountOption::FSName(cfg.fsname.replace([',', ' ', '\t', '\n', '\\'], "_")),
+        // fuser mounts as plain "fuse" and keeps `Subtype` for fusermount; the kernel takes
+        // the subtype as a mount option too.
+        MountOption::CUSTOM(format!("subtype={SUBTYPE}")),
+        MountOption::RO,
+        MountOption::DefaultPermissions,
+        MountOption::CUSTOM(format!("max_read={}", cfg.max_read.max(4096))),
+        if cfg.suid {
+            MountOption::Suid
+        } else {
+            MountOption::NoSuid
+        },
+        if cfg.dev {
+            MountOption::Dev
+        } else {
+            MountOption::NoDev
+        },
+    ];
+    options.dedup();
+    let mut config = Config::default();
+    config.mount_options = options;
+    config.acl = if cfg.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(cfg.threads.max(1));
+    config.clone_fd = true;
+
+    let session =
+        fuser::spawn_mount(WareFs::new(core), &mp, &config).map_err(|source| FsError::Mount {
+            path: mp.clone(),
+            source,
+        })?;
+    let mount = Mount {
+        mountpoint: mp.clone(),
+        session: Some(session),
+    };
+    let deadline = Instant::now() + cfg.mount_timeout;
+    while !ware_mounts().contains(&mp) {
+        if Instant::now() > deadline || mount.is_finished() {
+            return Err(FsError::NotLive {
+                path: mp,
+                secs: cfg.mount_timeout.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if cfg.read_ahead_kb > 0 {
+        set_read_ahead(&mp, cfg.read_ahead_kb);
+    }
+    tracing::info!(mountpoint = %mp.display(), "mounted");
+    Ok(mount)
+}
+
+/// Raises the kernel's readahead for the mount (a speed-up only: failures are logged).
+fn set_read_ahead(mp: &Path, kb: u32) {
+    let dev = match std::fs::metadata(mp) {
+        Ok(m) => m.dev(),
+        Err(e) => {
+            tracing::debug!("readahead: stat {}: {e}", mp.display());
+            return;
+        }
+    };
+    let file = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&file, kb.to_string()) {
+        tracing::debug!("readahead: {file}: {e}");
+    }
+}
+
+impl Mount {
+    /// Where it is mounted (canonical path).
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// True once the session has ended, for example after `umount` from outside.
+    pub fn is_finished(&self) -> bool {
+        self.session.as_ref().is_none_or(|s| s.guard.is_finished())
+    }
+
+    /// Unmounts and waits for the serving threads to finish. A busy mount fails with
+    /// [`FsError::Unmount`] and is then detached lazily: it leaves the namespace at once and
+    /// ends when its last user lets go.
+    pub fn unmount(mut self) -> Result<(), FsError> {
+        self.finish(false)
+    }
+
+    fn finish(&mut self, quiet: bool) -> Result<(), FsError> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let failed = if session.guard.is_finished() {
+            None
+        } else {
+            match rustix::mount::unmount(&self.mountpoint, UnmountFlags::empty()) {
+                Ok(()) => None,
+                // Already unmounted from outside, the session just has not noticed yet.
+                Err(e)
+                    if e == rustix::io::Errno::INVAL
+                        && !ware_mounts().contains(&self.mountpoint) =>
+                {
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        };
+        if let Some(e) = failed {
+            let err = std::io::Error::from(e);
+            if !quiet {
+                tracing::warn!(mountpoint = %self.mountpoint.display(), "unmount: {err}; detaching");
+            }
+            if let Err(e) = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH) {
+                tracing::warn!(mountpoint = %self.mountpoint.display(), "detach: {e}");
+            }
+            // The session ends when the detached mount's last user lets go; wait for it
+            // away from the caller, so fuser never unmounts the path a second time.
+            let reaper = std::thread::Builder::new()
+                .name("ware-fs-reaper".into())
+                .spawn(move || {
+                    let _ = session.join();
+                });
+            if let Err(e) = reaper {
+                tracing::warn!("cannot start a thread to reap a detached mount: {e}");
+            }
+            return Err(FsError::Unmount {
+                path: self.mountpoint.clone(),
+                source: err,
+            });
+        }
+        if let Err(e) = session.join() {
+            tracing::warn!(mountpoint = %self.mountpoint.display(), "FUSE session ended with: {e}");
+        }
+        tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
+        Ok(())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = self.finish(true);
+    }
+}
+
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mount")
+            .field("mountpoint", &self.mountpoint)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Lazily unmounts (`MNT_DETACH`) whatever is mounted at `path`: the way to clear a mount
+/// whose daemon died (every access gives ENOTCONN).
+pub fn detach_unmount(path: &Path) -> Result<(), FsError> {
+    rustix::mount::unmount(path, UnmountFlags::DETACH).map_err(|e| FsError::Unmount {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// Mountpoints of the warefs FUSE mounts (type `fuse.ware`) in this mount namespace.
+pub fn ware_mounts() -> Vec<PathBuf> {
+    match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(s) => parse_mountinfo(&s),
+        Err(e) => {
+            tracing::warn!("/proc/self/mountinfo: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// True when `path` is a mount whose daemon is gone (stat gives ENOTCONN).
+pub fn is_dead(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => false,
+        Err(e) => e.raw_os_error() == Some(rustix::io::Errno::NOTCONN.raw_os_error()),
+    }
+}
+
+fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        if fields.get(sep + 1) == Some(&FSTYPE)
+            && let Some(mp) = fields.get(4)
+        {
+            out.push(PathBuf::from(std::ffi::OsString::from_vec(unescape(mp))));
+        }
+    }
+    out
+}
+
+/// Undoes the kernel's octal escapes (`\040` for a space, and so on).
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_is_parsed_and_unescaped() {
+        let text = "\
+36 35 98:0 / /mnt/a\\040b rw,nosuid - fuse.ware ware ro,user_id=0
+37 35 0:50 / /mnt/other rw - fuse sshfs rw
+38 35 0:51 / /mnt/c\\134d rw shared:5 - fuse.ware ware ro
+39 35 0:52 / /x rw - ext4 /dev/sda1 rw
+";
+        assert_eq!(
+            parse_mountinfo(text),
+            vec![PathBuf::from("/mnt/a b"), PathBuf::from("/mnt/c\\d")]
+        );
+        assert_eq!(unescape("a\\011b\\"), b"a\tb\\");
+    }
+}

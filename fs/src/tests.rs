@@ -1,0 +1,371 @@
+//! Unit tests of the core over a `MemStore`, without a kernel.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ware_store::pack::{NoProgress, PackOptions, pack_dir};
+use ware_store::{BlockSource, ChunkId, MemStore, NodeId, Reader, WareId};
+
+use crate::core::{Core, Fault, LONG_TTL, Lookup, ROOT_INO, Xattr};
+use crate::{Catalog, MountRoot};
+
+/// Deterministic pseudo-random bytes (xorshift), so chunk boundaries vary.
+pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+struct Tree {
+    _dir: tempfile::TempDir,
+    store: Arc<MemStore>,
+    id: WareId,
+    big: Vec<u8>,
+    xattrs: bool,
+}
+
+fn build() -> Tree {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let big = noise(7, 3 << 20);
+    std::fs::write(root.join("big"), &big).unwrap();
+    std::fs::write(root.join("small"), b"hello\n").unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/other"), noise(9, 200_000)).unwrap();
+    std::fs::hard_link(root.join("sub/other"), root.join("link2")).unwrap();
+    std::os::unix::fs::symlink("sub/other", root.join("sym")).unwrap();
+    std::fs::create_dir(root.join("many")).unwrap();
+    for i in 0..20_000 {
+        std::fs::write(
+            root.join(format!("many/entry-with-a-longish-name-{i:06}")),
+            b"",
+        )
+        .unwrap();
+    }
+    let xattrs = rustix::fs::setxattr(
+        root.join("small").as_path(),
+        "user.test",
+        b"value-1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_ok();
+    let store = Arc::new(MemStore::new());
+    let id = pack_dir(&*store, root, &PackOptions::default(), &NoProgress)
+        .unwrap()
+        .id;
+    Tree {
+        _dir: dir,
+        store,
+        id,
+        big,
+        xattrs,
+    }
+}
+
+fn core_over(src: Arc<dyn BlockSource>, id: WareId) -> Core {
+    let root = Reader::new(&*src).root(&id).unwrap();
+    Core::new(src, &MountRoot::Ware(id), Some(root), 8 << 20)
+}
+
+fn ino(core: &Core, parent: u64, name: &str) -> u64 {
+    match core.lookup(parent, name.as_bytes()).unwrap() {
+        Lookup::Found { attr, .. } => attr.ino.0,
+        Lookup::Absent { .. } => panic!("{name} absent"),
+    }
+}
+
+fn read_all(core: &Core, ino: u64, step: u32) -> Vec<u8> {
+    let fh = core.open(ino, false).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let d = core.read(fh, out.len() as u64, step).unwrap();
+        if d.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&d);
+    }
+    core.release(fh);
+    out
+}
+
+#[test]
+fn core_serves_the_packed_tree() {
+    let t = build();
+    let core = core_over(t.store.clone(), t.id);
+
+    // Contents, read with request sizes that straddle chunk boundaries in every way.
+    let big = ino(&core, ROOT_INO, "big");
+    for step in [4096, 100_000, 1 << 20] {
+        assert!(read_all(&core, big, step) == t.big, "step {step}");
+    }
+    let fh = core.open(big, false).unwrap();
+    for (off, len) in [
+        (0u64, 10u32),
+        (65_535, 3),
+        (1 << 20, 300_000),
+        (3 << 20, 10),
+    ] {
+        let got = core.read(fh, off, len).unwrap();
+        let s = (off as usize).min(t.big.len());
+        let e = (s + len as usize).min(t.big.len());
+        assert_eq!(got, &t.big[s..e], "read at {off}");
+    }
+    core.release(fh);
+    let small = ino(&core, ROOT_INO, "small");
+    assert_eq!(read_all(&core, small, 2), b"hello\n");
+    assert_eq!(read_all(&core, ino(&core, ROOT_INO, "empty"), 4096), b"");
+
+    // Attributes and stable inode numbers.
+    let (attr, ttl) = core.getattr(big).unwrap();
+    assert_eq!(
+        (attr.size, attr.nlink, ttl),
+        (t.big.len() as u64, 1, LONG_TTL)
+    );
+    assert_eq!(ino(&core, ROOT_INO, "big"), big);
+
+    // Hardlinks share one inode and count their names.
+    let sub = ino(&core, ROOT_INO, "sub");
+    let a = ino(&core, sub, "other");
+    let b = ino(&core, ROOT_INO, "link2");
+    assert_eq!(a, b);
+    assert_eq!(core.getattr(a).unwrap().0.nlink, 2);
+
+    // Symlinks, misses, wrong kinds, writes.
+    let sym = ino(&core, ROOT_INO, "sym");
+    assert_eq!(core.readlink(sym).unwrap(), b"sub/other");
+    assert!(matches!(
+        core.lookup(ROOT_INO, b"nope").unwrap(),
+        Lookup::Absent { .. }
+    ));
+    assert_eq!(core.lookup(big, b"x").unwrap_err(), Fault::NotDir);
+    assert_eq!(core.open(big, true).unwrap_err(), Fault::ReadOnly);
+    assert_eq!(core.open(sub, false).unwrap_err(), Fault::IsDir);
+    assert_eq!(core.readlink(big).unwrap_err(), Fault::Invalid);
+    assert_eq!(core.read(999, 0, 1).unwrap_err(), Fault::BadHandle);
+    assert_eq!(core.getattr(10_000_000).unwrap_err(), Fault::NoEntry);
+
+    // Xattrs: size probe, exact buffer, too small a buffer, missing name.
+    if t.xattrs {
+        assert_eq!(
+            core.getxattr(small, b"user.test", 0).unwrap(),
+            Xattr::Size(7)
+        );
+        assert_eq!(
+            core.getxattr(small, b"user.test", 7).unwrap(),
+            Xattr::Data(b"value-1".to_vec())
+        );
+        assert_eq!(
+            core.getxattr(small, b"user.test", 3).unwrap_err(),
+            Fault::Range
+        );
+        assert_eq!(core.listxattr(small, 0).unwrap(), Xattr::Size(10));
+        assert_eq!(
+            core.listxattr(small, 100).unwrap(),
+            Xattr::Data(b"user.test\0".to_vec())
+        );
+        assert_eq!(core.listxattr(small, 5).unwrap_err(), Fault::Range);
+    } else {
+        eprintln!("skipping xattr checks: the temporary directory has no user xattrs");
+    }
+    assert_eq!(
+        core.getxattr(big, b"user.test", 0).unwrap_err(),
+        Fault::NoData
+    );
+    assert_eq!(core.listxattr(big, 0).unwrap(), Xattr::Size(0));
+}
+
+#[test]
+fn large_directories_page_by_offset() {
+    let t = build();
+    let core = core_over(t.store.clone(), t.id);
+    let many = ino(&core, ROOT_INO, "many");
+    let (fh, cacheable) = core.opendir(many).unwrap();
+    assert!(cacheable);
+    let mut names = Vec::new();
+    let mut offset = 0;
+    loop {
+        let items = core.readdir(many, fh, offset, offset % 2 == 0, 97).unwrap();
+        let Some(last) = items.last() else { break };
+        offset = last.next;
+        for it in items {
+            names.push(String::from_utf8(it.name).unwrap());
+        }
+    }
+    core.releasedir(fh);
+    assert_eq!(names.len(), 20_002);
+    assert_eq!((names[0].as_str(), names[1].as_str()), (".", ".."));
+    let expected: Vec<String> = (0..20_000)
+        .map(|i| format!("entry-with-a-longish-name-{i:06}"))
+        .collect();
+    assert_eq!(names[2..], expected[..]);
+    // The directory really was split into several nodes.
+    let dir = Reader::new(&*t.store)
+        .resolve(&t.id, b"many")
+        .unwrap()
+        .dir_id()
+        .unwrap();
+    let node = ware_store::node::DirNode::decode(&dir, &t.store.node(&dir).unwrap()).unwrap();
+    assert!(node.parts.len() > 1, "expected a split directory");
+    // Lookups through the split parts find every name.
+    for i in [0, 1, 9_999, 19_999] {
+        ino(&core, many, &format!("entry-with-a-longish-name-{i:06}"));
+    }
+}
+
+/// A source that reports one chunk as corrupt (or missing) and serves everything else.
+struct Damaged {
+    inner: Arc<MemStore>,
+    bad: ChunkId,
+    missing: bool,
+}
+
+impl BlockSource for Damaged {
+    fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
+        self.inner.node(id)
+    }
+    fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+        if *id == self.bad {
+            if self.missing {
+                return Err(ware_store::Error::NotFound {
+                    what: "chunk",
+                    id: id.to_string(),
+                });
+            }
+            return Err(ware_store::Error::CorruptChunk(*id));
+        }
+        self.inner.chunk(id)
+    }
+}
+
+#[test]
+fn a_bad_chunk_fails_its_file_only() {
+    let t = build();
+    let entry = Reader::new(&*t.store).resolve(&t.id, b"big").unwrap();
+    let chunks = Reader::new(&*t.store).chunks(&entry).unwrap();
+    let bad = chunks[chunks.len() / 2].id().unwrap();
+    for missing in [false, true] {
+        let src = Arc::new(Damaged {
+            inner: t.store.clone(),
+            bad,
+            missing,
+        });
+        let core = core_over(src, t.id);
+        let big = ino(&core, ROOT_INO, "big");
+        let fh = core.open(big, false).unwrap();
+        assert_eq!(core.read(fh, 0, 4096).unwrap(), &t.big[..4096]);
+        let mut fault = None;
+        let mut off = 0u64;
+        while off < t.big.len() as u64 {
+            match core.read(fh, off, 1 << 17) {
+                Ok(d) => off += d.len() as u64,
+                Err(e) => {
+                    fault = Some(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(fault, Some(Fault::Io));
+        let sub = ino(&core, ROOT_INO, "sub");
+        let other = ino(&core, sub, "other");
+        assert_eq!(read_all(&core, other, 1 << 17), noise(9, 200_000));
+    }
+}
+
+struct Names(Vec<(String, WareId)>);
+
+impl Catalog for Names {
+    fn wares(&self) -> Vec<WareId> {
+        self.0.iter().map(|(_, id)| *id).collect()
+    }
+    fn names(&self) -> Vec<(String, WareId)> {
+        self.0.clone()
+    }
+    fn name(&self, name: &str) -> Option<WareId> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
+    }
+}
+
+#[test]
+fn whole_store_mount_shows_ids_and_names() {
+    let t = build();
+    let other = {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), b"second ware").unwrap();
+        pack_dir(&*t.store, d.path(), &PackOptions::default(), &NoProgress)
+            .unwrap()
+            .id
+    };
+    // The catalog lists only the first ware; the second still appears on lookup by ID.
+    let catalog = Arc::new(Names(vec![("base".into(), t.id)]));
+    let core = Core::new(t.store.clone(), &MountRoot::All(catalog), None, 1 << 20);
+
+    let (fh, cacheable) = core.opendir(ROOT_INO).unwrap();
+    assert!(!cacheable);
+    let top: Vec<String> = core
+        .readdir(ROOT_INO, fh, 0, true, 100)
+        .unwrap()
+        .into_iter()
+        .map(|i| String::from_utf8(i.name).unwrap())
+        .collect();
+    assert_eq!(top, [".", "..", "names", &t.id.to_string()]);
+
+    let w = ino(&core, ROOT_INO, &t.id.to_string());
+    assert_eq!(ino(&core, ROOT_INO, &t.id.to_string()), w);
+    let small = ino(&core, w, "small");
+    assert_eq!(read_all(&core, small, 100), b"hello\n");
+    let o = ino(&core, ROOT_INO, &other.to_string());
+    assert_eq!(read_all(&core, ino(&core, o, "f"), 100), b"second ware");
+
+    let names = ino(&core, ROOT_INO, "names");
+    let link = ino(&core, names, "base");
+    assert_eq!(
+        core.readlink(link).unwrap(),
+        format!("../{}", t.id).into_bytes()
+    );
+    assert_eq!(core.lookup(names, b"nope").unwrap_err(), Fault::NoEntry);
+    assert_eq!(core.lookup(ROOT_INO, b"nope").unwrap_err(), Fault::NoEntry);
+    // A well-formed ID the store does not hold.
+    let absent = NodeId::of(b"not a node");
+    assert_eq!(
+        core.lookup(ROOT_INO, absent.to_string().as_bytes())
+            .unwrap_err(),
+        Fault::NoEntry
+    );
+    let (fh, _) = core.opendir(names).unwrap();
+    let listed: HashSet<String> = core
+        .readdir(names, fh, 2, false, 100)
+        .unwrap()
+        .into_iter()
+        .map(|i| String::from_utf8(i.name).unwrap())
+        .collect();
+    assert_eq!(listed, HashSet::from(["base".to_string()]));
+}
+
+#[test]
+fn nothing_but_the_root_is_read_at_start() {
+    struct Counting(Arc<MemStore>, std::sync::atomic::AtomicUsize);
+    impl BlockSource for Counting {
+        fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.node(id)
+        }
+        fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.chunk(id)
+        }
+    }
+    let t = build();
+    let src = Arc::new(Counting(t.store.clone(), Default::default()));
+    let root = Reader::new(&*src).root(&t.id).unwrap();
+    let core = Core::new(src.clone(), &MountRoot::Ware(t.id), Some(root), 1 << 20);
+    assert_eq!(src.1.load(std::sync::atomic::Ordering::SeqCst), 1);
+    core.getattr(ROOT_INO).unwrap();
+    assert_eq!(src.1.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
