@@ -1,0 +1,509 @@
+//! Real FUSE mounts of packed trees: every byte and stat field against the source, mmap, exec,
+//! EROFS, a corrupt chunk, the whole-store view, and unmounting.
+//!
+//! They need root and /dev/fuse: without them each test prints why and returns, except under
+//! CI (`CI=true`), where that is a failure. Every mount is held by a `Mount`, whose drop
+//! unmounts even when an assertion fails.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ware_fs::{Catalog, FsError, MountConfig, MountRoot, mount, ware_mounts};
+use ware_store::pack::{MtimeFilter, NoProgress, PackOptions, pack_dir};
+use ware_store::{BlockSource, ChunkId, MemStore, NodeId, Reader, WareId};
+
+/// True when real mounts can run here; otherwise says why (and fails under CI).
+fn can_mount(test: &str) -> bool {
+    let why = if !rustix::process::geteuid().is_root() {
+        "not root"
+    } else if !Path::new("/dev/fuse").exists() {
+        "no /dev/fuse"
+    } else {
+        return true;
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: cannot mount under CI: {why}");
+    }
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn tmp() -> tempfile::TempDir {
+    // /var/tmp is a disk filesystem (user xattrs) where /tmp may be a small tmpfs.
+    tempfile::Builder::new()
+        .prefix("ware-fs-test")
+        .tempdir_in(std::env::var_os("WARE_TEST_TMP").unwrap_or_else(|| "/var/tmp".into()))
+        .unwrap()
+}
+
+/// The test tree; returns whether user xattrs could be set.
+fn make_tree(root: &Path) -> bool {
+    fs::write(root.join("big"), noise(1, 5 << 20)).unwrap();
+    fs::write(root.join("medium"), noise(2, 1_500_000)).unwrap();
+    fs::write(root.join("small"), b"hello\n").unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    fs::create_dir_all(root.join("a/b/c")).unwrap();
+    fs::write(root.join("a/b/c/deep"), noise(3, 300_000)).unwrap();
+    fs::hard_link(root.join("a/b/c/deep"), root.join("a/hard1")).unwrap();
+    fs::hard_link(root.join("a/b/c/deep"), root.join("hard2")).unwrap();
+    fs::write(root.join("tiny-linked"), b"x").unwrap();
+    fs::hard_link(root.join("tiny-linked"), root.join("a/tiny-linked2")).unwrap();
+    std::os::unix::fs::symlink("a/b/c/deep", root.join("sym")).unwrap();
+    std::os::unix::fs::symlink("/nowhere/at/all", root.join("dangling")).unwrap();
+    fs::write(root.join("private"), b"secret").unwrap();
+    fs::set_permissions(root.join("private"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(root.join("setuid"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(root.join("setuid"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::write(root.join("owned"), b"owned").unwrap();
+    std::os::unix::fs::chown(root.join("owned"), Some(1234), Some(5678)).unwrap();
+    fs::write(root.join(OsStr::from_bytes(b"caf\xe9-latin1")), b"bytes").unwrap();
+    fs::copy("/bin/true", root.join("true")).unwrap();
+    fs::create_dir(root.join("many")).unwrap();
+    for i in 0..20_000 {
+        fs::write(root.join(format!("many/file-number-{i:05}")), b"").unwrap();
+    }
+    rustix::fs::setxattr(
+        &root.join("small"),
+        "user.colour",
+        b"blue",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .and_then(|()| {
+        rustix::fs::setxattr(
+            &root.join("a"),
+            "user.empty",
+            b"",
+            rustix::fs::XattrFlags::empty(),
+        )
+    })
+    .is_ok()
+}
+
+fn pack(store: &MemStore, root: &Path) -> WareId {
+    let opts = PackOptions {
+        mtime: MtimeFilter::Keep,
+        ..PackOptions::default()
+    };
+    pack_dir(store, root, &opts, &NoProgress).unwrap().id
+}
+
+fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut names = vec![0u8; 65536];
+    let n = rustix::fs::llistxattr(path, &mut names[..]).unwrap();
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cname = std::ffi::CString::new(name).unwrap();
+        // The size probe (an empty buffer) first, as getfattr does.
+        let size = rustix::fs::lgetxattr(path, cname.as_c_str(), &mut [0u8; 0][..]).unwrap();
+        let mut value = vec![0u8; size];
+        let got = rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value[..]).unwrap();
+        assert_eq!(got, size);
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    out
+}
+
+/// Walks `src` and checks that `mnt` shows the same entries, bytes and stat fields.
+fn compare(src: &Path, mnt: &Path, with_xattrs: bool) -> usize {
+    let mut seen = 0;
+    let mut links: HashMap<u64, u64> = HashMap::new(); // source ino → mount ino
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let (s, m) = (src.join(&rel), mnt.join(&rel));
+        let names = |p: &Path| -> BTreeSet<Vec<u8>> {
+            fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+                .collect()
+        };
+        assert_eq!(names(&s), names(&m), "listing of {}", rel.display());
+        for e in fs::read_dir(&s).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            let (sp, mp) = (src.join(&r), mnt.join(&r));
+            let (a, b) = (
+                fs::symlink_metadata(&sp).unwrap(),
+                fs::symlink_metadata(&mp).unwrap(),
+            );
+            let what = r.display().to_string();
+            assert_eq!(a.mode(), b.mode(), "mode of {what}");
+            assert_eq!((a.uid(), a.gid()), (b.uid(), b.gid()), "owner of {what}");
+            assert_eq!(
+                (a.mtime(), a.mtime_nsec()),
+                (b.mtime(), b.mtime_nsec()),
+                "mtime of {what}"
+            );
+            if with_xattrs {
+                assert_eq!(xattrs(&sp), xattrs(&mp), "xattrs of {what}");
+            }
+            let ft = a.file_type();
+            if ft.is_dir() {
+                stack.push(r);
+            } else if ft.is_symlink() {
+                assert_eq!(a.size(), b.size(), "size of {what}");
+                assert_eq!(fs::read_link(&sp).unwrap(), fs::read_link(&mp).unwrap());
+            } else {
+                assert_eq!(a.size(), b.size(), "size of {what}");
+                assert_eq!(a.nlink(), b.nlink(), "nlink of {what}");
+                assert!(b.blocks() * 512 >= b.size(), "st_blocks of {what}");
+                if a.nlink() > 1 {
+                    let m = *links.entry(a.ino()).or_insert(b.ino());
+                    assert_eq!(m, b.ino(), "hardlinks of {what} share one inode");
+                }
+                assert!(
+                    fs::read(&sp).unwrap() == fs::read(&mp).unwrap(),
+                    "bytes of {what}"
+                );
+            }
+            seen += 1;
+        }
+    }
+    // Distinct hardlink groups have distinct inodes.
+    let inos: BTreeSet<u64> = links.values().copied().collect();
+    assert_eq!(inos.len(), links.len());
+    seen
+}
+
+fn cfg() -> MountConfig {
+    MountConfig {
+        fsname: "ware-test".into(),
+        ..MountConfig::default()
+    }
+}
+
+#[test]
+fn a_mounted_ware_matches_its_source() {
+    if !can_mount("a_mounted_ware_matches_its_source") {
+        return;
+    }
+    let src = tmp();
+    let with_xattrs = make_tree(src.path());
+    if !with_xattrs {
+        eprintln!(
+            "xattrs not compared: {} has no user xattrs",
+            src.path().display()
+        );
+    }
+    let store = Arc::new(MemStore::new());
+    let id = pack(&store, src.path());
+    let mnt = tmp();
+    let m = mount(store, MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let mp = m.mountpoint().to_path_buf();
+    assert!(ware_mounts().contains(&mp));
+    let line = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == mp.to_str())
+        .unwrap()
+        .to_string();
+    for opt in ["ro", "nosuid", "nodev"] {
+        assert!(
+            line.split(' ').nth(5).unwrap().split(',').any(|o| o == opt),
+            "{opt}: {line}"
+        );
+    }
+    assert!(line.contains("default_permissions"), "{line}");
+
+    let n = compare(src.path(), &mp, with_xattrs);
+    assert!(n > 20_000);
+    let root = fs::metadata(&mp).unwrap();
+    assert!(root.is_dir());
+    assert_eq!(
+        root.mode() & 0o7777,
+        fs::metadata(src.path()).unwrap().mode() & 0o7777
+    );
+
+    // A second look gives the same inode numbers.
+    let ino = |p: &str| fs::symlink_metadata(mp.join(p)).unwrap().ino();
+    let first = ino("a/b/c/deep");
+    assert_eq!(ino("hard2"), first);
+    assert_eq!(ino("a/b/c/deep"), first);
+
+    // mmap reads the same bytes.
+    let expected = fs::read(src.path().join("medium")).unwrap();
+    let file = fs::File::open(mp.join("medium")).unwrap();
+    // SAFETY: a private read-only mapping of a file nobody writes (the mount is read-only),
+    // read within its length and unmapped before the file is dropped.
+    unsafe {
+        let p = rustix::mm::mmap(
+            std::ptr::null_mut(),
+            expected.len(),
+            rustix::mm::ProtFlags::READ,
+            rustix::mm::MapFlags::PRIVATE,
+            &file,
+            0,
+        )
+        .unwrap();
+        let mapped = std::slice::from_raw_parts(p as *const u8, expected.len());
+        assert!(mapped == &expected[..], "mmap bytes differ");
+        rustix::mm::munmap(p, expected.len()).unwrap();
+    }
+    drop(file);
+
+    // A binary on the mount runs.
+    let status = std::process::Command::new(mp.join("true"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // Nothing can be written.
+    let erofs = |r: std::io::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::ROFS.raw_os_error()),
+            "{what}: {e}"
+        );
+    };
+    erofs(fs::write(mp.join("new"), b"x"), "create");
+    erofs(
+        fs::OpenOptions::new()
+            .append(true)
+            .open(mp.join("small"))
+            .map(drop),
+        "open for writing",
+    );
+    erofs(fs::create_dir(mp.join("newdir")), "mkdir");
+    erofs(fs::remove_file(mp.join("small")), "unlink");
+    erofs(fs::rename(mp.join("small"), mp.join("small2")), "rename");
+    erofs(
+        fs::set_permissions(mp.join("small"), fs::Permissions::from_mode(0o777)),
+        "chmod",
+    );
+    erofs(
+        rustix::fs::setxattr(
+            &mp.join("small"),
+            "user.x",
+            b"1",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .map_err(Into::into),
+        "setxattr",
+    );
+
+    // Xattr probes: too small a buffer is ERANGE, a missing name ENODATA.
+    if with_xattrs {
+        let e =
+            rustix::fs::lgetxattr(&mp.join("small"), "user.colour", &mut [0u8; 2][..]).unwrap_err();
+        assert_eq!(e, rustix::io::Errno::RANGE);
+        let e =
+            rustix::fs::lgetxattr(&mp.join("small"), "user.nope", &mut [0u8; 64][..]).unwrap_err();
+        assert_eq!(e, rustix::io::Errno::NODATA);
+    }
+
+    // statfs answers.
+    let st = rustix::fs::statfs(&mp).unwrap();
+    assert!(st.f_bsize > 0);
+
+    m.unmount().unwrap();
+    assert!(!ware_mounts().contains(&mp));
+}
+
+/// A source that says one chunk is corrupt.
+struct Damaged {
+    inner: Arc<MemStore>,
+    bad: ChunkId,
+}
+
+impl BlockSource for Damaged {
+    fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
+        self.inner.node(id)
+    }
+    fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+        if *id == self.bad {
+            return Err(ware_store::Error::CorruptChunk(*id));
+        }
+        self.inner.chunk(id)
+    }
+}
+
+#[test]
+fn a_corrupt_chunk_gives_eio_for_its_file_only() {
+    if !can_mount("a_corrupt_chunk_gives_eio_for_its_file_only") {
+        return;
+    }
+    let src = tmp();
+    let big = noise(5, 3 << 20);
+    fs::write(src.path().join("big"), &big).unwrap();
+    fs::write(src.path().join("other"), noise(6, 400_000)).unwrap();
+    let store = Arc::new(MemStore::new());
+    let id = pack(&store, src.path());
+    let reader = Reader::new(&*store);
+    let entry = reader.resolve(&id, b"big").unwrap();
+    let chunks = reader.chunks(&entry).unwrap();
+    let bad = chunks[chunks.len() / 2].id().unwrap();
+    let damaged = Arc::new(Damaged {
+        inner: store.clone(),
+        bad,
+    });
+    let mnt = tmp();
+    let m = mount(damaged, MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let mp = m.mountpoint().to_path_buf();
+
+    let mut f = fs::File::open(mp.join("big")).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = Vec::new();
+    let err = loop {
+        match f.read(&mut buf) {
+            Ok(0) => panic!("the whole file read despite a corrupt chunk"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::IO.raw_os_error())
+    );
+    assert!(big.starts_with(&got), "bytes before the fault are right");
+    drop(f);
+    assert_eq!(fs::read(mp.join("other")).unwrap(), noise(6, 400_000));
+    m.unmount().unwrap();
+}
+
+struct Names {
+    wares: Vec<WareId>,
+    names: Vec<(String, WareId)>,
+}
+
+impl Catalog for Names {
+    fn wares(&self) -> Vec<WareId> {
+        self.wares.clone()
+    }
+    fn names(&self) -> Vec<(String, WareId)> {
+        self.names.clone()
+    }
+    fn name(&self, name: &str) -> Option<WareId> {
+        self.names
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
+    }
+}
+
+#[test]
+fn the_whole_store_mount_shows_ids_and_names() {
+    if !can_mount("the_whole_store_mount_shows_ids_and_names") {
+        return;
+    }
+    let store = Arc::new(MemStore::new());
+    let (one, two) = (tmp(), tmp());
+    fs::write(one.path().join("f"), b"first").unwrap();
+    fs::write(two.path().join("g"), b"second").unwrap();
+    let (id1, id2) = (pack(&store, one.path()), pack(&store, two.path()));
+    let catalog = Arc::new(Names {
+        wares: vec![id1],
+        names: vec![("base".into(), id1)],
+    });
+    let mnt = tmp();
+    let m = mount(store, MountRoot::All(catalog), mnt.path(), &cfg()).unwrap();
+    let mp = m.mountpoint().to_path_buf();
+
+    let top: BTreeSet<String> = fs::read_dir(&mp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(top, BTreeSet::from(["names".to_string(), id1.to_string()]));
+    assert_eq!(
+        fs::read(mp.join(id1.to_string()).join("f")).unwrap(),
+        b"first"
+    );
+    // Not listed, but there on lookup.
+    assert_eq!(
+        fs::read(mp.join(id2.to_string()).join("g")).unwrap(),
+        b"second"
+    );
+    let link = mp.join("names/base");
+    assert_eq!(
+        fs::read_link(&link).unwrap(),
+        PathBuf::from(format!("../{id1}"))
+    );
+    assert_eq!(fs::read(link.join("f")).unwrap(), b"first");
+    let names: Vec<String> = fs::read_dir(mp.join("names"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["base"]);
+    let missing = NodeId::of(b"no such node").to_string();
+    assert_eq!(
+        fs::metadata(mp.join(missing)).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        fs::metadata(mp.join("not-an-id")).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    m.unmount().unwrap();
+    assert!(!ware_mounts().contains(&mp));
+}
+
+#[test]
+fn a_missing_ware_fails_before_mounting() {
+    if !can_mount("a_missing_ware_fails_before_mounting") {
+        return;
+    }
+    let store = Arc::new(MemStore::new());
+    let id = NodeId::of(b"not stored");
+    let mnt = tmp();
+    let before = ware_mounts();
+    let err = mount(store, MountRoot::Ware(id), mnt.path(), &cfg()).unwrap_err();
+    assert!(matches!(err, FsError::Ware { .. }), "{err}");
+    assert!(err.to_string().contains(&id.to_string()), "{err}");
+    assert_eq!(ware_mounts(), before);
+}
+
+#[test]
+fn unmount_and_drop_leave_nothing_mounted() {
+    if !can_mount("unmount_and_drop_leave_nothing_mounted") {
+        return;
+    }
+    let src = tmp();
+    fs::write(src.path().join("f"), b"x").unwrap();
+    let store = Arc::new(MemStore::new());
+    let id = pack(&store, src.path());
+    let mnt = tmp();
+
+    let m = mount(store.clone(), MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let mp = m.mountpoint().to_path_buf();
+    assert!(!m.is_finished());
+    assert!(!ware_fs::is_dead(&mp));
+    drop(m);
+    assert!(!ware_mounts().contains(&mp));
+
+    // Unmounted from outside: the session notices, and unmount still succeeds.
+    let m = mount(store.clone(), MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    ware_fs::detach_unmount(&mp).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !m.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "session did not end");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    m.unmount().unwrap();
+    assert!(!ware_mounts().contains(&mp));
+
+    // A busy mount (a file open on it) is detached rather than left behind.
+    let m = mount(store, MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let f = fs::File::open(mp.join("f")).unwrap();
+    let err = m.unmount().unwrap_err();
+    assert!(matches!(err, FsError::Unmount { .. }), "{err}");
+    assert!(!ware_mounts().contains(&mp));
+    drop(f);
+}
