@@ -81,14 +81,14 @@ fn make_tree(root: &Path) -> bool {
         fs::write(root.join(format!("many/file-number-{i:05}")), b"").unwrap();
     }
     rustix::fs::setxattr(
-        &root.join("small"),
+        root.join("small"),
         "user.colour",
         b"blue",
         rustix::fs::XattrFlags::empty(),
     )
     .and_then(|()| {
         rustix::fs::setxattr(
-            &root.join("a"),
+            root.join("a"),
             "user.empty",
             b"",
             rustix::fs::XattrFlags::empty(),
@@ -291,7 +291,7 @@ fn a_mounted_ware_matches_its_source() {
     );
     erofs(
         rustix::fs::setxattr(
-            &mp.join("small"),
+            mp.join("small"),
             "user.x",
             b"1",
             rustix::fs::XattrFlags::empty(),
@@ -303,10 +303,10 @@ fn a_mounted_ware_matches_its_source() {
     // Xattr probes: too small a buffer is ERANGE, a missing name ENODATA.
     if with_xattrs {
         let e =
-            rustix::fs::lgetxattr(&mp.join("small"), "user.colour", &mut [0u8; 2][..]).unwrap_err();
+            rustix::fs::lgetxattr(mp.join("small"), "user.colour", &mut [0u8; 2][..]).unwrap_err();
         assert_eq!(e, rustix::io::Errno::RANGE);
         let e =
-            rustix::fs::lgetxattr(&mp.join("small"), "user.nope", &mut [0u8; 64][..]).unwrap_err();
+            rustix::fs::lgetxattr(mp.join("small"), "user.nope", &mut [0u8; 64][..]).unwrap_err();
         assert_eq!(e, rustix::io::Errno::NODATA);
     }
 
@@ -506,4 +506,141 @@ fn unmount_and_drop_leave_nothing_mounted() {
     assert!(matches!(err, FsError::Unmount { .. }), "{err}");
     assert!(!ware_mounts().contains(&mp));
     drop(f);
+}
+
+/// A source that holds back one chunk until the gate opens, and says when a reader waits.
+struct Gated {
+    inner: Arc<MemStore>,
+    held: ChunkId,
+    open: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+    waiting: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+impl Gated {
+    fn release(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+impl BlockSource for Gated {
+    fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
+        self.inner.node(id)
+    }
+    fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+        if *id == self.held {
+            if let Some(tx) = self.waiting.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.cv.wait(open).unwrap();
+            }
+        }
+        self.inner.chunk(id)
+    }
+}
+
+/// Opens the gate when dropped, so a failing test never leaves a reader stuck.
+struct OpenOnDrop(Arc<Gated>);
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+#[test]
+fn a_slow_read_does_not_stall_other_files() {
+    if !can_mount("a_slow_read_does_not_stall_other_files") {
+        return;
+    }
+    let src = tmp();
+    let big = noise(11, 2 << 20);
+    fs::write(src.path().join("slow"), &big).unwrap();
+    fs::write(src.path().join("quick"), noise(12, 500_000)).unwrap();
+    let store = Arc::new(MemStore::new());
+    let id = pack(&store, src.path());
+    let reader = Reader::new(&*store);
+    let entry = reader.resolve(&id, b"slow").unwrap();
+    let held = reader.chunks(&entry).unwrap()[0].id().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let gated = Arc::new(Gated {
+        inner: store,
+        held,
+        open: std::sync::Mutex::new(false),
+        cv: std::sync::Condvar::new(),
+        waiting: std::sync::Mutex::new(Some(tx)),
+    });
+    let mnt = tmp();
+    let m = mount(gated.clone(), MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let gate = OpenOnDrop(gated.clone());
+    let mp = m.mountpoint().to_path_buf();
+
+    let slow_path = mp.join("slow");
+    let slow = std::thread::spawn(move || fs::read(slow_path));
+    // The slow read is now waiting inside the filesystem.
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the slow read never reached the source");
+    let quick_path = mp.join("quick");
+    let (qtx, qrx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = qtx.send(fs::read(quick_path));
+    });
+    let quick = qrx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a read of another file stalled behind the slow one");
+    assert_eq!(quick.unwrap(), noise(12, 500_000));
+    drop(gate);
+    assert!(slow.join().unwrap().unwrap() == big);
+    m.unmount().unwrap();
+}
+
+/// Runs a shell command chrooted into `root`; returns its standard output.
+fn in_chroot(root: &Path, script: &str) -> String {
+    let out = std::process::Command::new("chroot")
+        .arg(root)
+        .args(["/bin/sh", "-c", script])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} in {}: {}",
+        root.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_rootfs_on_the_mount_runs_under_chroot() {
+    if !can_mount("a_rootfs_on_the_mount_runs_under_chroot") {
+        return;
+    }
+    let Some(rootfs) = std::env::var_os("WARE_TEST_ROOTFS_SMALL") else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("WARE_TEST_ROOTFS_SMALL is not set under CI (scripts/test sets it)");
+        }
+        eprintln!("skipping a_rootfs_on_the_mount_runs_under_chroot: WARE_TEST_ROOTFS_SMALL unset");
+        return;
+    };
+    let rootfs = PathBuf::from(rootfs);
+    let store = Arc::new(MemStore::new());
+    let id = pack_dir(&*store, &rootfs, &PackOptions::default(), &NoProgress)
+        .unwrap()
+        .id;
+    let mnt = tmp();
+    let m = mount(store, MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let mp = m.mountpoint().to_path_buf();
+    // Device nodes are not packed by default (executors bring their own /dev), so the
+    // script stays away from /dev/null.
+    let script = "cat /etc/debian_version; ls -a /usr/lib /etc | md5sum; \
+                  sha256sum /usr/bin/* /usr/lib/x86_64-linux-gnu/*.so* 2>&1 | sha256sum; \
+                  expr 6 '*' 7; dpkg-query -W | wc -l";
+    let on_mount = in_chroot(&mp, script);
+    assert_eq!(on_mount, in_chroot(&rootfs, script));
+    assert!(on_mount.contains("42\n"), "{on_mount}");
+    m.unmount().unwrap();
 }
