@@ -278,17 +278,21 @@ fn a_bad_chunk_fails_its_file_only() {
     }
 }
 
-struct Names(Vec<(String, WareId)>);
+struct Names(parking_lot::Mutex<Vec<(String, WareId)>>);
 
 impl Catalog for Names {
     fn wares(&self) -> Vec<WareId> {
-        self.0.iter().map(|(_, id)| *id).collect()
+        self.0.lock().iter().map(|(_, id)| *id).collect()
     }
     fn names(&self) -> Vec<(String, WareId)> {
-        self.0.clone()
+        self.0.lock().clone()
     }
     fn name(&self, name: &str) -> Option<WareId> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
+        self.0
+            .lock()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
     }
 }
 
@@ -303,8 +307,13 @@ fn whole_store_mount_shows_ids_and_names() {
             .id
     };
     // The catalog lists only the first ware; the second still appears on lookup by ID.
-    let catalog = Arc::new(Names(vec![("base".into(), t.id)]));
-    let core = Core::new(t.store.clone(), &MountRoot::All(catalog), None, 1 << 20);
+    let catalog = Arc::new(Names(parking_lot::Mutex::new(vec![("base".into(), t.id)])));
+    let core = Core::new(
+        t.store.clone(),
+        &MountRoot::All(catalog.clone()),
+        None,
+        1 << 20,
+    );
 
     let (fh, cacheable) = core.opendir(ROOT_INO).unwrap();
     assert!(!cacheable);
@@ -346,6 +355,22 @@ fn whole_store_mount_shows_ids_and_names() {
         .map(|i| String::from_utf8(i.name).unwrap())
         .collect();
     assert_eq!(listed, HashSet::from(["base".to_string()]));
+    assert_eq!(
+        core.readlink(link).unwrap(),
+        format!("../{}", t.id).into_bytes()
+    );
+
+    // A name pointed elsewhere is a new symlink inode with the new target; the old one keeps
+    // its target (the kernel may have cached it) but is no longer found by the name.
+    catalog.0.lock()[0].1 = other;
+    let moved = ino(&core, names, "base");
+    assert_ne!(moved, link);
+    assert_eq!(
+        core.readlink(moved).unwrap(),
+        format!("../{other}").into_bytes()
+    );
+    catalog.0.lock().clear();
+    assert_eq!(core.lookup(names, b"base").unwrap_err(), Fault::NoEntry);
 }
 
 #[test]

@@ -381,7 +381,7 @@ fn a_corrupt_chunk_gives_eio_for_its_file_only() {
 
 struct Names {
     wares: Vec<WareId>,
-    names: Vec<(String, WareId)>,
+    names: std::sync::Mutex<Vec<(String, WareId)>>,
 }
 
 impl Catalog for Names {
@@ -389,13 +389,11 @@ impl Catalog for Names {
         self.wares.clone()
     }
     fn names(&self) -> Vec<(String, WareId)> {
-        self.names.clone()
+        self.names.lock().unwrap().clone()
     }
     fn name(&self, name: &str) -> Option<WareId> {
-        self.names
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, id)| *id)
+        let names = self.names.lock().unwrap();
+        names.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
     }
 }
 
@@ -411,10 +409,10 @@ fn the_whole_store_mount_shows_ids_and_names() {
     let (id1, id2) = (pack(&store, one.path()), pack(&store, two.path()));
     let catalog = Arc::new(Names {
         wares: vec![id1],
-        names: vec![("base".into(), id1)],
+        names: std::sync::Mutex::new(vec![("base".into(), id1)]),
     });
     let mnt = tmp();
-    let m = mount(store, MountRoot::All(catalog), mnt.path(), &cfg()).unwrap();
+    let m = mount(store, MountRoot::All(catalog.clone()), mnt.path(), &cfg()).unwrap();
     let mp = m.mountpoint().to_path_buf();
 
     let top: BTreeSet<String> = fs::read_dir(&mp)
@@ -451,6 +449,19 @@ fn the_whole_store_mount_shows_ids_and_names() {
         fs::metadata(mp.join("not-an-id")).unwrap_err().kind(),
         ErrorKind::NotFound
     );
+
+    // Names change while mounted: the link follows within its short timeout.
+    catalog.names.lock().unwrap()[0].1 = id2;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fs::read_link(&link).unwrap() != PathBuf::from(format!("../{id2}")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "names/base never moved"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(fs::read(link.join("g")).unwrap(), b"second");
+
     m.unmount().unwrap();
     assert!(!ware_mounts().contains(&mp));
 }
@@ -642,5 +653,63 @@ fn a_rootfs_on_the_mount_runs_under_chroot() {
     let on_mount = in_chroot(&mp, script);
     assert_eq!(on_mount, in_chroot(&rootfs, script));
     assert!(on_mount.contains("42\n"), "{on_mount}");
+    m.unmount().unwrap();
+}
+
+#[test]
+fn allow_other_keeps_private_files_private() {
+    use std::os::unix::process::CommandExt;
+    if !can_mount("allow_other_keeps_private_files_private") {
+        return;
+    }
+    let src = tmp();
+    fs::set_permissions(src.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(src.path().join("public"), b"for everyone").unwrap();
+    fs::set_permissions(src.path().join("public"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(src.path().join("private"), b"root only").unwrap();
+    fs::set_permissions(
+        src.path().join("private"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let store = Arc::new(MemStore::new());
+    let id = pack(&store, src.path());
+    let mnt = tmp();
+    let config = MountConfig {
+        allow_other: true,
+        ..cfg()
+    };
+    let m = mount(store, MountRoot::Ware(id), mnt.path(), &config).unwrap();
+    let mp = m.mountpoint().to_path_buf();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == mp.to_str())
+        .unwrap();
+    assert!(
+        line.contains("allow_other") && line.contains("default_permissions"),
+        "{line}"
+    );
+
+    let cat_as_nobody = |name: &str| {
+        std::process::Command::new("cat")
+            .arg(mp.join(name))
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let out = cat_as_nobody("public");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"for everyone");
+    let out = cat_as_nobody("private");
+    assert!(!out.status.success(), "another user read a 0600 file");
+    assert!(out.stdout.is_empty());
+    // Root still reads it.
+    assert_eq!(fs::read(mp.join("private")).unwrap(), b"root only");
     m.unmount().unwrap();
 }

@@ -137,8 +137,10 @@ enum NodeKind {
     AllRoot,
     /// `names/` in an `--all` mount.
     NamesDir,
-    /// `names/<name>`: a symlink to `../<id>`, resolved through the catalog on each read.
-    NameLink,
+    /// `names/<name>`: a symlink to `../<id>`. A name that comes to point elsewhere gets a new
+    /// inode (the kernel may cache a symlink's target for the life of its inode), found once
+    /// the short entry timeout sends the kernel back to look the name up again.
+    NameLink(WareId),
     /// An entry of a ware (its root included).
     Ware {
         ware: Arc<WareCtx>,
@@ -153,7 +155,7 @@ enum Child {
     Entry(Box<Entry>),
     Ware(WareId),
     Names,
-    Name(String),
+    Name(String, WareId),
 }
 
 struct Listing {
@@ -389,9 +391,10 @@ impl Core {
         Ok(node)
     }
 
-    fn name_link(&self, name: &str) -> Arc<Node> {
+    fn name_link(&self, name: &str, target: WareId) -> Arc<Node> {
         let names_ino = ROOT_INO + 1;
-        let key = (names_ino, name.as_bytes().to_vec());
+        // Names hold no NUL, so name NUL target is a key per (name, target).
+        let key = (names_ino, format!("{name}\0{target}").into_bytes());
         if let Some(node) = {
             let inodes = self.inodes.read();
             inodes.by_name.get(&key).and_then(|&i| inodes.get(i))
@@ -402,16 +405,17 @@ impl Core {
         if let Some(node) = inodes.by_name.get(&key).and_then(|&i| inodes.get(i)) {
             return node;
         }
-        let node = inodes.push(names_ino, key.1.clone(), NodeKind::NameLink);
+        let node = inodes.push(
+            names_ino,
+            name.as_bytes().to_vec(),
+            NodeKind::NameLink(target),
+        );
         inodes.by_name.insert(key, node.ino);
         node
     }
 
-    fn link_target(&self, node: &Node) -> R<Vec<u8>> {
-        let catalog = self.catalog.as_ref().ok_or(Fault::NoEntry)?;
-        let name = std::str::from_utf8(&node.name).map_err(|_| Fault::NoEntry)?;
-        let id = catalog.name(name).ok_or(Fault::NoEntry)?;
-        Ok(format!("../{id}").into_bytes())
+    fn link_target(target: &WareId) -> Vec<u8> {
+        format!("../{target}").into_bytes()
     }
 
     fn synthetic(&self, ino: u64, kind: FileType, perm: u16, size: u64) -> FileAttr {
@@ -441,8 +445,8 @@ impl Core {
                 self.synthetic(node.ino, FileType::Directory, 0o555, u64::from(BLOCK)),
                 SHORT_TTL,
             )),
-            NodeKind::NameLink => {
-                let size = self.link_target(node).map(|t| t.len() as u64)?;
+            NodeKind::NameLink(target) => {
+                let size = Self::link_target(target).len() as u64;
                 Ok((
                     self.synthetic(node.ino, FileType::Symlink, 0o777, size),
                     SHORT_TTL,
@@ -504,12 +508,10 @@ impl Core {
             NodeKind::NamesDir => {
                 let name = std::str::from_utf8(name).map_err(|_| Fault::NoEntry)?;
                 let catalog = self.catalog.as_ref().ok_or(Fault::NoEntry)?;
-                if catalog.name(name).is_none() {
-                    return Err(Fault::NoEntry);
-                }
-                (self.name_link(name), SHORT_TTL)
+                let target = catalog.name(name).ok_or(Fault::NoEntry)?;
+                (self.name_link(name, target), SHORT_TTL)
             }
-            NodeKind::NameLink => return Err(Fault::NotDir),
+            NodeKind::NameLink(_) => return Err(Fault::NotDir),
             NodeKind::Ware { ware, entry, .. } => {
                 if entry.kind != Kind::Dir {
                     return Err(Fault::NotDir);
@@ -539,7 +541,7 @@ impl Core {
     pub(crate) fn readlink(&self, ino: u64) -> R<Vec<u8>> {
         let node = self.node(ino)?;
         match &node.kind {
-            NodeKind::NameLink => self.link_target(&node),
+            NodeKind::NameLink(target) => Ok(Self::link_target(target)),
             NodeKind::Ware { entry, .. } if entry.kind == Kind::Symlink => Ok(entry
                 .target
                 .as_ref()
@@ -655,12 +657,18 @@ impl Core {
             }
             NodeKind::NamesDir => {
                 let catalog = self.catalog.as_ref().ok_or(Fault::Io)?;
-                let mut names: Vec<String> = catalog.names().into_iter().map(|(n, _)| n).collect();
-                names.sort();
-                names.dedup();
-                (names.into_iter().map(Child::Name).collect(), false)
+                let mut names = catalog.names();
+                names.sort_by(|a, b| a.0.cmp(&b.0));
+                names.dedup_by(|a, b| a.0 == b.0);
+                (
+                    names
+                        .into_iter()
+                        .map(|(n, id)| Child::Name(n, id))
+                        .collect(),
+                    false,
+                )
             }
-            NodeKind::NameLink => return Err(Fault::NotDir),
+            NodeKind::NameLink(_) => return Err(Fault::NotDir),
             NodeKind::Ware { ware, entry, .. } => {
                 if entry.kind != Kind::Dir {
                     return Err(Fault::NotDir);
@@ -728,7 +736,9 @@ impl Core {
                             Some((self.intern(dir.ino, ware, (**e).clone()), name))
                         }
                         Child::Names => Some((self.node(ROOT_INO + 1)?, NAMES.to_vec())),
-                        Child::Name(n) => Some((self.name_link(n), n.clone().into_bytes())),
+                        Child::Name(n, id) => {
+                            Some((self.name_link(n, *id), n.clone().into_bytes()))
+                        }
                         // A listed ware whose root cannot be read is left out of the listing.
                         Child::Ware(id) => self
                             .ware_root(id)
@@ -741,7 +751,7 @@ impl Core {
                 let attr = if plus { Some(self.attr(&node)?) } else { None };
                 let kind = match &node.kind {
                     NodeKind::AllRoot | NodeKind::NamesDir => FileType::Directory,
-                    NodeKind::NameLink => FileType::Symlink,
+                    NodeKind::NameLink(_) => FileType::Symlink,
                     NodeKind::Ware { entry, .. } => file_type(entry.kind),
                 };
                 out.push(DirItem {
