@@ -228,11 +228,16 @@ pub fn ware_mounts() -> Vec<PathBuf> {
     }
 }
 
-/// True when `path` is a mount whose daemon is gone (stat gives ENOTCONN).
+/// True when `path` is a mount whose daemon is gone (the kernel answers ENOTCONN). Asked with
+/// `statfs`, which always reaches the daemon: a plain `stat` may be answered from attributes
+/// the kernel still holds (a ware's are cached for long).
 pub fn is_dead(path: &Path) -> bool {
-    match std::fs::symlink_metadata(path) {
+    let notconn = rustix::io::Errno::NOTCONN;
+    match rustix::fs::statfs(path) {
         Ok(_) => false,
-        Err(e) => e.raw_os_error() == Some(rustix::io::Errno::NOTCONN.raw_os_error()),
+        Err(e) if e == notconn => true,
+        Err(_) => std::fs::symlink_metadata(path)
+            .is_err_and(|e| e.raw_os_error() == Some(notconn.raw_os_error())),
     }
 }
 

@@ -394,3 +394,11 @@ fn nothing_but_the_root_is_read_at_start() {
     core.getattr(ROOT_INO).unwrap();
     assert_eq!(src.1.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[test]
+fn handles_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<crate::Mount>();
+    send_sync::<crate::MountRoot>();
+    send_sync::<crate::FsError>();
+}

@@ -453,7 +453,8 @@ fn the_whole_store_mount_shows_ids_and_names() {
     // Names change while mounted: the link follows within its short timeout.
     catalog.names.lock().unwrap()[0].1 = id2;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while fs::read_link(&link).unwrap() != PathBuf::from(format!("../{id2}")) {
+    let moved = PathBuf::from(format!("../{id2}"));
+    while fs::read_link(&link).unwrap() != moved {
         assert!(
             std::time::Instant::now() < deadline,
             "names/base never moved"
@@ -712,4 +713,69 @@ fn allow_other_keeps_private_files_private() {
     // Root still reads it.
     assert_eq!(fs::read(mp.join("private")).unwrap(), b"root only");
     m.unmount().unwrap();
+}
+
+/// Not a test on its own: when `WARE_FS_HELPER_MNT` is set, mounts a small ware there and
+/// waits to be killed (the daemon that dies in `a_dead_daemon_is_seen_and_cleared`).
+#[test]
+fn dead_mount_helper() {
+    let Some(mp) = std::env::var_os("WARE_FS_HELPER_MNT") else {
+        return;
+    };
+    let src = tmp();
+    fs::write(src.path().join("f"), b"x").unwrap();
+    let store = Arc::new(MemStore::new());
+    let id = pack(&store, src.path());
+    let _m = mount(store, MountRoot::Ware(id), Path::new(&mp), &cfg()).unwrap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Kills the helper and clears its mount, whatever the test's outcome.
+struct Helper(std::process::Child, PathBuf);
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if ware_mounts().contains(&self.1) {
+            let _ = ware_fs::detach_unmount(&self.1);
+        }
+    }
+}
+
+#[test]
+fn a_dead_daemon_is_seen_and_cleared() {
+    if !can_mount("a_dead_daemon_is_seen_and_cleared") {
+        return;
+    }
+    let mnt = tmp();
+    let mp = mnt.path().canonicalize().unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "dead_mount_helper", "--nocapture"])
+        .env("WARE_FS_HELPER_MNT", &mp)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut helper = Helper(child, mp.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ware_mounts().contains(&mp) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the helper never mounted"
+        );
+        assert!(helper.0.try_wait().unwrap().is_none(), "the helper exited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!ware_fs::is_dead(&mp));
+    assert_eq!(fs::read(mp.join("f")).unwrap(), b"x");
+
+    helper.0.kill().unwrap();
+    helper.0.wait().unwrap();
+    // The mount outlives its daemon: still listed, and every access gives ENOTCONN.
+    assert!(ware_mounts().contains(&mp));
+    assert!(ware_fs::is_dead(&mp));
+    ware_fs::detach_unmount(&mp).unwrap();
+    assert!(!ware_mounts().contains(&mp));
+    assert!(!ware_fs::is_dead(&mp));
 }
