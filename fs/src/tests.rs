@@ -85,7 +85,7 @@ fn read_all(core: &Core, ino: u64, step: u32) -> Vec<u8> {
     let fh = core.open(ino, false).unwrap();
     let mut out = Vec::new();
     loop {
-        let d = core.read(fh, out.len() as u64, step).unwrap();
+        let d = core.read(fh, out.len() as u64, step).unwrap().to_vec();
         if d.is_empty() {
             break;
         }
@@ -112,7 +112,7 @@ fn core_serves_the_packed_tree() {
         (1 << 20, 300_000),
         (3 << 20, 10),
     ] {
-        let got = core.read(fh, off, len).unwrap();
+        let got = core.read(fh, off, len).unwrap().to_vec();
         let s = (off as usize).min(t.big.len());
         let e = (s + len as usize).min(t.big.len());
         assert_eq!(got, &t.big[s..e], "read at {off}");
@@ -148,7 +148,7 @@ fn core_serves_the_packed_tree() {
     assert_eq!(core.open(big, true).unwrap_err(), Fault::ReadOnly);
     assert_eq!(core.open(sub, false).unwrap_err(), Fault::IsDir);
     assert_eq!(core.readlink(big).unwrap_err(), Fault::Invalid);
-    assert_eq!(core.read(999, 0, 1).unwrap_err(), Fault::BadHandle);
+    assert!(matches!(core.read(999, 0, 1), Err(Fault::BadHandle)));
     assert_eq!(core.getattr(10_000_000).unwrap_err(), Fault::NoEntry);
 
     // Xattrs: size probe, exact buffer, too small a buffer, missing name.
@@ -259,7 +259,7 @@ fn a_bad_chunk_fails_its_file_only() {
         let core = core_over(src, t.id);
         let big = ino(&core, ROOT_INO, "big");
         let fh = core.open(big, false).unwrap();
-        assert_eq!(core.read(fh, 0, 4096).unwrap(), &t.big[..4096]);
+        assert_eq!(&*core.read(fh, 0, 4096).unwrap(), &t.big[..4096]);
         let mut fault = None;
         let mut off = 0u64;
         while off < t.big.len() as u64 {
@@ -401,4 +401,96 @@ fn handles_can_move_between_threads() {
     send_sync::<crate::Mount>();
     send_sync::<crate::MountRoot>();
     send_sync::<crate::FsError>();
+}
+
+/// Collects every tracing event as text (fields included), for checking what gets logged.
+struct Capture(Arc<parking_lot::Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut f = Fields(format!("{} ", event.metadata().level()));
+        event.record(&mut f);
+        self.0.lock().push(f.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn a_bad_chunk_is_logged_with_its_id_and_path() {
+    let t = build();
+    let entry = Reader::new(&*t.store).resolve(&t.id, b"sub/other").unwrap();
+    let bad = Reader::new(&*t.store).chunks(&entry).unwrap()[0]
+        .id()
+        .unwrap();
+    let src = Arc::new(Damaged {
+        inner: t.store.clone(),
+        bad,
+        missing: false,
+    });
+    let core = core_over(src, t.id);
+    let sub = ino(&core, ROOT_INO, "sub");
+    let other = ino(&core, sub, "other");
+    let fh = core.open(other, false).unwrap();
+    let events = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let r = tracing::subscriber::with_default(Capture(events.clone()), || core.read(fh, 0, 4096));
+    assert!(matches!(r, Err(Fault::Io)));
+    let events = events.lock();
+    let hit = events.iter().find(|e| e.starts_with("ERROR"));
+    let hit = hit.unwrap_or_else(|| panic!("no error logged: {events:?}"));
+    for needle in [bad.to_string(), t.id.to_string(), "/sub/other".to_string()] {
+        assert!(hit.contains(&needle), "{needle} not in {hit}");
+    }
+}
+
+#[test]
+fn concurrent_reads_of_one_chunk_fetch_it_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Counting(Arc<MemStore>, AtomicUsize);
+    impl BlockSource for Counting {
+        fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
+            self.0.node(id)
+        }
+        fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.chunk(id)
+        }
+    }
+    let t = build();
+    let src = Arc::new(Counting(t.store.clone(), AtomicUsize::new(0)));
+    let core = Arc::new(core_over(src.clone(), t.id));
+    let big = ino(&core, ROOT_INO, "big");
+    let fh = core.open(big, false).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let core = core.clone();
+            std::thread::spawn(move || core.read(fh, i * 512, 512).map(|d| d.to_vec()))
+        })
+        .collect();
+    for (i, th) in threads.into_iter().enumerate() {
+        let got = th.join().unwrap().unwrap();
+        assert_eq!(got, &t.big[i * 512..(i + 1) * 512]);
+    }
+    assert_eq!(
+        src.1.load(Ordering::SeqCst),
+        1,
+        "the first chunk was fetched more than once"
+    );
 }

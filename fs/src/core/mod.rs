@@ -17,7 +17,7 @@ use crate::cache::ByteLru;
 
 mod nodes;
 use crate::{Catalog, MountRoot};
-use nodes::ChunkMap;
+use nodes::{ChunkMap, Flight};
 
 /// The mount's root inode.
 pub(crate) const ROOT_INO: u64 = 1;
@@ -99,6 +99,22 @@ pub(crate) struct DirItem {
     pub name: Vec<u8>,
     /// Attributes and their timeout (readdirplus only).
     pub attr: Option<(FileAttr, Duration)>,
+}
+
+/// The bytes of a read: a range of one cached chunk, or bytes gathered from several.
+pub(crate) enum ReadData {
+    Slice(Arc<Vec<u8>>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for ReadData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ReadData::Slice(d, r) => &d[r.clone()],
+            ReadData::Owned(v) => v,
+        }
+    }
 }
 
 /// The answer to an xattr request: a size probe or the bytes.
@@ -206,6 +222,8 @@ pub(crate) struct Core {
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     chunks: ByteLru<ChunkId, Vec<u8>>,
+    /// Chunks being fetched now, so concurrent readers of one chunk share a fetch.
+    inflight: Mutex<HashMap<ChunkId, Arc<Flight>>>,
     dirs: ByteLru<NodeId, DirNode>,
     started: SystemTime,
 }
@@ -277,6 +295,7 @@ impl Core {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             chunks: ByteLru::new(chunk_cache_bytes),
+            inflight: Mutex::new(HashMap::new()),
             dirs: ByteLru::new(DIR_CACHE_BYTES),
             started: SystemTime::now(),
         }
@@ -603,7 +622,7 @@ impl Core {
     }
 
     /// Up to `size` bytes from `offset`; short only at the end of the file.
-    pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> R<Vec<u8>> {
+    pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> R<ReadData> {
         let (node, map) = match self.handles.lock().get(&fh) {
             Some(Handle::File { node, map }) => (node.clone(), map.clone()),
             _ => return Err(Fault::BadHandle),
@@ -614,17 +633,24 @@ impl Core {
         if let Some(d) = &entry.inline {
             let start = usize::try_from(offset).unwrap_or(usize::MAX).min(d.len());
             let end = start.saturating_add(size as usize).min(d.len());
-            return Ok(d[start..end].to_vec());
+            return Ok(ReadData::Owned(d[start..end].to_vec()));
         }
         let Some(map) = map else {
-            return Ok(Vec::new());
+            return Ok(ReadData::Owned(Vec::new()));
         };
         let end = offset.saturating_add(u64::from(size)).min(map.size());
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(ReadData::Owned(Vec::new()));
+        }
+        let mut i = map.ends.partition_point(|&e| e <= offset);
+        if i < map.chunks.len() && end <= map.ends[i] {
+            // Within one chunk (the common case): answer from the cached chunk, no copy.
+            let data = self.chunk(&node, ware, &map.chunks[i])?;
+            let start = map.start(i);
+            let range = (offset - start) as usize..(end - start) as usize;
+            return Ok(ReadData::Slice(data, range));
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
-        let mut i = map.ends.partition_point(|&e| e <= offset);
         let mut pos = offset;
         while pos < end && i < map.chunks.len() {
             let data = self.chunk(&node, ware, &map.chunks[i])?;
@@ -635,7 +661,7 @@ impl Core {
             pos = start + to as u64;
             i += 1;
         }
-        Ok(out)
+        Ok(ReadData::Owned(out))
     }
 
     pub(crate) fn release(&self, fh: u64) {

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use parking_lot::{Condvar, Mutex};
 use ware_store::node::{ChunkRef, DirNode, Entry, Kind};
 use ware_store::tree::MAX_INDEX_DEPTH;
-use ware_store::{NodeId, Reader};
+use ware_store::{ChunkId, NodeId, Reader};
 
 use super::{Core, Fault, Node, R, WareCtx, ware_fault};
 
@@ -129,7 +130,7 @@ impl Core {
     }
 
     /// A decompressed chunk, from the cache or the source; any fault is logged with the chunk
-    /// ID and the file's path.
+    /// ID and the file's path. Concurrent requests for one chunk wait for a single fetch.
     pub(super) fn chunk(&self, node: &Node, ware: &WareCtx, c: &ChunkRef) -> R<Arc<Vec<u8>>> {
         let id = c
             .id()
@@ -137,6 +138,38 @@ impl Core {
         if let Some(d) = self.chunks.get(&id) {
             return Ok(d);
         }
+        let (flight, leader) = {
+            let mut inflight = self.inflight.lock();
+            match inflight.get(&id) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    inflight.insert(id, f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if !leader {
+            let mut result = flight.result.lock();
+            loop {
+                if let Some(r) = &*result {
+                    return r.clone();
+                }
+                flight.cv.wait(&mut result);
+            }
+        }
+        // Whatever happens below (a panic included), waiters get an answer and the flight ends.
+        let landing = Landing {
+            core: self,
+            id,
+            flight,
+        };
+        let r = self.fetch(node, ware, c, id);
+        landing.land(r.clone());
+        r
+    }
+
+    fn fetch(&self, node: &Node, ware: &WareCtx, c: &ChunkRef, id: ChunkId) -> R<Arc<Vec<u8>>> {
         let data = self
             .src
             .chunk(&id)
@@ -155,5 +188,39 @@ impl Core {
         let data = Arc::new(data);
         self.chunks.insert(id, data.clone(), len);
         Ok(data)
+    }
+}
+
+/// One fetch of a chunk that other requests may be waiting for.
+#[derive(Default)]
+pub(super) struct Flight {
+    result: Mutex<Option<R<Arc<Vec<u8>>>>>,
+    cv: Condvar,
+}
+
+/// Ends a flight: records the result (EIO if the fetch never finished), wakes the waiters and
+/// forgets the flight.
+struct Landing<'a> {
+    core: &'a Core,
+    id: ChunkId,
+    flight: Arc<Flight>,
+}
+
+impl Landing<'_> {
+    fn land(self, r: R<Arc<Vec<u8>>>) {
+        *self.flight.result.lock() = Some(r);
+    }
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        {
+            let mut result = self.flight.result.lock();
+            if result.is_none() {
+                *result = Some(Err(Fault::Io));
+            }
+        }
+        self.flight.cv.notify_all();
+        self.core.inflight.lock().remove(&self.id);
     }
 }
