@@ -1,15 +1,16 @@
 //! ware-fs: the read-only FUSE filesystem of warefs.
 //!
-//! It shows one ware ([`MountRoot::Ware`]) or a whole store ([`MountRoot::All`]: every ware as
-//! `MNT/<id>/`, names as symlinks `MNT/names/<name>` → `../<id>`) as a lazy, read-only FUSE
-//! mount over any [`ware_store::BlockSource`]. It owns `fuser` and the mapping of errors to errno values;
-//! it never knows about the network: the caller hands it a source (for the daemon, a
-//! read-through source that asks the local store first and the warehouses second).
+//! It shows one ware ([`MountRoot::Ware`]) or a whole store ([`MountRoot::All`]: every ware
+//! as `MNT/<id>/`, names as symlinks `MNT/names/<name>` → `../<id>`) as a lazy, read-only FUSE
+//! mount over any [`ware_store::BlockSource`]. It is the only crate that uses `fuser` and maps
+//! errors to errno values. It never knows about the network: the caller hands it a source (for
+//! the daemon, a read-through source that asks the local store first, the warehouses second).
 //!
-//! The code is split the way puzzlefs splits it: [`fuse`](crate) adapters (`src/fuse.rs`) are
-//! one-line calls into a private core (`src/core.rs`) whose methods return
-//! `Result<_, Fault>`; one mapping turns a `Fault` into an errno. The tree logic is therefore
-//! unit-tested over a [`ware_store::MemStore`] without a kernel.
+//! The code is split the way puzzlefs splits it: the `fuser::Filesystem` methods
+//! (`src/fuse.rs`) are one-line adapters into a private core (`src/core/`) whose methods
+//! return `Result<_, Fault>`, and one function turns a `Fault` into an errno. The tree logic
+//! is therefore unit-tested over a [`ware_store::MemStore`] without a kernel. `src/mount.rs`
+//! mounts, unmounts and reads /proc/self/mountinfo.
 //!
 //! Invariants:
 //! - Read-only: every mutating request answers `EROFS`, and mounts are `ro,nosuid,nodev`
@@ -19,13 +20,24 @@
 //!   its way, a read the chunks it covers (through a bounded LRU cache of decompressed
 //!   chunks), and hardlink counts cost one metadata-only walk of a ware, the first time a
 //!   hardlinked entry is asked for.
-//! - Never wrong bytes: the [`ware_store::BlockSource`] hands out verified bytes only; a missing or corrupt
-//!   chunk or node gives `EIO` for that request (logged with `tracing::error!`, naming the ID and
-//!   the path), and other files keep working.
+//! - Never wrong bytes: the [`ware_store::BlockSource`] hands out verified bytes only; a
+//!   missing or corrupt chunk or node gives `EIO` for that request (logged with
+//!   `tracing::error!`, naming the ID, the ware and the path), and other files keep working.
+//! - Timeouts follow mutability: a ware's entries and attributes are cached by the kernel for
+//!   a year (`keep_cache` on open, cached directory listings), while the top of an `--all`
+//!   mount and `names/` use 1 s, since names and the list of wares change while mounted.
 //! - Inode numbers are stable for the life of a mount: an entry keeps the number it was first
 //!   given (hardlinked names share one), and numbers are never reused.
 //! - No panic on a request path: handlers return errors, and the adapters also catch an
 //!   unexpected panic and answer `EIO`, so one bad request never takes a serving thread down.
+//!
+//! What it reports, where a ware has nothing to say: `atime` and `ctime` are the `mtime`;
+//! `st_blocks` is the size in 4 KiB blocks; directories have size 4096 and `nlink` 1 (the
+//! "not counted" value btrfs also uses; `find` then does not rely on it). Inodes are never
+//! forgotten during a mount (that is what keeps their numbers stable), so memory grows with the
+//! number of distinct entries looked up, a few hundred bytes each. Reads ahead of the program
+//! are the kernel's readahead (raised to [`MountConfig::read_ahead_kb`]); there is no prefetch
+//! of its own yet.
 //!
 //! FUSE passthrough (`BackingId`) is not used: it hands the kernel a real file to read from,
 //! and a ware's contents are chunks in a store, not files; it would mean writing every opened

@@ -14,9 +14,9 @@ use ware_store::node::{DirNode, Entry, Kind};
 use ware_store::{BlockSource, ChunkId, NodeId, Reader, WareId};
 
 use crate::cache::ByteLru;
+use crate::{Catalog, MountRoot};
 
 mod nodes;
-use crate::{Catalog, MountRoot};
 use nodes::{ChunkMap, Flight};
 
 /// The mount's root inode.
