@@ -78,6 +78,15 @@ pub enum MountRoot {
     All(Arc<dyn Catalog>),
 }
 
+impl std::fmt::Debug for MountRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MountRoot::Ware(id) => f.debug_tuple("Ware").field(id).finish(),
+            MountRoot::All(_) => f.write_str("All"),
+        }
+    }
+}
+
 /// How to mount.
 #[derive(Clone, Debug)]
 pub struct MountConfig {

@@ -491,9 +491,13 @@ fn unmount_and_drop_leave_nothing_mounted() {
     fs::write(src.path().join("f"), b"x").unwrap();
     let store = Arc::new(MemStore::new());
     let id = pack(&store, src.path());
-    let mnt = tmp();
+    // A space in the path: /proc/self/mountinfo escapes it as \040.
+    let top = tmp();
+    let mnt = top.path().join("a mount point");
+    fs::create_dir(&mnt).unwrap();
+    let mnt = mnt.as_path();
 
-    let m = mount(store.clone(), MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let m = mount(store.clone(), MountRoot::Ware(id), mnt, &cfg()).unwrap();
     let mp = m.mountpoint().to_path_buf();
     assert!(!m.is_finished());
     assert!(!ware_fs::is_dead(&mp));
@@ -501,7 +505,7 @@ fn unmount_and_drop_leave_nothing_mounted() {
     assert!(!ware_mounts().contains(&mp));
 
     // Unmounted from outside: the session notices, and unmount still succeeds.
-    let m = mount(store.clone(), MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let m = mount(store.clone(), MountRoot::Ware(id), mnt, &cfg()).unwrap();
     ware_fs::detach_unmount(&mp).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !m.is_finished() {
@@ -512,7 +516,7 @@ fn unmount_and_drop_leave_nothing_mounted() {
     assert!(!ware_mounts().contains(&mp));
 
     // A busy mount (a file open on it) is detached rather than left behind.
-    let m = mount(store, MountRoot::Ware(id), mnt.path(), &cfg()).unwrap();
+    let m = mount(store, MountRoot::Ware(id), mnt, &cfg()).unwrap();
     let f = fs::File::open(mp.join("f")).unwrap();
     let err = m.unmount().unwrap_err();
     assert!(matches!(err, FsError::Unmount { .. }), "{err}");
