@@ -23,14 +23,20 @@ pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
 }
 
 struct Tree {
-    _dir: tempfile::TempDir,
     store: Arc<MemStore>,
     id: WareId,
     big: Vec<u8>,
     xattrs: bool,
 }
 
-fn build() -> Tree {
+/// The packed test tree, built once for all the tests here (the source is removed after
+/// packing: the store holds everything).
+fn build() -> &'static Tree {
+    static TREE: std::sync::OnceLock<Tree> = std::sync::OnceLock::new();
+    TREE.get_or_init(make)
+}
+
+fn make() -> Tree {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let big = noise(7, 3 << 20);
@@ -60,8 +66,8 @@ fn build() -> Tree {
     let id = pack_dir(&*store, root, &PackOptions::default(), &NoProgress)
         .unwrap()
         .id;
+    drop(dir);
     Tree {
-        _dir: dir,
         store,
         id,
         big,
@@ -493,4 +499,29 @@ fn concurrent_reads_of_one_chunk_fetch_it_once() {
         1,
         "the first chunk was fetched more than once"
     );
+}
+
+#[test]
+fn fifos_and_devices_keep_their_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    let store = Arc::new(MemStore::new());
+    let opts = PackOptions {
+        devices: ware_store::pack::DeviceFilter::Keep,
+        ..PackOptions::default()
+    };
+    let id = pack_dir(&*store, dir.path(), &opts, &NoProgress)
+        .unwrap()
+        .id;
+    let core = core_over(store, id);
+    let (attr, _) = core.getattr(ino(&core, ROOT_INO, "fifo")).unwrap();
+    assert_eq!((attr.kind, attr.perm), (fuser::FileType::NamedPipe, 0o640));
 }

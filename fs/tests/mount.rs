@@ -232,6 +232,15 @@ fn a_mounted_ware_matches_its_source() {
         fs::metadata(src.path()).unwrap().mode() & 0o7777
     );
 
+    // Listings hold . and .. (std's read_dir hides them; ls -a does not).
+    let ls = std::process::Command::new("ls")
+        .args(["-a", "-1"])
+        .arg(mp.join("a"))
+        .output()
+        .unwrap();
+    let ls = String::from_utf8(ls.stdout).unwrap();
+    assert_eq!(ls.lines().take(2).collect::<Vec<_>>(), [".", ".."], "{ls}");
+
     // A second look gives the same inode numbers.
     let ino = |p: &str| fs::symlink_metadata(mp.join(p)).unwrap().ino();
     let first = ino("a/b/c/deep");
