@@ -241,6 +241,17 @@ fn a_mounted_ware_matches_its_source() {
     let ls = String::from_utf8(ls.stdout).unwrap();
     assert_eq!(ls.lines().take(2).collect::<Vec<_>>(), [".", ".."], "{ls}");
 
+    // Misses are ENOENT, also when the kernel answers them from its negative cache.
+    for _ in 0..2 {
+        let e = fs::symlink_metadata(mp.join("a/no-such-name")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+    let e = fs::symlink_metadata(mp.join("small/below-a-file")).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(rustix::io::Errno::NOTDIR.raw_os_error())
+    );
+
     // A second look gives the same inode numbers.
     let ino = |p: &str| fs::symlink_metadata(mp.join(p)).unwrap().ino();
     let first = ino("a/b/c/deep");
