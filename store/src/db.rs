@@ -6,7 +6,7 @@
 //! - `chunk_meta`: chunk ID → length and stored length (8 bytes), so existence and sizes are
 //!   known without reading a chunk;
 //! - `nodes`: node CID (binary) → DAG-CBOR bytes;
-//! - `names`: human names (later issues);
+//! - `names`: human names and their history (see [`crate::names`]);
 //! - `meta`: `format` → the store format; `ware/<cid>` → a complete ware's record;
 //!   `partial/<cid>` → a ware cached piece by piece.
 //!
@@ -50,7 +50,7 @@ pub struct Store {
 }
 
 /// Sizes and counts of a store.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
     /// Complete wares.
     pub wares: u64,
@@ -76,7 +76,7 @@ pub struct StoreStats {
     pub disk_bytes: u64,
 }
 
-fn db_err(e: rocksdb::Error) -> Error {
+pub(crate) fn db_err(e: rocksdb::Error) -> Error {
     Error::Db(e.into_string())
 }
 

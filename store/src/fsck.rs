@@ -16,7 +16,7 @@ use crate::source::BlockSource;
 use crate::tree::MAX_INDEX_DEPTH;
 
 /// What `fsck` found.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct FsckReport {
     /// Chunks re-hashed.
     pub chunks_checked: u64,

@@ -28,6 +28,8 @@ pub mod unpack;
 pub mod db;
 #[cfg(feature = "rocksdb")]
 pub mod fsck;
+#[cfg(feature = "rocksdb")]
+pub mod names;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, NodeId, WareId};

@@ -28,7 +28,7 @@ use crate::tree::Reader;
 const WRITERS_IN_FLIGHT: usize = 64;
 
 /// What an unpack did.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct UnpackReport {
     /// Regular files created (hardlinks included).
     pub files: u64,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::node::NORMALISED_MTIME;
 
 /// What to do with a uid or gid.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IdFilter {
     /// Keep it (default).
     #[default]
@@ -20,7 +20,7 @@ pub enum IdFilter {
 }
 
 /// What to do with modification times.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MtimeFilter {
     /// Set every mtime to 2010-01-01T00:00:00Z (default).
     #[default]
@@ -30,7 +30,7 @@ pub enum MtimeFilter {
 }
 
 /// What to do with setuid and setgid bits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SetidFilter {
     /// Keep them (default: a rootfs needs its setuid binaries).
     #[default]
@@ -42,7 +42,7 @@ pub enum SetidFilter {
 }
 
 /// What to do with device nodes and fifos.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeviceFilter {
     /// Leave them out, with one notice (default).
     #[default]
@@ -54,7 +54,7 @@ pub enum DeviceFilter {
 }
 
 /// What to do with extended attributes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum XattrFilter {
     /// Keep them (default).
     #[default]
@@ -64,7 +64,7 @@ pub enum XattrFilter {
 }
 
 /// How to pack: the filters.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PackOptions {
     /// Owners.
     pub uid: IdFilter,

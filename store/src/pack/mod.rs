@@ -39,7 +39,7 @@ pub struct NoProgress;
 impl Progress for NoProgress {}
 
 /// What a pack did.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PackReport {
     /// The ware ID.
     pub id: WareId,
