@@ -750,6 +750,8 @@ fn dead_mount_helper() {
     fs::write(src.path().join("f"), b"x").unwrap();
     let store = Arc::new(MemStore::new());
     let id = pack(&store, src.path());
+    // This process is killed, so nothing it leaves would be cleaned up: the store holds all.
+    drop(src);
     let _m = mount(store, MountRoot::Ware(id), Path::new(&mp), &cfg()).unwrap();
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
