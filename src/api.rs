@@ -5,19 +5,22 @@
 //! unix socket, so switching to it rewrites no command. Everything that crosses this
 //! interface is plain data (serialisable), or a byte stream.
 
-use std::io::{Read, Write};
+use std::io::{BufWriter, Write};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ware_store::db::{Damage, Store, StoreStats};
 use ware_store::fsck::FsckReport;
+use ware_store::names::NameChange;
 use ware_store::node::{Entry, Kind};
 use ware_store::pack::{PackOptions, PackReport, Progress};
 use ware_store::unpack::UnpackReport;
 use ware_store::{Reader, WareId, WareRecord};
 
 /// A ware and a path inside it (`ID` or `ID/some/path`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WarePath {
     /// The ware.
     pub ware: WareId,
@@ -26,17 +29,34 @@ pub struct WarePath {
 }
 
 impl WarePath {
-    /// Parses `ID[/PATH]`.
-    pub fn parse(s: &str) -> Result<WarePath> {
-        let (id, path) = s.split_once('/').unwrap_or((s, ""));
-        let ware: WareId = id
-            .parse()
-            .with_context(|| format!("{s:?}: expected a ware ID, optionally followed by /PATH"))?;
+    /// Parses `ID[/PATH]` or `NAME[/PATH]`, asking the store what a name points at.
+    pub fn parse(s: &str, store: &dyn StoreApi) -> Result<WarePath> {
+        let (head, path) = s.split_once('/').unwrap_or((s, ""));
         Ok(WarePath {
-            ware,
+            ware: resolve_ware(head, store).with_context(|| {
+                format!("{s:?}: expected a ware ID or name, optionally followed by /PATH")
+            })?,
             path: path.as_bytes().to_vec(),
         })
     }
+}
+
+/// A ware ID, or the ID a name points at now.
+pub fn resolve_ware(id_or_name: &str, store: &dyn StoreApi) -> Result<WareId> {
+    if let Ok(id) = id_or_name.parse::<WareId>() {
+        return Ok(id);
+    }
+    if ware_store::names::check_name(id_or_name).is_err() {
+        // Neither an ID nor a possible name: say why it is not an ID.
+        return Ok(id_or_name.parse::<WareId>()?);
+    }
+    store.name_get(id_or_name)?.ok_or_else(|| {
+        ware_store::Error::NotFound {
+            what: "name",
+            id: id_or_name.to_string(),
+        }
+        .into()
+    })
 }
 
 impl std::fmt::Display for WarePath {
@@ -53,8 +73,8 @@ impl std::fmt::Display for WarePath {
 pub enum PackSource {
     /// A directory tree.
     Dir(PathBuf),
-    /// A tar stream (plain, gzip or zstd).
-    Tar(Box<dyn Read + Send>),
+    /// A tar stream (plain, gzip or zstd): an open file or pipe, such as stdin.
+    Fd(OwnedFd),
 }
 
 /// Every operation a command may ask of a store.
@@ -73,8 +93,8 @@ pub trait StoreApi {
     fn stat(&self, at: &WarePath) -> Result<Entry>;
     /// The entries of the directory at a path.
     fn list(&self, at: &WarePath) -> Result<Vec<Entry>>;
-    /// Writes the file at a path to `out`.
-    fn cat(&self, at: &WarePath, out: &mut dyn Write) -> Result<u64>;
+    /// Writes the file at a path to the open file or pipe `out` (such as stdout).
+    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>) -> Result<u64>;
     /// Complete wares in the store.
     fn wares(&self) -> Result<Vec<(WareId, WareRecord)>>;
     /// Verifies the whole store.
@@ -84,23 +104,37 @@ pub trait StoreApi {
     /// Flips a bit in the first chunk of the file at a path (or in the node of a directory):
     /// a testing aid. Returns what was damaged.
     fn damage(&self, at: &WarePath) -> Result<String>;
+    /// Points a name at a ware (which must be in the store), or removes it (`None`); returns
+    /// what it pointed at before.
+    fn name_set(&self, name: &str, id: Option<&WareId>) -> Result<Option<WareId>>;
+    /// What a name points at now.
+    fn name_get(&self, name: &str) -> Result<Option<WareId>>;
+    /// Every name and what it points at.
+    fn names(&self) -> Result<Vec<(String, WareId)>>;
+    /// Every change of a name, oldest first.
+    fn name_log(&self, name: &str) -> Result<Vec<NameChange>>;
 }
 
-/// A store opened in this process.
+/// A store opened in this process (by a command, or by the daemon that serves it).
 pub struct LocalStore {
-    store: Store,
+    store: Arc<Store>,
 }
 
 impl LocalStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<LocalStore> {
         Ok(LocalStore {
-            store: Store::open(dir)?,
+            store: Arc::new(Store::open(dir)?),
         })
     }
 
+    /// The database, shared with the daemon's mounts.
+    pub fn shared(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
     fn resolve(&self, at: &WarePath) -> Result<Entry> {
-        Ok(Reader::new(&self.store).resolve(&at.ware, &at.path)?)
+        Ok(Reader::new(&*self.store).resolve(&at.ware, &at.path)?)
     }
 }
 
@@ -112,9 +146,10 @@ impl StoreApi for LocalStore {
         progress: &dyn Progress,
     ) -> Result<PackReport> {
         Ok(match source {
-            PackSource::Dir(p) => ware_store::pack::pack_dir(&self.store, &p, opts, progress)?,
-            PackSource::Tar(mut r) => {
-                ware_store::pack::pack_tar(&self.store, &mut *r, opts, progress)?
+            PackSource::Dir(p) => ware_store::pack::pack_dir(&*self.store, &p, opts, progress)?,
+            PackSource::Fd(fd) => {
+                let mut input = std::fs::File::from(fd);
+                ware_store::pack::pack_tar(&*self.store, &mut input, opts, progress)?
             }
         })
     }
@@ -126,7 +161,7 @@ impl StoreApi for LocalStore {
         progress: &dyn Progress,
     ) -> Result<UnpackReport> {
         Ok(ware_store::unpack::unpack(
-            &self.store,
+            &*self.store,
             ware,
             target,
             progress,
@@ -142,13 +177,19 @@ impl StoreApi for LocalStore {
         if e.kind != Kind::Dir {
             return Ok(vec![e]);
         }
-        Ok(Reader::new(&self.store).list(&e)?)
+        Ok(Reader::new(&*self.store).list(&e)?)
     }
 
-    fn cat(&self, at: &WarePath, out: &mut dyn Write) -> Result<u64> {
+    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>) -> Result<u64> {
         let e = self.resolve(at)?;
         match e.kind {
-            Kind::File => Ok(Reader::new(&self.store).copy_file(&e, out)?),
+            Kind::File => {
+                let file = std::fs::File::from(out.try_clone_to_owned()?);
+                let mut out = BufWriter::with_capacity(256 * 1024, file);
+                let n = Reader::new(&*self.store).copy_file(&e, &mut out)?;
+                out.flush()?;
+                Ok(n)
+            }
             Kind::Dir => anyhow::bail!("{at}: is a directory"),
             Kind::Symlink => anyhow::bail!(
                 "{at}: is a symlink to {:?}; cat does not follow symlinks",
@@ -177,7 +218,7 @@ impl StoreApi for LocalStore {
 
     fn damage(&self, at: &WarePath) -> Result<String> {
         let e = self.resolve(at)?;
-        let reader = Reader::new(&self.store);
+        let reader = Reader::new(&*self.store);
         let what = if e.kind == Kind::File && e.inline.is_none() && e.size > 0 {
             Damage::Chunk(reader.chunks(&e)?[0].id()?)
         } else if e.kind == Kind::Dir {
@@ -190,5 +231,27 @@ impl StoreApi for LocalStore {
             Damage::Chunk(c) => format!("chunk {c}"),
             Damage::Node(n) => format!("node {n}"),
         })
+    }
+
+    fn name_set(&self, name: &str, id: Option<&WareId>) -> Result<Option<WareId>> {
+        if let Some(id) = id {
+            // Only a ware whose root this store holds can be named.
+            Reader::new(&*self.store).root(id)?;
+        }
+        Ok(self.store.set_name(name, id)?)
+    }
+
+    fn name_get(&self, name: &str) -> Result<Option<WareId>> {
+        ware_store::names::check_name(name)?;
+        Ok(self.store.name(name)?)
+    }
+
+    fn names(&self) -> Result<Vec<(String, WareId)>> {
+        Ok(self.store.names()?)
+    }
+
+    fn name_log(&self, name: &str) -> Result<Vec<NameChange>> {
+        ware_store::names::check_name(name)?;
+        Ok(self.store.name_log(name)?)
     }
 }

@@ -4,12 +4,18 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod client;
+mod daemon;
+mod exit;
 mod output;
 mod progress;
+mod proto;
 
 use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -18,18 +24,11 @@ use ware_store::pack::{
     DeviceFilter, IdFilter, MtimeFilter, PackOptions, SetidFilter, XattrFilter,
 };
 
-use api::{LocalStore, PackSource, StoreApi, WarePath};
+use api::{PackSource, StoreApi, WarePath, resolve_ware};
+use exit::{EXIT_CODES, Exit, exit_code};
 use output::{entry_json, entry_line, human_bytes, safe};
 use progress::Bar;
-
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  failure (bad input, I/O error, …; the message names the ID, path or entry)
-  2  usage error
-  3  not found (no such ware, or no such path in it)
-  4  corruption (fsck found damage, or a read hit bytes that do not match their hash)
-  5  the store is in use by another process";
+use proto::MountWhat;
 
 /// warefs: content-addressed filesystem trees ("wares"), named by the hash of their content.
 ///
@@ -90,6 +89,45 @@ enum Command {
         /// `ID[/PATH]`.
         at: String,
     },
+    /// Mount a ware (by ID or name) read-only at MNT, or with `--all` the whole store.
+    ///
+    /// Nothing is read until a program looks: the mount is ready at once, whatever the size of
+    /// the ware, and every byte served is checked against its hash (a damaged chunk reads as
+    /// EIO, never as wrong bytes). The store's daemon serves the mount and is started if none
+    /// runs; the command returns once the mount is live. Mounted ro,nosuid,nodev.
+    ///
+    /// With `--all`, `MNT/<id>/` shows any ware of the store on first lookup (a listing of MNT
+    /// shows the store's wares) and `MNT/names/<name>` is a symlink to the ware a name points
+    /// at.
+    #[command(
+        override_usage = "ware mount [OPTIONS] ID|NAME MNT\n       ware mount [OPTIONS] --all MNT"
+    )]
+    Mount {
+        /// `ID|NAME MNT`, or only `MNT` with `--all`. MNT is an existing directory.
+        #[arg(required = true, num_args = 1..=2, value_name = "ID|NAME MNT")]
+        args: Vec<String>,
+        /// Mount the whole store: every ware as MNT/<id>, every name as MNT/names/<name>.
+        #[arg(long)]
+        all: bool,
+        /// Let other users and other namespaces read the mount (permissions are then checked
+        /// by the kernel against each entry's mode and owner: a 0600 file stays private).
+        #[arg(long)]
+        allow_other: bool,
+        /// Stay attached: the mount lasts until this command ends (Ctrl-C unmounts).
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Unmount a ware mount (also one whose daemon died).
+    Umount {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+    },
+    /// Human names for wares, with their history: `set`, `get`, `ls`, `log`, `rm`.
+    #[command(subcommand)]
+    Name(NameCommand),
+    /// The store's daemon, which owns the database and the mounts while any are live.
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
     /// Re-hash every chunk and node; name what is corrupt or missing (exit code 4 if any).
     Fsck,
     /// Wares, logical bytes, stored bytes, dedup ratio, chunk count.
@@ -97,6 +135,49 @@ enum Command {
     /// Tools for testing warefs itself.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
+}
+
+#[derive(Subcommand)]
+enum NameCommand {
+    /// Point NAME at a ware of the store (the change is logged).
+    Set {
+        /// `[A-Za-z0-9._-]{1,255}`, not parsing as an ID.
+        name: String,
+        /// A ware ID, or another name.
+        id: String,
+    },
+    /// Print the ID a name points at.
+    Get {
+        /// The name.
+        name: String,
+    },
+    /// List every name and its ID.
+    Ls,
+    /// Every change of a name, oldest first, with its time.
+    Log {
+        /// The name.
+        name: String,
+    },
+    /// Remove a name (the removal is logged; the ware stays).
+    Rm {
+        /// The name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DaemonCommand {
+    /// Run the daemon in the foreground (commands start it on demand; this is for service
+    /// managers and debugging). It logs to STORE/daemon.log.
+    Run {
+        /// Exit after this many seconds without mounts or clients.
+        #[arg(long, default_value = "60", value_name = "SECONDS")]
+        idle_timeout: u64,
+    },
+    /// Show whether the store's daemon runs, its pid and its mounts.
+    Status,
+    /// Unmount everything and stop the store's daemon.
+    Stop,
 }
 
 #[derive(Subcommand)]
@@ -189,16 +270,6 @@ impl FilterArgs {
     }
 }
 
-/// An error that carries its own exit code (after the message is printed).
-#[derive(Debug)]
-struct Exit(u8);
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}", self.0)
-    }
-}
-impl std::error::Error for Exit {}
-
 fn default_store() -> PathBuf {
     if rustix::process::geteuid().is_root() {
         return PathBuf::from("/var/lib/ware");
@@ -211,9 +282,12 @@ fn default_store() -> PathBuf {
     data.join("ware")
 }
 
+fn store_dir(cli: &Cli) -> PathBuf {
+    cli.store.clone().unwrap_or_else(default_store)
+}
+
 fn open(cli: &Cli) -> Result<Box<dyn StoreApi>> {
-    let dir = cli.store.clone().unwrap_or_else(default_store);
-    Ok(Box::new(LocalStore::open(&dir)?))
+    client::open_store(&store_dir(cli))
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
@@ -236,7 +310,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Pack { path, filters } => {
             let opts = filters.options()?;
             let source = if path == "-" {
-                PackSource::Tar(Box::new(std::io::stdin()))
+                PackSource::Fd(std::io::stdin().as_fd().try_clone_to_owned()?)
             } else {
                 let p = PathBuf::from(path);
                 let md = std::fs::metadata(&p).with_context(|| format!("{path}: cannot pack"))?;
@@ -245,7 +319,7 @@ fn run(cli: &Cli) -> Result<()> {
                 } else {
                     let f =
                         std::fs::File::open(&p).with_context(|| format!("{path}: cannot open"))?;
-                    PackSource::Tar(Box::new(f))
+                    PackSource::Fd(f.into())
                 }
             };
             let store = open(cli)?;
@@ -261,12 +335,12 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Unpack { id, dir } => {
-            let ware = WarePath::parse(id)?;
+            let store = open(cli)?;
+            let ware = WarePath::parse(id, &*store)?;
             anyhow::ensure!(
                 ware.path.is_empty(),
                 "{id}: unpack takes a ware ID, not a path inside one"
             );
-            let store = open(cli)?;
             let bar = Bar::new("unpacking", cli.quiet);
             let r = store.unpack(&ware.ware, dir, &bar);
             bar.finish();
@@ -305,8 +379,9 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Ls { at: Some(at) } => {
-            let at = WarePath::parse(at)?;
-            let entries = open(cli)?.list(&at)?;
+            let store = open(cli)?;
+            let at = WarePath::parse(at, &*store)?;
+            let entries = store.list(&at)?;
             if cli.json {
                 print_json(&json!(entries.iter().map(entry_json).collect::<Vec<_>>()))?;
             } else {
@@ -318,15 +393,14 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Cat { at } => {
-            let at = WarePath::parse(at)?;
             let store = open(cli)?;
-            let mut out = BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
-            store.cat(&at, &mut out)?;
-            out.flush()?;
+            let at = WarePath::parse(at, &*store)?;
+            store.cat(&at, std::io::stdout().as_fd())?;
         }
         Command::Stat { at } => {
-            let at = WarePath::parse(at)?;
-            let e = open(cli)?.stat(&at)?;
+            let store = open(cli)?;
+            let at = WarePath::parse(at, &*store)?;
+            let e = store.stat(&at)?;
             if cli.json {
                 let mut v = entry_json(&e);
                 v["path"] = json!(at.to_string());
@@ -427,25 +501,199 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Debug(DebugCommand::Damage { at }) => {
-            let at = WarePath::parse(at)?;
-            let what = open(cli)?.damage(&at)?;
+            let store = open(cli)?;
+            let at = WarePath::parse(at, &*store)?;
+            let what = store.damage(&at)?;
             println!("damaged {what}");
+        }
+        Command::Mount {
+            args,
+            all,
+            allow_other,
+            foreground,
+        } => {
+            let (id, mountpoint) = match (args.as_slice(), *all) {
+                ([mnt], true) => (None, PathBuf::from(mnt)),
+                ([id, mnt], false) => (Some(id), PathBuf::from(mnt)),
+                (_, true) => return Err(usage("ware mount --all takes only the mountpoint")),
+                (_, false) => {
+                    return Err(usage("ware mount takes a ware ID or name and a mountpoint"));
+                }
+            };
+            let mountpoint = &mountpoint;
+            let mnt = std::fs::canonicalize(mountpoint)
+                .with_context(|| format!("{}: cannot mount there", mountpoint.display()))?;
+            anyhow::ensure!(
+                mnt.is_dir(),
+                "{}: the mountpoint must be a directory",
+                mountpoint.display()
+            );
+            let daemon = client::ensure_daemon(&store_dir(cli), None)?;
+            let what = match id {
+                Some(id) => MountWhat::Ware(resolve_ware(id, &daemon)?),
+                None => MountWhat::All,
+            };
+            let quiet = cli.quiet;
+            let info = daemon.mount(what, &mnt, *allow_other, *foreground, &mut || {
+                if !quiet {
+                    eprintln!("ware: mounted on {}; Ctrl-C unmounts", mnt.display());
+                }
+            })?;
+            if cli.json {
+                print_json(&serde_json::to_value(&info)?)?;
+            }
+        }
+        Command::Umount { mountpoint } => {
+            let mnt = std::path::absolute(mountpoint)?;
+            let by_daemon = client::running_daemon(&store_dir(cli)).map(|d| d.umount(&mnt));
+            match by_daemon {
+                Some(Ok(())) => {}
+                Some(Err(e)) if e.downcast_ref::<exit::Failure>().is_some() => return Err(e),
+                // No daemon serves this store (or it died under us): the mount is dead or
+                // another store's.
+                _ if ware_fs::ware_mounts().contains(&mnt) => ware_fs::detach_unmount(&mnt)?,
+                _ => {
+                    return Err(exit::Failure {
+                        code: 3,
+                        message: format!("{}: no ware is mounted there", mnt.display()),
+                    }
+                    .into());
+                }
+            }
+        }
+        Command::Name(cmd) => name_command(cli, cmd)?,
+        Command::Daemon(DaemonCommand::Run { idle_timeout }) => {
+            daemon::run(&store_dir(cli), Duration::from_secs(*idle_timeout))?;
+        }
+        Command::Daemon(DaemonCommand::Status) => match client::running_daemon(&store_dir(cli)) {
+            Some(d) => {
+                let ping = d.ping()?;
+                let mounts = d.mounts()?;
+                if cli.json {
+                    print_json(&json!({"running": true, "daemon": ping, "mounts": mounts}))?;
+                } else {
+                    println!("daemon running, pid {}", ping["pid"]);
+                    for m in mounts {
+                        let what = match m.what {
+                            MountWhat::Ware(id) => id.to_string(),
+                            MountWhat::All => "--all".to_string(),
+                        };
+                        println!("{} {what}", m.mountpoint.display());
+                    }
+                }
+            }
+            None => {
+                if cli.json {
+                    print_json(&json!({"running": false}))?;
+                } else {
+                    println!("no daemon running for this store");
+                }
+            }
+        },
+        Command::Daemon(DaemonCommand::Stop) => {
+            if let Some(d) = client::running_daemon(&store_dir(cli)) {
+                let pid = d.ping()?["pid"].as_u64().unwrap_or(0);
+                d.shutdown()?;
+                // Its mounts are gone once the process is.
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while process_alive(pid) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                anyhow::ensure!(
+                    !process_alive(pid),
+                    "the daemon (pid {pid}) is still running 15 s after it was asked to stop"
+                );
+            }
         }
     }
     Ok(())
 }
 
-/// The exit code an error means (see `EXIT_CODES`).
-fn exit_code(e: &anyhow::Error) -> u8 {
-    if let Some(Exit(c)) = e.downcast_ref::<Exit>() {
-        return *c;
+/// A usage error (exit code 2), said the way clap says its own.
+fn usage(msg: &str) -> anyhow::Error {
+    eprintln!("error: {msg}\n\nFor more information, try '--help'.");
+    Exit(2).into()
+}
+
+fn name_command(cli: &Cli, cmd: &NameCommand) -> Result<()> {
+    let store = open(cli)?;
+    match cmd {
+        NameCommand::Set { name, id } => {
+            let id = resolve_ware(id, &*store)?;
+            let prev = store.name_set(name, Some(&id))?;
+            if cli.json {
+                print_json(&json!({"name": name, "id": id, "previous": prev}))?;
+            }
+        }
+        NameCommand::Get { name } => {
+            let id = store
+                .name_get(name)?
+                .ok_or_else(|| ware_store::Error::NotFound {
+                    what: "name",
+                    id: name.clone(),
+                })?;
+            if cli.json {
+                print_json(&json!({"name": name, "id": id}))?;
+            } else {
+                println!("{id}");
+            }
+        }
+        NameCommand::Ls => {
+            let names = store.names()?;
+            if cli.json {
+                let v: Vec<_> = names
+                    .iter()
+                    .map(|(n, id)| json!({"name": n, "id": id}))
+                    .collect();
+                print_json(&json!(v))?;
+            } else {
+                for (n, id) in names {
+                    println!("{n} {id}");
+                }
+            }
+        }
+        NameCommand::Log { name } => {
+            let log = store.name_log(name)?;
+            if log.is_empty() {
+                return Err(ware_store::Error::NotFound {
+                    what: "name",
+                    id: name.clone(),
+                }
+                .into());
+            }
+            if cli.json {
+                print_json(&serde_json::to_value(&log)?)?;
+            } else {
+                for c in log {
+                    let id =
+                        c.id.map(|i| i.to_string())
+                            .unwrap_or_else(|| "(removed)".into());
+                    println!("{} {id}", output::utc_time(c.at));
+                }
+            }
+        }
+        NameCommand::Rm { name } => {
+            if store.name_set(name, None)?.is_none() {
+                return Err(ware_store::Error::NotFound {
+                    what: "name",
+                    id: name.clone(),
+                }
+                .into());
+            }
+        }
     }
-    match e.downcast_ref::<ware_store::Error>() {
-        Some(se) if se.is_not_found() => 3,
-        Some(se) if se.is_corruption() => 4,
-        Some(ware_store::Error::Busy { .. }) => 5,
-        _ => 1,
-    }
+    Ok(())
+}
+
+/// True while a process runs (a zombie has finished: only its parent's wait is left).
+fn process_alive(pid: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// Deep trees are unpacked with one descriptor per level: allow as many as the hard limit.
@@ -466,11 +714,18 @@ fn raise_fd_limit() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemon logs what it serves (to its log file); commands only warn.
+    let default_level = match cli.command {
+        Command::Daemon(DaemonCommand::Run { .. }) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
+        // The daemon writes to its log file: no colour codes there.
+        .with_ansi(default_level != "info" && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     raise_fd_limit();

@@ -137,6 +137,28 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Seconds since the epoch as an RFC 3339 UTC time (`2026-11-25T11:32:52Z`).
+pub fn utc_time(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +167,14 @@ mod tests {
     fn hostile_names_are_escaped() {
         assert_eq!(safe(b"a\nb\x1b[2J\xff"), "a\\nb\\u{1b}[2J\\xff");
         assert_eq!(safe("é.txt".as_bytes()), "é.txt");
+    }
+
+    #[test]
+    fn times_print_as_utc() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(1_262_304_000), "2010-01-01T00:00:00Z");
+        assert_eq!(utc_time(1_795_606_372), "2026-11-25T11:32:52Z");
+        assert_eq!(utc_time(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

@@ -304,9 +304,14 @@ fn unpack_refuses_a_non_empty_target_and_unknown_ids() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&missing));
     let out = w.run(["ls", &format!("{id}/no/such/path")]);
     assert_eq!(out.status.code(), Some(3));
+    // Something that could be a name but is none: not found, naming it.
     let out = w.run(["ls", "not-an-id"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-id"));
+    // Neither an ID nor a possible name: a plain failure, naming it.
+    let out = w.run(["ls", "not an id!"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an id!"));
 }
 
 #[test]

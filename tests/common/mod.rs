@@ -2,6 +2,8 @@
 //! and compare directory trees entry by entry.
 #![allow(dead_code)]
 
+pub mod generate;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -115,6 +117,24 @@ impl Ware {
     /// `ware --json stats` as JSON.
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(["--json", "stats"])).expect("stats json")
+    }
+}
+
+/// A test stops what it started: the store's daemon (and with it every mount it serves).
+impl Drop for Ware {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the store (and its daemon.log) of a failed test for a post-mortem.
+            self.dir.disable_cleanup(true);
+            eprintln!("test files kept in {}", self.dir.path().display());
+        }
+        if self.store().join("daemon.sock").exists() {
+            let _ = self
+                .command()
+                .args(["daemon", "stop"])
+                .stdin(Stdio::null())
+                .output();
+        }
     }
 }
 

@@ -1,0 +1,493 @@
+//! The per-store daemon: the one process that owns a store's database and its FUSE sessions
+//! while mounts are live (docs/ARCHITECTURE.md, "The daemon").
+//!
+//! It listens on a unix socket only its owner can open (mode 0600 in a store directory, peer
+//! credentials checked), serves every [`Request`] on a thread of its own, and exits when it has
+//! had no mount and no client for its idle timeout, or on SIGTERM/SIGINT, unmounting
+//! everything first. At start it lazily unmounts ware mounts whose daemon died.
+//!
+//! Invariants: the socket file is removed before the database is released, so a command that
+//! finds no socket can open the store itself; the daemon's descriptors are close-on-exec, so
+//! nothing it starts inherits them; a request handler never panics the daemon (each runs on its
+//! own thread and a panic only ends that request).
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use ware_fs::{Catalog, Mount, MountConfig, MountRoot};
+use ware_store::db::Store;
+use ware_store::pack::Progress;
+use ware_store::{BlockSource, WareId};
+
+use crate::api::{LocalStore, PackSource, StoreApi};
+use crate::client::{canonical_store, runtime_dir, socket_path};
+use crate::exit::exit_code;
+use crate::proto::{MountInfo, MountWhat, Reply, Request, recv_request, send_reply};
+
+/// How often the daemon looks at its flags, mounts and idle time.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Bytes of decompressed chunks each mount keeps in memory.
+const CHUNK_CACHE_BYTES: u64 = 256 << 20;
+
+struct Live {
+    mount: Mount,
+    info: MountInfo,
+}
+
+struct Daemon {
+    local: LocalStore,
+    store: Arc<Store>,
+    mounts: Mutex<BTreeMap<PathBuf, Live>>,
+    clients: AtomicUsize,
+    last_activity: Mutex<Instant>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The whole store as a catalog for `ware mount --all`.
+struct StoreCatalog(Arc<Store>);
+
+impl Catalog for StoreCatalog {
+    fn wares(&self) -> Vec<WareId> {
+        match self.0.wares() {
+            Ok(w) => w.into_iter().map(|(id, _)| id).collect(),
+            Err(e) => {
+                tracing::error!("listing wares: {e}");
+                Vec::new()
+            }
+        }
+    }
+    fn names(&self) -> Vec<(String, WareId)> {
+        self.0.names().unwrap_or_else(|e| {
+            tracing::error!("listing names: {e}");
+            Vec::new()
+        })
+    }
+    fn name(&self, name: &str) -> Option<WareId> {
+        self.0.name(name).ok().flatten()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A request thread that panicked cannot leave these maps half-updated: take them anyway.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the daemon of the store in `dir` until it is idle for `idle` or told to stop.
+pub fn run(dir: &Path, idle: Duration) -> Result<()> {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let dir = canonical_store(dir);
+    let local = LocalStore::open(&dir)?;
+    let store = local.shared();
+
+    // From here on, nothing goes to the terminal of the command that started us.
+    let log_path = dir.join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("{}: cannot open the daemon log", log_path.display()))?;
+    rustix::stdio::dup2_stdout(log.as_fd())?;
+    rustix::stdio::dup2_stderr(log.as_fd())?;
+    let _ = std::env::set_current_dir("/");
+
+    clean_dead_mounts();
+
+    let sock_path = socket_path(&dir);
+    if sock_path.parent() == Some(runtime_dir().as_path()) {
+        std::fs::create_dir_all(runtime_dir())?;
+        std::fs::set_permissions(runtime_dir(), std::fs::Permissions::from_mode(0o700))?;
+    }
+    // We hold the store's lock, so a socket file left here is a dead daemon's.
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = UnixListener::bind(&sock_path)
+        .with_context(|| format!("{}: cannot listen", sock_path.display()))?;
+    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let daemon = Arc::new(Daemon {
+        local,
+        store,
+        mounts: Mutex::new(BTreeMap::new()),
+        clients: AtomicUsize::new(0),
+        last_activity: Mutex::new(Instant::now()),
+        stop,
+    });
+    tracing::info!(
+        "daemon {} serving store {} on {}",
+        std::process::id(),
+        dir.display(),
+        sock_path.display()
+    );
+
+    while !daemon.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                daemon.clients.fetch_add(1, Ordering::SeqCst);
+                let d = daemon.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("ware-client".into())
+                    .spawn(move || {
+                        d.serve(conn);
+                        *lock(&d.last_activity) = Instant::now();
+                        d.clients.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a thread for a client: {e}");
+                    daemon.clients.fetch_sub(1, Ordering::SeqCst);
+                }
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => tracing::warn!("accept: {e}"),
+        }
+        let _ = rustix::event::poll(
+            &mut [rustix::event::PollFd::new(
+                &listener,
+                rustix::event::PollFlags::IN,
+            )],
+            Some(&rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: TICK.as_nanos() as i64,
+            }),
+        );
+        let live = daemon.prune_mounts();
+        if live == 0
+            && daemon.clients.load(Ordering::SeqCst) == 0
+            && lock(&daemon.last_activity).elapsed() >= idle
+        {
+            tracing::info!("idle for {}s with no mounts: exiting", idle.as_secs());
+            break;
+        }
+    }
+
+    // Stop taking clients first, then end the mounts, then release the store.
+    let _ = std::fs::remove_file(&sock_path);
+    drop(listener);
+    let mounts = std::mem::take(&mut *lock(&daemon.mounts));
+    for (mp, live) in mounts {
+        match live.mount.unmount() {
+            Ok(()) => tracing::info!("unmounted {}", mp.display()),
+            Err(e) => tracing::error!("unmounting {}: {e}", mp.display()),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon.clients.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tracing::info!("daemon {} stopped", std::process::id());
+    Ok(())
+}
+
+/// Ware mounts whose daemon died answer ENOTCONN: detach them so their mountpoints work again.
+fn clean_dead_mounts() {
+    for mp in ware_fs::ware_mounts() {
+        if mount_is_dead(&mp) {
+            match ware_fs::detach_unmount(&mp) {
+                Ok(()) => tracing::info!("cleaned up dead mount {}", mp.display()),
+                Err(e) => tracing::warn!("cannot clean up dead mount {}: {e}", mp.display()),
+            }
+        }
+    }
+}
+
+/// True when a FUSE mount's server is gone. `statfs` always reaches the server (nothing caches
+/// it), so it fails with ENOTCONN even when the kernel still has the root's attributes cached.
+pub fn mount_is_dead(mountpoint: &Path) -> bool {
+    ware_fs::is_dead(mountpoint)
+        || matches!(
+            rustix::fs::statfs(mountpoint),
+            Err(rustix::io::Errno::NOTCONN)
+        )
+}
+
+/// Forwards progress to the client, at most every 100 ms.
+struct SocketProgress<'a> {
+    conn: &'a UnixStream,
+    pending: AtomicU64,
+    last: Mutex<Instant>,
+}
+
+impl SocketProgress<'_> {
+    fn flush(&self) {
+        let bytes = self.pending.swap(0, Ordering::SeqCst);
+        if bytes > 0 {
+            let _ = send_reply(self.conn, &Reply::Advance { bytes });
+        }
+    }
+}
+
+impl Progress for SocketProgress<'_> {
+    fn total(&self, bytes: u64) {
+        let _ = send_reply(self.conn, &Reply::Total { bytes });
+    }
+    fn advance(&self, bytes: u64) {
+        self.pending.fetch_add(bytes, Ordering::SeqCst);
+        let mut last = lock(&self.last);
+        if last.elapsed() >= Duration::from_millis(100) {
+            *last = Instant::now();
+            drop(last);
+            self.flush();
+        }
+    }
+}
+
+impl Daemon {
+    fn serve(&self, conn: UnixStream) {
+        let _ = conn.set_nonblocking(false);
+        let me = rustix::process::geteuid();
+        match rustix::net::sockopt::socket_peercred(&conn) {
+            Ok(cred) if cred.uid == me || cred.uid.is_root() => {}
+            Ok(cred) => {
+                tracing::warn!("refused a client of uid {}", cred.uid.as_raw());
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("cannot read a client's credentials: {e}");
+                return;
+            }
+        }
+        let (req, fd) = match recv_request(&conn) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("bad request: {e:#}");
+                let _ = send_reply(
+                    &conn,
+                    &Reply::Err {
+                        code: 1,
+                        message: format!("{e:#}"),
+                    },
+                );
+                return;
+            }
+        };
+        tracing::debug!("request {req:?}");
+        let progress = SocketProgress {
+            conn: &conn,
+            pending: AtomicU64::new(0),
+            last: Mutex::new(Instant::now()),
+        };
+        let result = self.handle(&conn, req, fd, &progress);
+        progress.flush();
+        let reply = match result {
+            Ok(Some(value)) => Reply::Ok { value },
+            Ok(None) => return,
+            Err(e) => Reply::Err {
+                code: exit_code(&e),
+                message: format!("{e:#}"),
+            },
+        };
+        let _ = send_reply(&conn, &reply);
+    }
+
+    /// Serves one request; `Ok(None)` means no reply is due (the client went away).
+    fn handle(
+        &self,
+        conn: &UnixStream,
+        req: Request,
+        fd: Option<OwnedFd>,
+        progress: &dyn Progress,
+    ) -> Result<Option<serde_json::Value>> {
+        let need_fd = || fd.context("this request needs a file descriptor and none came with it");
+        let s = &self.local;
+        let v = match req {
+            Request::Ping => json!({"pid": std::process::id(), "store": self.store.dir()}),
+            Request::Pack { dir, opts } => {
+                let source = match dir {
+                    Some(d) => PackSource::Dir(d),
+                    None => PackSource::Fd(need_fd()?),
+                };
+                serde_json::to_value(s.pack(source, &opts, progress)?)?
+            }
+            Request::Unpack { ware, target } => {
+                serde_json::to_value(s.unpack(&ware, &target, progress)?)?
+            }
+            Request::Stat { at } => serde_json::to_value(s.stat(&at)?)?,
+            Request::List { at } => serde_json::to_value(s.list(&at)?)?,
+            Request::Cat { at } => {
+                let out = need_fd()?;
+                serde_json::to_value(s.cat(&at, out.as_fd())?)?
+            }
+            Request::Wares => serde_json::to_value(s.wares()?)?,
+            Request::Fsck => serde_json::to_value(s.fsck(progress)?)?,
+            Request::Stats => serde_json::to_value(s.stats()?)?,
+            Request::Damage { at } => serde_json::to_value(s.damage(&at)?)?,
+            Request::NameSet { name, id } => serde_json::to_value(s.name_set(&name, id.as_ref())?)?,
+            Request::NameGet { name } => serde_json::to_value(s.name_get(&name)?)?,
+            Request::Names => serde_json::to_value(s.names()?)?,
+            Request::NameLog { name } => serde_json::to_value(s.name_log(&name)?)?,
+            Request::Mount {
+                what,
+                mountpoint,
+                allow_other,
+                foreground,
+            } => {
+                let info = self.mount(what, mountpoint, allow_other, foreground)?;
+                if foreground {
+                    return self.attend(conn, &info);
+                }
+                serde_json::to_value(info)?
+            }
+            Request::Umount { mountpoint } => {
+                self.umount(&mountpoint)?;
+                json!(null)
+            }
+            Request::Mounts => {
+                self.prune_mounts();
+                let infos: Vec<MountInfo> = lock(&self.mounts)
+                    .values()
+                    .map(|l| l.info.clone())
+                    .collect();
+                serde_json::to_value(infos)?
+            }
+            Request::Shutdown => {
+                self.stop.store(true, Ordering::SeqCst);
+                json!(null)
+            }
+        };
+        Ok(Some(v))
+    }
+
+    fn mount(
+        &self,
+        what: MountWhat,
+        mountpoint: PathBuf,
+        allow_other: bool,
+        foreground: bool,
+    ) -> Result<MountInfo> {
+        let mut mounts = lock(&self.mounts);
+        if mounts.contains_key(&mountpoint) {
+            bail!("{}: a ware is already mounted there", mountpoint.display());
+        }
+        if ware_fs::ware_mounts().contains(&mountpoint) {
+            if mount_is_dead(&mountpoint) {
+                ware_fs::detach_unmount(&mountpoint)?;
+                tracing::info!("cleaned up dead mount {}", mountpoint.display());
+            } else {
+                bail!(
+                    "{}: a ware is already mounted there by another store's daemon",
+                    mountpoint.display()
+                );
+            }
+        }
+        let (root, fsname) = match &what {
+            MountWhat::Ware(id) => (MountRoot::Ware(*id), format!("ware:{id}")),
+            MountWhat::All => (
+                MountRoot::All(Arc::new(StoreCatalog(self.store.clone()))),
+                "ware:all".to_string(),
+            ),
+        };
+        let cfg = MountConfig {
+            allow_other,
+            chunk_cache_bytes: CHUNK_CACHE_BYTES,
+            fsname,
+            ..MountConfig::default()
+        };
+        let src: Arc<dyn BlockSource> = self.store.clone();
+        let mount = ware_fs::mount(src, root, &mountpoint, &cfg)
+            .with_context(|| format!("mounting on {}", mountpoint.display()))?;
+        let info = MountInfo {
+            mountpoint: mountpoint.clone(),
+            what,
+            allow_other,
+            foreground,
+        };
+        tracing::info!("mounted {:?} on {}", info.what, mountpoint.display());
+        mounts.insert(
+            mountpoint,
+            Live {
+                mount,
+                info: info.clone(),
+            },
+        );
+        Ok(info)
+    }
+
+    fn umount(&self, mountpoint: &Path) -> Result<()> {
+        let live = lock(&self.mounts).remove(mountpoint);
+        match live {
+            Some(l) => {
+                l.mount.unmount()?;
+                tracing::info!("unmounted {}", mountpoint.display());
+                Ok(())
+            }
+            None if ware_fs::ware_mounts().iter().any(|m| m == mountpoint) => {
+                ware_fs::detach_unmount(mountpoint)?;
+                tracing::info!("detached {} (not one of ours)", mountpoint.display());
+                Ok(())
+            }
+            None => Err(crate::exit::Failure {
+                code: 3,
+                message: format!("{}: no ware is mounted there", mountpoint.display()),
+            }
+            .into()),
+        }
+    }
+
+    /// A foreground mount lives as long as its client's connection: tell the client it is
+    /// ready, then wait for the client to go (unmount) or the mount to end (reply).
+    fn attend(&self, conn: &UnixStream, info: &MountInfo) -> Result<Option<serde_json::Value>> {
+        send_reply(conn, &Reply::Ready)?;
+        loop {
+            let mut fds = [rustix::event::PollFd::new(
+                conn,
+                rustix::event::PollFlags::IN | rustix::event::PollFlags::HUP,
+            )];
+            let ready = rustix::event::poll(
+                &mut fds,
+                Some(&rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: TICK.as_nanos() as i64,
+                }),
+            )
+            .unwrap_or(0);
+            if ready > 0 {
+                // A foreground client never sends anything more: readable means it is gone.
+                tracing::info!("foreground client of {} left", info.mountpoint.display());
+                let _ = self.umount(&info.mountpoint);
+                return Ok(None);
+            }
+            let still = lock(&self.mounts)
+                .get(&info.mountpoint)
+                .is_some_and(|l| !l.mount.is_finished());
+            if !still || self.stop.load(Ordering::SeqCst) {
+                return Ok(Some(serde_json::to_value(info)?));
+            }
+        }
+    }
+
+    /// Forgets mounts whose session ended (unmounted from outside); returns how many live.
+    fn prune_mounts(&self) -> usize {
+        let mut mounts = lock(&self.mounts);
+        let ended: Vec<PathBuf> = mounts
+            .iter()
+            .filter(|(_, l)| l.mount.is_finished())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in ended {
+            tracing::info!("{} was unmounted from outside", p.display());
+            mounts.remove(&p);
+        }
+        if !mounts.is_empty() {
+            *lock(&self.last_activity) = Instant::now();
+        }
+        mounts.len()
+    }
+}

@@ -1,0 +1,59 @@
+//! Exit codes: what an error means to a script (`ware --help` lists them).
+
+use std::fmt;
+
+/// The exit codes, as `ware --help` shows them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure (bad input, I/O error, …; the message names the ID, path or entry)
+  2  usage error
+  3  not found (no such ware, name or path, or no such mount)
+  4  corruption (fsck found damage, or a read hit bytes that do not match their hash)
+  5  the store is in use by another process";
+
+/// An error whose message has already been printed; only its exit code is left.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+impl std::error::Error for Exit {}
+
+/// An error reported by the daemon, with the exit code it means there.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: u8,
+    /// The message.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+impl std::error::Error for Failure {}
+
+/// The exit code an error means (see [`EXIT_CODES`]).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(Exit(c)) = cause.downcast_ref::<Exit>() {
+            return *c;
+        }
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return f.code;
+        }
+        match cause.downcast_ref::<ware_store::Error>() {
+            Some(se) if se.is_not_found() => return 3,
+            Some(se) if se.is_corruption() => return 4,
+            Some(ware_store::Error::Busy { .. }) => return 5,
+            _ => {}
+        }
+    }
+    1
+}
