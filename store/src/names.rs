@@ -84,7 +84,11 @@ impl Store {
         }
         let enc = serde_ipld_dagcbor::to_vec(&change)
             .map_err(|e| Error::Db(format!("encoding a name change: {e}")))?;
-        batch.put_cf(cf, [log_prefix(name), seq.to_be_bytes().to_vec()].concat(), enc);
+        batch.put_cf(
+            cf,
+            [log_prefix(name), seq.to_be_bytes().to_vec()].concat(),
+            enc,
+        );
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo).map_err(db_err)?;
@@ -104,7 +108,10 @@ impl Store {
     pub fn names(&self) -> Result<Vec<(String, WareId)>> {
         let mut out = Vec::new();
         for (k, v) in self.names_prefixed(b"cur/")? {
-            out.push((String::from_utf8_lossy(&k).into_owned(), WareId::from_bytes(&v)?));
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                WareId::from_bytes(&v)?,
+            ));
         }
         Ok(out)
     }
@@ -179,9 +186,19 @@ mod tests {
         assert_eq!(s.name("base").unwrap(), Some(b));
         assert_eq!(s.name("other").unwrap(), None);
         assert_eq!(s.names().unwrap(), vec![("base".to_string(), b)]);
-        let log: Vec<_> = s.name_log("base").unwrap().into_iter().map(|c| c.id).collect();
+        let log: Vec<_> = s
+            .name_log("base")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         assert_eq!(log, vec![Some(a), Some(b)]);
-        let log: Vec<_> = s.name_log("other").unwrap().into_iter().map(|c| c.id).collect();
+        let log: Vec<_> = s
+            .name_log("other")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         assert_eq!(log, vec![Some(a), None]);
         // A name that is a prefix of another does not see the other's log.
         s.set_name("bas", Some(&a)).unwrap();
