@@ -533,3 +533,42 @@ fn a_debian_rootfs_runs_from_the_mount_under_concurrent_load() {
     assert!(w.ok(["ls"]).contains(&other_id));
     w.ok([OsStr::new("umount"), mnt.as_os_str()]);
 }
+
+#[test]
+fn a_busy_mount_stays_until_its_user_leaves_or_umount_is_lazy() {
+    if !can_mount() {
+        return;
+    }
+    let w = Ware::new();
+    let src = w.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f"), b"busy\n").unwrap();
+    let id = w.pack(&src);
+    let mnt = w.mount(&id, "mnt");
+    // A program whose working directory is on the mount keeps it busy.
+    let mut user = Command::new("sleep")
+        .arg("600")
+        .current_dir(mnt.join("d"))
+        .spawn()
+        .unwrap();
+    let out = w.run([OsStr::new("umount"), mnt.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use") && err.contains("--lazy"), "{err}");
+    assert!(is_mounted(&mnt));
+    assert_eq!(std::fs::read(mnt.join("d/f")).unwrap(), b"busy\n");
+    // Once the user leaves, umount works.
+    user.kill().unwrap();
+    user.wait().unwrap();
+    w.ok([OsStr::new("umount"), mnt.as_os_str()]);
+    assert!(!is_mounted(&mnt));
+
+    // --lazy detaches at once, busy or not; the user keeps reading what it has open.
+    let mnt = w.mount(&id, "mnt");
+    let mut f = std::fs::File::open(mnt.join("d/f")).unwrap();
+    w.ok([OsStr::new("umount"), OsStr::new("--lazy"), mnt.as_os_str()]);
+    assert!(!is_mounted(&mnt));
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "busy\n");
+}

@@ -227,9 +227,10 @@ impl RemoteStore {
     }
 
     /// Unmounts one of the daemon's mounts (or a dead ware mount).
-    pub fn umount(&self, mountpoint: &Path) -> Result<()> {
+    pub fn umount(&self, mountpoint: &Path, lazy: bool) -> Result<()> {
         self.call::<serde_json::Value>(&Request::Umount {
             mountpoint: mountpoint.to_path_buf(),
+            lazy,
         })?;
         Ok(())
     }

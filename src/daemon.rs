@@ -38,6 +38,9 @@ const TICK: Duration = Duration::from_millis(200);
 /// Bytes of decompressed chunks each mount keeps in memory.
 const CHUNK_CACHE_BYTES: u64 = 256 << 20;
 
+/// How long `ware umount` waits out a transient user of a mount before it reports it busy.
+const UMOUNT_PATIENCE: Duration = Duration::from_secs(2);
+
 struct Live {
     mount: Mount,
     info: MountInfo,
@@ -198,23 +201,13 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
 /// Ware mounts whose daemon died answer ENOTCONN: detach them so their mountpoints work again.
 fn clean_dead_mounts() {
     for mp in ware_fs::ware_mounts() {
-        if mount_is_dead(&mp) {
+        if ware_fs::is_dead(&mp) {
             match ware_fs::detach_unmount(&mp) {
                 Ok(()) => tracing::info!("cleaned up dead mount {}", mp.display()),
                 Err(e) => tracing::warn!("cannot clean up dead mount {}: {e}", mp.display()),
             }
         }
     }
-}
-
-/// True when a FUSE mount's server is gone. `statfs` always reaches the server (nothing caches
-/// it), so it fails with ENOTCONN even when the kernel still has the root's attributes cached.
-pub fn mount_is_dead(mountpoint: &Path) -> bool {
-    ware_fs::is_dead(mountpoint)
-        || matches!(
-            rustix::fs::statfs(mountpoint),
-            Err(rustix::io::Errno::NOTCONN)
-        )
 }
 
 /// Forwards progress to the client, at most every 100 ms.
@@ -345,8 +338,8 @@ impl Daemon {
                 }
                 serde_json::to_value(info)?
             }
-            Request::Umount { mountpoint } => {
-                self.umount(&mountpoint)?;
+            Request::Umount { mountpoint, lazy } => {
+                self.umount(&mountpoint, lazy)?;
                 json!(null)
             }
             Request::Mounts => {
@@ -377,7 +370,7 @@ impl Daemon {
             bail!("{}: a ware is already mounted there", mountpoint.display());
         }
         if ware_fs::ware_mounts().contains(&mountpoint) {
-            if mount_is_dead(&mountpoint) {
+            if ware_fs::is_dead(&mountpoint) {
                 ware_fs::detach_unmount(&mountpoint)?;
                 tracing::info!("cleaned up dead mount {}", mountpoint.display());
             } else {
@@ -420,14 +413,28 @@ impl Daemon {
         Ok(info)
     }
 
-    fn umount(&self, mountpoint: &Path) -> Result<()> {
+    fn umount(&self, mountpoint: &Path, lazy: bool) -> Result<()> {
         let live = lock(&self.mounts).remove(mountpoint);
         match live {
-            Some(l) => {
-                l.mount.unmount()?;
-                tracing::info!("unmounted {}", mountpoint.display());
+            Some(l) if lazy => {
+                if let Err(e) = l.mount.unmount() {
+                    tracing::info!("{e}: detached lazily");
+                }
                 Ok(())
             }
+            Some(mut l) => match l.mount.try_unmount(UMOUNT_PATIENCE) {
+                Ok(()) => {
+                    tracing::info!("unmounted {}", mountpoint.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    lock(&self.mounts).insert(mountpoint.to_path_buf(), l);
+                    Err(anyhow::Error::new(e).context(
+                        "the mount is in use (a program has a file open or its working \
+                         directory there); close it, or use `ware umount --lazy`",
+                    ))
+                }
+            },
             None if ware_fs::ware_mounts().iter().any(|m| m == mountpoint) => {
                 ware_fs::detach_unmount(mountpoint)?;
                 tracing::info!("detached {} (not one of ours)", mountpoint.display());
@@ -461,7 +468,7 @@ impl Daemon {
             if ready > 0 {
                 // A foreground client never sends anything more: readable means it is gone.
                 tracing::info!("foreground client of {} left", info.mountpoint.display());
-                let _ = self.umount(&info.mountpoint);
+                let _ = self.umount(&info.mountpoint, true);
                 return Ok(None);
             }
             let still = lock(&self.mounts)

@@ -118,9 +118,16 @@ enum Command {
         foreground: bool,
     },
     /// Unmount a ware mount (also one whose daemon died).
+    ///
+    /// A mount in use (an open file, a shell's working directory) is left in place with an
+    /// error, after waiting up to 2 s for a passing user; `--lazy` detaches it at once and it
+    /// ends when its last user lets go.
     Umount {
         /// The mountpoint.
         mountpoint: PathBuf,
+        /// Detach even when busy.
+        #[arg(long)]
+        lazy: bool,
     },
     /// Human names for wares, with their history: `set`, `get`, `ls`, `log`, `rm`.
     #[command(subcommand)]
@@ -543,9 +550,15 @@ fn run(cli: &Cli) -> Result<()> {
                 print_json(&serde_json::to_value(&info)?)?;
             }
         }
-        Command::Umount { mountpoint } => {
-            let mnt = std::path::absolute(mountpoint)?;
-            let by_daemon = client::running_daemon(&store_dir(cli)).map(|d| d.umount(&mnt));
+        Command::Umount { mountpoint, lazy } => {
+            // Mounts are known by canonical path; a dead one cannot be resolved itself, but
+            // its parent can.
+            let abs = std::path::absolute(mountpoint)?;
+            let mnt = match (abs.parent().map(std::fs::canonicalize), abs.file_name()) {
+                (Some(Ok(parent)), Some(name)) => parent.join(name),
+                _ => abs,
+            };
+            let by_daemon = client::running_daemon(&store_dir(cli)).map(|d| d.umount(&mnt, *lazy));
             match by_daemon {
                 Some(Ok(())) => {}
                 Some(Err(e)) if e.downcast_ref::<exit::Failure>().is_some() => return Err(e),

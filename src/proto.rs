@@ -130,6 +130,8 @@ pub enum Request {
     Umount {
         /// Absolute mountpoint.
         mountpoint: PathBuf,
+        /// Detach it even when busy (it ends when its last user lets go).
+        lazy: bool,
     },
     /// The daemon's live mounts.
     Mounts,

@@ -143,6 +143,31 @@ impl Mount {
         self.finish(false)
     }
 
+    /// Unmounts, but leaves a mount that stays busy in place: a transient user (a `statfs`
+    /// or an `ls` finishing) is waited out for up to `patience`; after that the mount is
+    /// untouched and the error is EBUSY, for the caller to report or to [`Mount::unmount`]
+    /// lazily.
+    pub fn try_unmount(&mut self, patience: Duration) -> Result<(), FsError> {
+        let deadline = Instant::now() + patience;
+        while !self.is_finished() {
+            match rustix::mount::unmount(&self.mountpoint, UnmountFlags::empty()) {
+                Ok(()) => break,
+                Err(e) if e == rustix::io::Errno::BUSY && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) if e == rustix::io::Errno::BUSY => {
+                    return Err(FsError::Unmount {
+                        path: self.mountpoint.clone(),
+                        source: e.into(),
+                    });
+                }
+                // Gone already, or another failure: `finish` sorts it out.
+                Err(_) => break,
+            }
+        }
+        self.finish(false)
+    }
+
     fn finish(&mut self, quiet: bool) -> Result<(), FsError> {
         let Some(session) = self.session.take() else {
             return Ok(());
