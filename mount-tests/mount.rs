@@ -333,7 +333,9 @@ fn a_killed_daemon_leaves_no_hang_and_its_mount_is_cleaned_up() {
     let mnt = w.mount(&id, "mnt");
     assert_eq!(std::fs::read(mnt.join("f")).unwrap(), noise(3, 1 << 20));
 
-    // Killed again, a new `ware mount` on the same place cleans up by itself.
+    // Killed again, a new `ware mount` on the same place cleans up by itself, and the new
+    // daemon also clears the other mount its predecessor left dead.
+    let other = w.mount(&id, "other");
     w.kill_daemon();
     // Opening goes to the (dead) daemon even when attributes are cached: it fails.
     assert!(wait_for(Duration::from_secs(10), || std::fs::read(
@@ -342,7 +344,52 @@ fn a_killed_daemon_leaves_no_hang_and_its_mount_is_cleaned_up() {
     .is_err()));
     let mnt = w.mount(&id, "mnt");
     assert_eq!(std::fs::read(mnt.join("f")).unwrap(), noise(3, 1 << 20));
+    assert!(
+        !is_mounted(&other),
+        "the new daemon left its predecessor's dead mount"
+    );
     w.ok(["fsck"]);
+}
+
+/// Nothing the daemon starts can inherit its database, FUSE sessions or clients' sockets.
+#[test]
+fn the_daemons_descriptors_are_close_on_exec() {
+    if !can_mount() {
+        return;
+    }
+    let w = Ware::new();
+    let src = w.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let id = w.pack(&src);
+    let _m1 = w.mount(&id, "m1");
+    let _m2 = w.mount("--all", "m2");
+    let pid = w.daemon_pid();
+    let mut checked = 0;
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let e = e.unwrap();
+        let fd: u32 = e.file_name().to_string_lossy().parse().unwrap();
+        let Ok(info) = std::fs::read_to_string(e.path()) else {
+            continue; // closed meanwhile
+        };
+        if fd <= 2 {
+            continue; // stdin/stdout/stderr: /dev/null and the log
+        }
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+        assert!(
+            flags & 0o2000000 != 0,
+            "fd {fd} ({}) is not close-on-exec",
+            target.display()
+        );
+        checked += 1;
+    }
+    // The database's files, the socket and two FUSE sessions at least.
+    assert!(checked >= 5, "only {checked} descriptors seen");
 }
 
 #[test]

@@ -86,6 +86,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Runs the daemon of the store in `dir` until it is idle for `idle` or told to stop.
 pub fn run(dir: &Path, idle: Duration) -> Result<()> {
+    // Before anything of ours is open: drop whatever the starting command left us.
+    ware_exec::close_inherited_fds().context("closing inherited descriptors")?;
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let dir = canonical_store(dir);
     let local = LocalStore::open(&dir)?;
