@@ -17,6 +17,11 @@ pub trait BlockSource: Send + Sync {
     fn node(&self, id: &NodeId) -> Result<Vec<u8>>;
     /// The uncompressed bytes of a chunk.
     fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>>;
+    /// A chunk's stored form ([`crate::chunk::encode_chunk`]: what packs and warehouses hold),
+    /// verified. Stores that keep it return it without compressing again.
+    fn stored_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        Ok(crate::chunk::encode_chunk(&self.chunk(id)?))
+    }
 }
 
 /// What a pack records about a finished ware.
@@ -47,6 +52,11 @@ pub trait BlockSink: Send + Sync {
     fn put_nodes(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()>;
     /// Records a ware as complete, durably, after everything it names.
     fn commit_ware(&self, id: &WareId, record: &WareRecord) -> Result<()>;
+    /// Records that a ware is cached in part (a lazily fetched remote ware), so `fsck` tells
+    /// what it lacks as not yet fetched rather than missing. Stores without that notion ignore it.
+    fn note_partial(&self, _id: &WareId) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An in-memory store: for tests, and for tools that need no database.
@@ -101,6 +111,15 @@ impl BlockSource for MemStore {
             id: id.to_string(),
         })?;
         decode_chunk(*id, stored)
+    }
+    fn stored_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let chunks = self.chunks.read().map_err(|_| poisoned())?;
+        let stored = chunks.get(id).ok_or_else(|| Error::NotFound {
+            what: "chunk",
+            id: id.to_string(),
+        })?;
+        decode_chunk(*id, stored)?;
+        Ok(stored.clone())
     }
 }
 
