@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::error::{Error, Result};
 use crate::id::{NodeId, WareId};
 use crate::node::{ChunkRef, DirNode, Entry, FileNode, Kind, RootNode};
-use crate::source::BlockSource;
+use crate::source::{BlockSource, WareRecord};
 
 /// Deepest chain of index nodes (split directories or files) a reader follows. Writers need
 /// about 3 levels for any real tree; a hostile ware cannot make a reader recurse without bound.
@@ -238,6 +238,34 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Counts a ware the way pack records it ([`WareRecord`], `packed_at` left 0): regular
+    /// files and their bytes with each hardlink group once, directories with the root, symlinks,
+    /// and fifos and devices. Walks every entry (identical subtrees count each time they
+    /// appear), with its own stack.
+    pub fn record(&self, ware: &WareId) -> Result<WareRecord> {
+        let mut r = WareRecord::default();
+        let mut groups = std::collections::HashSet::new();
+        let mut stack = vec![self.root(ware)?];
+        while let Some(dir) = stack.pop() {
+            r.dirs += 1;
+            self.for_each_entry(&dir, &mut |e| {
+                match e.kind {
+                    Kind::Dir => stack.push(e),
+                    Kind::File => {
+                        if e.hardlink.is_none_or(|g| groups.insert(g)) {
+                            r.files += 1;
+                            r.logical_bytes += e.size;
+                        }
+                    }
+                    Kind::Symlink => r.symlinks += 1,
+                    _ => r.specials += 1,
+                }
+                Ok(())
+            })?;
+        }
+        Ok(r)
+    }
+
     /// Writes a file's content to `out`, chunk by chunk, every chunk verified. Fails (naming the
     /// chunk) rather than writing bytes that do not match.
     pub fn copy_file(&self, file: &Entry, out: &mut dyn Write) -> Result<u64> {
@@ -311,5 +339,9 @@ mod tests {
         // Root, top dir, big (split: index + parts), sub, the file node of data.
         assert!(nodes.len() >= 6, "{} nodes", nodes.len());
         assert_eq!(chunk_bytes, data.len() as u64);
+        // The count matches what pack recorded.
+        let mut r = Reader::new(&store).record(&report.id).unwrap();
+        r.packed_at = report.record.packed_at;
+        assert_eq!(r, report.record);
     }
 }
