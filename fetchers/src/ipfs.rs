@@ -1,0 +1,333 @@
+//! IPFS: `ipfs+http://host:port` (the Kubo RPC API of a node, read-write, blocks only) and
+//! `ipfs+gateway+http(s)://host` (the trustless gateway protocol, read-only). Every block that
+//! either returns is hashed and compared with its CID before it is handed out.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cid::Cid;
+use reqwest::Client;
+use reqwest::header;
+use reqwest::multipart::{Form, Part};
+
+use crate::block::{BlockHash, block_cid, check_verifiable, codec_name, verify_block};
+use crate::error::{Error, Result};
+use crate::http::{body, client, send};
+use crate::options::FetchOptions;
+use crate::runtime::call;
+use crate::{Kind, Warehouse};
+
+fn no_objects(url: &str) -> Error {
+    Error::Unsupported {
+        url: url.to_owned(),
+        what: "objects by key (IPFS serves blocks by CID)",
+    }
+}
+
+/// The Kubo RPC API of an IPFS node (Kubo, js-ipfs): `block/get`, `block/put`, `dag/import`.
+/// Every request is a POST, as the API demands. A node looks for a missing block until the
+/// `timeout` parameter runs out ([`FetchOptions::ipfs_block_timeout`]) and then answers with
+/// an error, which becomes [`Error::NotFound`].
+#[derive(Debug)]
+pub struct IpfsRpcWarehouse {
+    url: String,
+    api: url::Url,
+    client: Client,
+    opts: FetchOptions,
+}
+
+impl IpfsRpcWarehouse {
+    /// A warehouse on the node whose RPC API is at `base` (`http://host:port`).
+    pub fn new(url: &str, base: url::Url, opts: &FetchOptions) -> Result<IpfsRpcWarehouse> {
+        let mut api = base;
+        if let Ok(mut s) = api.path_segments_mut() {
+            s.pop_if_empty().extend(["api", "v0", ""]);
+        }
+        Ok(IpfsRpcWarehouse {
+            client: client(opts, url)?,
+            url: url.to_owned(),
+            api,
+            opts: opts.clone(),
+        })
+    }
+
+    fn endpoint(&self, path: &str, query: &[(&str, &str)]) -> url::Url {
+        let mut u = self.api.join(path).expect("a relative API path joins");
+        u.query_pairs_mut().extend_pairs(query);
+        u
+    }
+
+    fn block_url(&self, cid: &Cid) -> String {
+        format!("{}/ipfs/{cid}", self.url.trim_end_matches('/'))
+    }
+
+    /// The node's search timeout for one attempt: the configured one, but never more than
+    /// what is left of the call's deadline (less a margin for the answer to travel back).
+    fn node_timeout(&self, started: std::time::Instant) -> String {
+        let left = self
+            .opts
+            .deadline
+            .saturating_sub(started.elapsed())
+            .saturating_sub(Duration::from_millis(200));
+        let t = self
+            .opts
+            .ipfs_block_timeout
+            .min(left)
+            .max(Duration::from_millis(100));
+        format!("{}ms", t.as_millis())
+    }
+}
+
+/// An error answer of the RPC API, `{"Message": …, "Code": …, "Type": "error"}`, that means
+/// the node does not have the block (it looked until its timeout, or knows it lacks it).
+fn means_not_found(e: &Error) -> bool {
+    match e {
+        Error::Status { status, detail, .. } if *status == 500 || *status == 404 => {
+            let d = detail.to_ascii_lowercase();
+            [
+                "timeout",
+                "timed out",
+                "not found",
+                "aborted",
+                "could not find",
+            ]
+            .iter()
+            .any(|m| d.contains(m))
+        }
+        _ => false,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PutAnswer {
+    #[serde(rename = "Key")]
+    key: String,
+}
+
+impl Warehouse for IpfsRpcWarehouse {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::IpfsRpc
+    }
+
+    fn get(&self, _key: &str) -> Result<Bytes> {
+        Err(no_objects(&self.url))
+    }
+
+    fn get_range(&self, _key: &str, _range: Range<u64>) -> Result<Bytes> {
+        Err(no_objects(&self.url))
+    }
+
+    fn put(&self, _key: &str, _data: Bytes) -> Result<()> {
+        Err(no_objects(&self.url))
+    }
+
+    fn exists(&self, _key: &str) -> Result<bool> {
+        Err(no_objects(&self.url))
+    }
+
+    fn list(&self, _prefix: &str) -> Result<Vec<String>> {
+        Err(no_objects(&self.url))
+    }
+
+    fn get_block(&self, cid: &Cid) -> Result<Bytes> {
+        check_verifiable(cid)?;
+        let url = self.block_url(cid);
+        let url = url.as_str();
+        let started = std::time::Instant::now();
+        let text = cid.to_string();
+        let bytes = call(&self.opts, url, |_| {
+            let u = self.endpoint(
+                "block/get",
+                &[("arg", &text), ("timeout", &self.node_timeout(started))],
+            );
+            async move {
+                let resp = match send(url, self.client.post(u)).await {
+                    Err(e) if means_not_found(&e) => {
+                        return Err(Error::NotFound {
+                            url: url.to_owned(),
+                        });
+                    }
+                    other => other?,
+                };
+                body(url, resp).await
+            }
+        })?;
+        verify_block(cid, &bytes, url)?;
+        Ok(bytes)
+    }
+
+    fn put_block(&self, codec: u64, hash: BlockHash, data: Bytes) -> Result<Cid> {
+        let cid = block_cid(codec, hash, &data);
+        let url = self.block_url(&cid);
+        let url = url.as_str();
+        let Some(codec_name) = codec_name(codec) else {
+            return Err(Error::Cid {
+                cid: cid.to_string(),
+                reason: format!("codec 0x{codec:x} has no name in the RPC API"),
+            });
+        };
+        let u = self.endpoint(
+            "block/put",
+            &[
+                ("cid-codec", codec_name),
+                ("mhtype", hash.name()),
+                ("mhlen", "32"),
+                ("pin", "false"),
+            ],
+        );
+        let answer = call(&self.opts, url, |_| {
+            let form = Form::new().part(
+                "data",
+                Part::stream(data.clone())
+                    .file_name("block")
+                    .mime_str("application/octet-stream")
+                    .expect("a valid MIME type"),
+            );
+            let req = self.client.post(u.clone()).multipart(form);
+            async move {
+                let resp = send(url, req).await?;
+                body(url, resp).await
+            }
+        })?;
+        let parsed: PutAnswer =
+            serde_json::from_slice(&answer).map_err(|e| Error::BadResponse {
+                url: url.to_owned(),
+                reason: format!("block/put answer is not {{\"Key\": …}}: {e}"),
+            })?;
+        let theirs = Cid::try_from(parsed.key.as_str()).map_err(|e| Error::BadResponse {
+            url: url.to_owned(),
+            reason: format!("block/put answered CID {:?}: {e}", parsed.key),
+        })?;
+        if theirs != cid {
+            tracing::warn!(url, ours = %cid, %theirs, "node stored the block under another CID");
+            return Err(Error::BadResponse {
+                url: url.to_owned(),
+                reason: format!("the node stored the block as {theirs}, not {cid}"),
+            });
+        }
+        Ok(cid)
+    }
+
+    fn put_car(&self, car: Bytes) -> Result<Vec<Cid>> {
+        let u = self.endpoint("dag/import", &[("pin-roots", "false")]);
+        let url = u.as_str();
+        let answer = call(&self.opts, url, |_| {
+            let form = Form::new().part(
+                "data",
+                Part::stream(car.clone())
+                    .file_name("import.car")
+                    .mime_str("application/vnd.ipld.car")
+                    .expect("a valid MIME type"),
+            );
+            let req = self.client.post(u.clone()).multipart(form);
+            async move {
+                let resp = send(url, req).await?;
+                body(url, resp).await
+            }
+        })?;
+        // One JSON object per line; roots appear as {"Root": {"Cid": {"/": "…"}}}.
+        let mut roots = Vec::new();
+        for line in answer.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| Error::BadResponse {
+                    url: url.to_owned(),
+                    reason: format!("dag/import answer line is not JSON: {e}"),
+                })?;
+            if let Some(c) = v.pointer("/Root/Cid/~1").and_then(|c| c.as_str())
+                && let Ok(cid) = Cid::try_from(c)
+            {
+                roots.push(cid);
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// A trustless gateway (`GET /ipfs/{cid}?format=raw`, `Accept: application/vnd.ipld.raw`):
+/// read-only, blocks only, each verified against its CID, so any gateway, trusted or not, can
+/// serve them.
+#[derive(Debug)]
+pub struct IpfsGatewayWarehouse {
+    url: String,
+    base: url::Url,
+    client: Client,
+    opts: FetchOptions,
+}
+
+impl IpfsGatewayWarehouse {
+    /// A warehouse on the gateway at `base` (`http(s)://host[:port][/path]`).
+    pub fn new(url: &str, base: url::Url, opts: &FetchOptions) -> Result<IpfsGatewayWarehouse> {
+        Ok(IpfsGatewayWarehouse {
+            client: client(opts, url)?,
+            url: url.to_owned(),
+            base,
+            opts: opts.clone(),
+        })
+    }
+}
+
+impl Warehouse for IpfsGatewayWarehouse {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::IpfsGateway
+    }
+
+    fn get(&self, _key: &str) -> Result<Bytes> {
+        Err(no_objects(&self.url))
+    }
+
+    fn get_range(&self, _key: &str, _range: Range<u64>) -> Result<Bytes> {
+        Err(no_objects(&self.url))
+    }
+
+    fn put(&self, _key: &str, _data: Bytes) -> Result<()> {
+        Err(Error::ReadOnly {
+            url: self.url.clone(),
+        })
+    }
+
+    fn exists(&self, _key: &str) -> Result<bool> {
+        Err(no_objects(&self.url))
+    }
+
+    fn list(&self, _prefix: &str) -> Result<Vec<String>> {
+        Err(no_objects(&self.url))
+    }
+
+    fn get_block(&self, cid: &Cid) -> Result<Bytes> {
+        check_verifiable(cid)?;
+        let mut u = crate::http::join(&self.base, &format!("ipfs/{cid}"));
+        u.query_pairs_mut().append_pair("format", "raw");
+        let url = u.as_str();
+        let bytes = call(&self.opts, url, |_| async {
+            let req = self
+                .client
+                .get(u.clone())
+                .header(header::ACCEPT, "application/vnd.ipld.raw");
+            let resp = send(url, req).await?;
+            body(url, resp).await
+        })?;
+        verify_block(cid, &bytes, url)?;
+        Ok(bytes)
+    }
+
+    fn put_block(&self, _codec: u64, _hash: BlockHash, _data: Bytes) -> Result<Cid> {
+        Err(Error::ReadOnly {
+            url: self.url.clone(),
+        })
+    }
+
+    fn put_car(&self, _car: Bytes) -> Result<Vec<Cid>> {
+        Err(Error::ReadOnly {
+            url: self.url.clone(),
+        })
+    }
+}
