@@ -58,6 +58,49 @@ impl IpfsRpcWarehouse {
         u
     }
 
+    /// One `block/put` with the codec given under `codec_param`; the CID the node answers.
+    fn block_put(
+        &self,
+        url: &str,
+        data: &Bytes,
+        codec_param: &str,
+        codec_name: &str,
+        hash: BlockHash,
+    ) -> Result<Cid> {
+        let u = self.endpoint(
+            "block/put",
+            &[
+                (codec_param, codec_name),
+                ("mhtype", hash.name()),
+                ("mhlen", "32"),
+                ("pin", "false"),
+            ],
+        );
+        let answer = call(&self.opts, url, |_| {
+            let part = Part::stream(data.clone())
+                .file_name("block")
+                .mime_str("application/octet-stream")
+                .expect("a valid MIME type");
+            let req = self
+                .client
+                .post(u.clone())
+                .multipart(Form::new().part("data", part));
+            async move {
+                let resp = send(url, req).await?;
+                body(url, resp).await
+            }
+        })?;
+        let parsed: PutAnswer =
+            serde_json::from_slice(&answer).map_err(|e| Error::BadResponse {
+                url: url.to_owned(),
+                reason: format!("block/put answer is not {{\"Key\": …}}: {e}"),
+            })?;
+        Cid::try_from(parsed.key.as_str()).map_err(|e| Error::BadResponse {
+            url: url.to_owned(),
+            reason: format!("block/put answered CID {:?}: {e}", parsed.key),
+        })
+    }
+
     fn block_url(&self, cid: &Cid) -> String {
         format!("{}/ipfs/{cid}", self.url.trim_end_matches('/'))
     }
@@ -94,6 +137,17 @@ fn means_not_found(e: &Error) -> bool {
             ]
             .iter()
             .any(|m| d.contains(m))
+        }
+        _ => false,
+    }
+}
+
+/// An error answer to `block/put` that means the node has no hasher for the multihash.
+fn refuses_hash(e: &Error) -> bool {
+    match e {
+        Error::Status { status, detail, .. } if *status >= 400 && *status < 600 => {
+            let d = detail.to_ascii_lowercase();
+            d.contains("hasher") || d.contains("mhtype") || d.contains("multihash")
         }
         _ => false,
     }
@@ -171,38 +225,31 @@ impl Warehouse for IpfsRpcWarehouse {
                 reason: format!("codec 0x{codec:x} has no name in the RPC API"),
             });
         };
-        let u = self.endpoint(
-            "block/put",
-            &[
-                ("cid-codec", codec_name),
-                ("mhtype", hash.name()),
-                ("mhlen", "32"),
-                ("pin", "false"),
-            ],
-        );
-        let answer = call(&self.opts, url, |_| {
-            let form = Form::new().part(
-                "data",
-                Part::stream(data.clone())
-                    .file_name("block")
-                    .mime_str("application/octet-stream")
-                    .expect("a valid MIME type"),
-            );
-            let req = self.client.post(u.clone()).multipart(form);
-            async move {
-                let resp = send(url, req).await?;
-                body(url, resp).await
+        // Kubo names the codec `cid-codec`; js-ipfs only knows the older `format` and
+        // silently stores the block under a CIDv0 (dag-pb) when given the newer name. Both
+        // keep the block by its multihash, so the second try just gets the right answer.
+        let theirs = match self.block_put(url, &data, "cid-codec", codec_name, hash) {
+            Ok(theirs) if theirs.hash() == cid.hash() && theirs != cid => {
+                tracing::debug!(url, %theirs, "node ignored cid-codec; retrying with format");
+                self.block_put(url, &data, "format", codec_name, hash)?
             }
-        })?;
-        let parsed: PutAnswer =
-            serde_json::from_slice(&answer).map_err(|e| Error::BadResponse {
-                url: url.to_owned(),
-                reason: format!("block/put answer is not {{\"Key\": …}}: {e}"),
-            })?;
-        let theirs = Cid::try_from(parsed.key.as_str()).map_err(|e| Error::BadResponse {
-            url: url.to_owned(),
-            reason: format!("block/put answered CID {:?}: {e}", parsed.key),
-        })?;
+            Ok(theirs) => theirs,
+            Err(e) if refuses_hash(&e) => {
+                // js-ipfs 0.66 has no BLAKE3 hasher for block/put, but imports a CAR of such
+                // blocks; the block is then read back to confirm the node serves it.
+                tracing::info!(url, error = %e, "node refused the hash on block/put; importing a CAR");
+                self.put_car(crate::car::car_v1(&[cid], &[(cid, &data)]))?;
+                let back = self.get_block(&cid)?;
+                if back.len() != data.len() {
+                    return Err(Error::BadResponse {
+                        url: url.to_owned(),
+                        reason: "the node does not serve the block it imported".into(),
+                    });
+                }
+                return Ok(cid);
+            }
+            Err(e) => return Err(e),
+        };
         if theirs != cid {
             tracing::warn!(url, ours = %cid, %theirs, "node stored the block under another CID");
             return Err(Error::BadResponse {

@@ -53,18 +53,26 @@
 //!   deadlines are `tracing` events. The crate installs no subscriber.
 //!
 //! # IPFS notes
-//! js-ipfs 0.66.1 (the node the tests run) accepts `block/put` with `mhtype=blake3` and
-//! answers with the `bafkr4i…` CID this crate computes, and serves the block back through
-//! `block/get`; so warefs's BLAKE3 blocks can be pushed block by block. [`Warehouse::put_car`]
-//! (`dag/import`) is there for nodes that refuse. A node looks for a missing block until the
-//! request's `timeout` parameter ([`FetchOptions::ipfs_block_timeout`], capped by the
-//! deadline) and then answers an error, which this crate reports as [`Error::NotFound`].
-//! js-ipfs's own HTTP gateway is not a trustless gateway (it ignores `?format=raw`); the
-//! gateway kind speaks the trustless protocol of public gateways.
+//! - js-ipfs 0.66.1 (the node the tests run) **refuses BLAKE3 on `block/put`**: `mhtype=blake3`
+//!   answers HTTP 500 `Failed to put block: No hasher found for "blake3"`. It does accept
+//!   BLAKE3 blocks inside a CAR on `dag/import` (without hashing them itself) and then serves
+//!   them through `block/get`. So [`Warehouse::put_block`] tries `block/put` first (what Kubo,
+//!   which has BLAKE3, takes) and, when a node refuses the hash, imports a one-block CAR
+//!   ([`car_v1`], [`Warehouse::put_car`]) and reads the block back to confirm it is served.
+//! - js-ipfs also ignores Kubo's `cid-codec` parameter (it knows the older `format`) and then
+//!   names the block by a CIDv0; the answer is checked, and the put repeated with `format`.
+//!   Blocks are stored by multihash, so the first put was not wrong, only misnamed.
+//! - A node looks for a missing block until the request's `timeout` parameter
+//!   ([`FetchOptions::ipfs_block_timeout`], capped by the deadline) and then answers an error,
+//!   which this crate reports as [`Error::NotFound`]; without the parameter js-ipfs would
+//!   search forever.
+//! - js-ipfs's own HTTP gateway is not a trustless gateway (it ignores `?format=raw`); the
+//!   gateway kind speaks the trustless protocol of public gateways.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod block;
+mod car;
 mod dir;
 mod error;
 mod http;
@@ -81,6 +89,7 @@ pub use block::{
     BLAKE3, BlockHash, DAG_CBOR, DAG_JSON, DAG_PB, RAW, SHA2_256, block_cid, verify_block,
 };
 pub use bytes::Bytes;
+pub use car::car_v1;
 pub use cid::Cid;
 pub use dir::DirWarehouse;
 pub use error::{Error, Result};
@@ -88,7 +97,7 @@ pub use http::HttpWarehouse;
 pub use ipfs::{IpfsGatewayWarehouse, IpfsRpcWarehouse};
 pub use key::{validate_key, validate_prefix};
 pub use options::FetchOptions;
-pub use s3::S3Warehouse;
+pub use s3::{S3Settings, S3Warehouse};
 
 /// The kind of a warehouse, as chosen by its URL's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -77,9 +77,35 @@ fn is_loopback(endpoint: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// S3 settings given by the caller (a configuration file of its own, a test): they win over
+/// the environment, the shared files and the URL's query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Access key ID.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Session token, with temporary credentials.
+    pub session_token: Option<String>,
+    /// Region (for signing).
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible server, addressed path-style.
+    pub endpoint: Option<String>,
+}
+
 impl S3Warehouse {
-    /// Opens `s3://bucket[/prefix][?endpoint=…&region=…&allow_http=true]`.
+    /// Opens `s3://bucket[/prefix][?endpoint=…&region=…&allow_http=true]`, configured from the
+    /// environment, the shared files and the URL.
     pub fn new(url: &url::Url, opts: &FetchOptions) -> Result<S3Warehouse> {
+        S3Warehouse::with_settings(url, opts, &S3Settings::default())
+    }
+
+    /// Like [`S3Warehouse::new`], with `settings` winning over every other source.
+    pub fn with_settings(
+        url: &url::Url,
+        opts: &FetchOptions,
+        settings: &S3Settings,
+    ) -> Result<S3Warehouse> {
         let display = url.to_string();
         let invalid = |reason: String| Error::InvalidUrl {
             url: display.clone(),
@@ -156,6 +182,19 @@ impl S3Warehouse {
         }
         if let Some(e) = query.get("endpoint") {
             endpoint = Some(e.clone());
+        }
+        if let Some(r) = &settings.region {
+            region = Some(r.clone());
+        }
+        if let Some(e) = &settings.endpoint {
+            endpoint = Some(e.clone());
+        }
+        if let (Some(id), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+            if let Some(token) = &settings.session_token {
+                b = b.with_token(token);
+            }
+            have_creds = true;
         }
         if let Some(r) = &region {
             b = b.with_region(r);

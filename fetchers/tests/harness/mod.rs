@@ -1,0 +1,518 @@
+//! Real servers for the conformance suite, each started on 127.0.0.1 with a free port, waited
+//! for by polling (no fixed sleeps), and killed with its whole process group when its guard is
+//! dropped, also when a test fails. And a small fault-injecting TCP proxy.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// Skips a test whose server cannot start: prints why locally, fails under `CI=true`.
+pub fn skip(what: &str, why: &anyhow::Error) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what}: cannot run in CI: {why:#}");
+    }
+    eprintln!("SKIPPED {what}: {why:#} (run scripts/test-servers)");
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+fn find_program(name: &str, extra: &[PathBuf]) -> Result<PathBuf> {
+    for p in extra {
+        if p.is_file() {
+            return Ok(p.clone());
+        }
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")))
+    {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("{name} not found")
+}
+
+/// A child process in its own process group, killed (group and all) on drop.
+pub struct Guard {
+    child: Child,
+    name: String,
+}
+
+impl Guard {
+    fn spawn(name: &str, cmd: &mut Command) -> Result<Guard> {
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("start {name}"))?;
+        Ok(Guard {
+            child,
+            name: name.to_owned(),
+        })
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited early: {status}", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let pgid = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &pgid])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls until something accepts TCP connections at `addr`, the guard's process dies, or
+/// `timeout` passes.
+fn wait_tcp(guard: &mut Guard, addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        guard.check_alive()?;
+        if start.elapsed() > timeout {
+            bail!("{} did not listen on {addr} within {timeout:?}", guard.name);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn world_readable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+// --- nginx -------------------------------------------------------------------------------------
+
+/// nginx serving `root()` at `/`, and `/ipfs/CID?format=raw` as a trustless gateway from
+/// `root()/ipfs/CID` (406 without `format=raw`, as a gateway that cannot answer that format).
+pub struct Nginx {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    pub addr: SocketAddr,
+    _guard: Guard,
+}
+
+impl Nginx {
+    pub fn start() -> Result<Nginx> {
+        let nginx = find_program("nginx", &[])?;
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        world_readable(d)?;
+        let root = d.join("www");
+        std::fs::create_dir_all(root.join("ipfs"))?;
+        world_readable(&root)?;
+        world_readable(&root.join("ipfs"))?;
+        std::fs::create_dir_all(d.join("tmp"))?;
+        let port = free_port();
+        let conf = format!(
+            r#"
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /ipfs/ {{
+            default_type application/vnd.ipld.raw;
+            if ($arg_format != "raw") {{ return 406; }}
+        }}
+    }}
+}}
+"#,
+            d = d.display(),
+            root = root.display()
+        );
+        std::fs::write(d.join("nginx.conf"), conf)?;
+        let mut guard = Guard::spawn(
+            "nginx",
+            Command::new(nginx)
+                .arg("-p")
+                .arg(d)
+                .arg("-e")
+                .arg(d.join("error.log"))
+                .arg("-c")
+                .arg(d.join("nginx.conf"))
+                .args(["-g", "daemon off;"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_tcp(&mut guard, addr, Duration::from_secs(10)).map_err(|e| {
+            let log = std::fs::read_to_string(d.join("error.log")).unwrap_or_default();
+            anyhow!("{e}; error.log: {log}")
+        })?;
+        Ok(Nginx {
+            _dir: dir,
+            root,
+            addr,
+            _guard: guard,
+        })
+    }
+
+    /// Writes a file that nginx serves at `/KEY` (world-readable: workers run as nobody).
+    pub fn seed(&self, key: &str, data: &[u8]) {
+        write_readable(&self.root, key, data);
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Writes `root/key`, with world-readable directories and file.
+pub fn write_readable(root: &Path, key: &str, data: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(key);
+    let mut dir = path.parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    while dir.starts_with(root) {
+        world_readable(&dir).unwrap();
+        if !dir.pop() {
+            break;
+        }
+    }
+    std::fs::write(&path, data).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+// --- python3 -m http.server: a real server without Range support ---------------------------
+
+pub struct PyHttp {
+    pub addr: SocketAddr,
+    _guard: Guard,
+}
+
+impl PyHttp {
+    pub fn start(root: &Path) -> Result<PyHttp> {
+        let python = find_program("python3", &[])?;
+        let port = free_port();
+        let mut guard = Guard::spawn(
+            "python3 -m http.server",
+            Command::new(python)
+                .args(["-m", "http.server", "--bind", "127.0.0.1"])
+                .arg("--directory")
+                .arg(root)
+                .arg(port.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_tcp(&mut guard, addr, Duration::from_secs(10))?;
+        Ok(PyHttp {
+            addr,
+            _guard: guard,
+        })
+    }
+}
+
+// --- s3s-fs -------------------------------------------------------------------------------------
+
+pub const S3_ACCESS_KEY: &str = "warefs-test-ak";
+pub const S3_SECRET_KEY: &str = "warefs-test-sk-0123456789";
+pub const S3_BUCKET: &str = "wares";
+
+/// s3s-fs with bucket [`S3_BUCKET`], checking SigV4 with the test keys.
+pub struct S3s {
+    _dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    _guard: Guard,
+}
+
+impl S3s {
+    pub fn start() -> Result<S3s> {
+        let bin = find_program("s3s-fs", &[])?;
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join(S3_BUCKET))?;
+        let port = free_port();
+        let mut guard = Guard::spawn(
+            "s3s-fs",
+            Command::new(bin)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_tcp(&mut guard, addr, Duration::from_secs(10))?;
+        Ok(S3s {
+            _dir: dir,
+            addr,
+            _guard: guard,
+        })
+    }
+
+    pub fn settings(&self, endpoint: SocketAddr) -> ware_fetchers::S3Settings {
+        ware_fetchers::S3Settings {
+            access_key_id: Some(S3_ACCESS_KEY.into()),
+            secret_access_key: Some(S3_SECRET_KEY.into()),
+            region: Some("us-east-1".into()),
+            endpoint: Some(format!("http://{endpoint}")),
+            ..Default::default()
+        }
+    }
+}
+
+// --- js-ipfs ------------------------------------------------------------------------------------
+
+/// A js-ipfs node, offline, with its RPC API on a free port.
+pub struct JsIpfs {
+    _dir: tempfile::TempDir,
+    pub api: SocketAddr,
+    _guard: Guard,
+}
+
+fn jsipfs_path() -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(p) = std::env::var_os("WARE_JSIPFS") {
+        candidates.push(PathBuf::from(p));
+    }
+    let cache = std::env::var_os("WARE_BUILD_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("warefs-build"))
+        })
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warefs-build")));
+    if let Some(c) = cache {
+        candidates.push(c.join("js-ipfs-0.66.1/node_modules/.bin/jsipfs"));
+    }
+    find_program("jsipfs", &candidates)
+}
+
+impl JsIpfs {
+    pub fn start() -> Result<JsIpfs> {
+        let bin = jsipfs_path()?;
+        let dir = tempfile::tempdir()?;
+        let run = |args: &[&str]| -> Result<()> {
+            let out = Command::new(&bin)
+                .args(args)
+                .env("IPFS_PATH", dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("jsipfs {args:?}"))?;
+            if !out.status.success() {
+                bail!(
+                    "jsipfs {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(())
+        };
+        run(&["init", "--profile", "test"])?;
+        // The test profile listens on free ports already but for the gRPC endpoint ("RPC",
+        // 5003); edit the file rather than run `jsipfs config` (a second of Node start-up).
+        let config_path = dir.path().join("config");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config_path)?).context("jsipfs config")?;
+        config["Addresses"]["RPC"] = "/ip4/127.0.0.1/tcp/0".into();
+        config["Addresses"]["API"] = "/ip4/127.0.0.1/tcp/0".into();
+        config["Addresses"]["Gateway"] = "/ip4/127.0.0.1/tcp/0".into();
+        config["Addresses"]["Swarm"] = serde_json::json!(["/ip4/127.0.0.1/tcp/0"]);
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        let mut guard = Guard::spawn(
+            "jsipfs daemon",
+            Command::new(&bin)
+                .args(["daemon", "--offline", "--enable-preload=false"])
+                .env("IPFS_PATH", dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )?;
+        let stdout = guard.child.stdout.take().context("daemon stdout")?;
+        // Read its stdout on a thread so a silent daemon cannot block the test past the limit.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let start = Instant::now();
+        let mut api = None;
+        let mut seen = Vec::new();
+        loop {
+            let left = Duration::from_secs(20).saturating_sub(start.elapsed());
+            if left.is_zero() {
+                bail!("jsipfs daemon not ready in 20 s: {seen:?}");
+            }
+            match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    if let Some(rest) =
+                        line.strip_prefix("HTTP API listening on /ip4/127.0.0.1/tcp/")
+                        && let Some(port) =
+                            rest.split('/').next().and_then(|p| p.parse::<u16>().ok())
+                    {
+                        api = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+                    }
+                    let ready = line.contains("Daemon is ready");
+                    seen.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => guard.check_alive()?,
+                Err(_) => {
+                    guard.check_alive()?;
+                    bail!("jsipfs daemon closed stdout: {seen:?}");
+                }
+            }
+        }
+        let api = api.ok_or_else(|| anyhow!("no RPC address in {seen:?}"))?;
+        Ok(JsIpfs {
+            _dir: dir,
+            api,
+            _guard: guard,
+        })
+    }
+}
+
+// --- the fault proxy ----------------------------------------------------------------------------
+
+/// What the proxy does to the traffic between a warehouse client and its server.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Forward both ways unchanged.
+    Pass,
+    /// Accept connections and read requests, but never answer.
+    Stall,
+    /// Forward at most this many bytes of each response, then close the connection.
+    Truncate(usize),
+    /// Replace every occurrence of the first byte string by the second (same length) in
+    /// responses, as a flipped bit would.
+    Replace(Vec<u8>, Vec<u8>),
+}
+
+/// A TCP proxy on 127.0.0.1 with one fault for its whole life. Its runtime (and so every
+/// connection) ends when it is dropped.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Proxy {
+    pub fn start(upstream: SocketAddr, fault: Fault) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("proxy runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind proxy");
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(serve(client, upstream, fault.clone()));
+            }
+        });
+        Proxy { addr, rt: Some(rt) }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+async fn serve(client: tokio::net::TcpStream, upstream: SocketAddr, fault: Fault) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_r, mut client_w) = client.into_split();
+    if let Fault::Stall = fault {
+        // Swallow the request and hold the connection open without a word.
+        let mut buf = vec![0u8; 16 << 10];
+        while let Ok(n) = client_r.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return;
+    }
+    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut server_r, mut server_w) = server.into_split();
+    let up = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_r, &mut server_w).await;
+        let _ = server_w.shutdown().await;
+    });
+    let mut sent = 0usize;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match server_r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &mut buf[..n];
+        match &fault {
+            Fault::Truncate(limit) => {
+                let take = n.min(limit.saturating_sub(sent));
+                if client_w.write_all(&chunk[..take]).await.is_err() {
+                    break;
+                }
+                sent += take;
+                if sent >= *limit {
+                    break;
+                }
+                continue;
+            }
+            Fault::Replace(from, to) => {
+                let mut i = 0;
+                while i + from.len() <= chunk.len() {
+                    if &chunk[i..i + from.len()] == from.as_slice() {
+                        chunk[i..i + from.len()].copy_from_slice(to);
+                        i += from.len();
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            Fault::Pass | Fault::Stall => {}
+        }
+        if client_w.write_all(chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = client_w.shutdown().await;
+    up.abort();
+}
