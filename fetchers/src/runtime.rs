@@ -96,3 +96,74 @@ where
         }
     })?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn quick() -> FetchOptions {
+        FetchOptions {
+            retries: 3,
+            backoff_initial: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+            deadline: Duration::from_millis(300),
+            ..FetchOptions::default()
+        }
+    }
+
+    #[test]
+    fn retries_only_what_may_pass_and_stops_at_the_deadline() {
+        // A retryable error is tried 1 + retries times.
+        let mut n = 0;
+        let r: Result<()> = call(&quick(), "u", |_| {
+            n += 1;
+            async {
+                Err(Error::Status {
+                    url: "u".into(),
+                    status: 503,
+                    detail: String::new(),
+                })
+            }
+        });
+        assert!(matches!(r, Err(Error::Status { status: 503, .. })));
+        assert_eq!(n, 4);
+        // A 404 or 403 is final at once.
+        for e in [
+            Error::NotFound { url: "u".into() },
+            Error::Status {
+                url: "u".into(),
+                status: 403,
+                detail: String::new(),
+            },
+        ] {
+            let mut n = 0;
+            let mut e = Some(e);
+            let _ = call(&quick(), "u", |_| {
+                n += 1;
+                let e = e.take().expect("called once");
+                async move { Err::<(), _>(e) }
+            });
+            assert_eq!(n, 1);
+        }
+        // A hung attempt ends with Timeout at the deadline.
+        let r: Result<()> = call(&quick(), "slow", |_| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        });
+        assert!(
+            matches!(r, Err(Error::Timeout { ref url, .. }) if url == "slow"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn works_from_inside_another_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = rt.block_on(async { call(&quick(), "u", |_| async { Ok(7) }) });
+        assert_eq!(r.unwrap(), 7);
+    }
+}

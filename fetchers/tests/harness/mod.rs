@@ -37,6 +37,7 @@ fn find_program(name: &str, extra: &[PathBuf]) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .chain(std::env::var_os("CARGO_HOME").map(|h| PathBuf::from(h).join("bin")))
         .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")))
     {
         let p = dir.join(name);
