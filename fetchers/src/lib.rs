@@ -38,9 +38,10 @@
 //!   error: a `200` with the whole object, a short or long body, or a `Content-Range` that is
 //!   not the one asked for are [`Error::BadResponse`], never data. A body shorter than its
 //!   `Content-Length` is an error too.
-//! - **Bounded time.** Every call returns within [`FetchOptions::deadline`] (plus scheduling
-//!   noise), across all attempts and backoff waits, with [`Error::Timeout`] if need be — never
-//!   a hang. Retries (exponential backoff with jitter) happen only for connection errors,
+//! - **Bounded time.** Every network call returns within [`FetchOptions::deadline`] (plus
+//!   scheduling noise), across all attempts and backoff waits, with [`Error::Timeout`] if need
+//!   be — never a hang. (A directory warehouse does plain file I/O on the calling thread; a
+//!   hung network file system under it is not bounded here.) Retries (exponential backoff with jitter) happen only for connection errors,
 //!   attempt timeouts, cut-off bodies, 5xx, 408 and 429; never for 404 (that is
 //!   [`Error::NotFound`]), 403 or a failed verification.
 //! - **Keys are relative paths** with `/` separators and no `.`, `..` or empty segments

@@ -114,6 +114,16 @@ fn objects_suite(t: &Target) {
         );
     }
     assert!(wh.get_range(key, 10..10).unwrap().is_empty(), "{name}");
+    // Keys with characters that URLs must escape reach the same object.
+    let odd = "suite/odd keys/ünï cödé+%20?#";
+    if wh.kind().is_writable() {
+        wh.put(odd, Bytes::from_static(b"odd")).unwrap();
+    } else {
+        (t.seed)(odd, b"odd");
+    }
+    assert_eq!(&wh.get(odd).unwrap()[..], b"odd", "{name}: {odd:?}");
+    assert!(wh.exists(odd).unwrap(), "{name}: {odd:?}");
+
     // One warehouse shared by many threads (as FUSE threads share it).
     std::thread::scope(|s| {
         for i in 0..8u64 {
@@ -341,6 +351,22 @@ fn http_nginx() {
         matches!(r, Err(Error::BadResponse { .. })),
         "200 to a range request accepted: {r:?}"
     );
+}
+
+/// TLS is on and verified: a self-signed certificate is refused, not trusted.
+#[test]
+fn https_refuses_an_untrusted_certificate() {
+    let nginx = match Nginx::start_tls() {
+        Ok(n) => n,
+        Err(e) => return skip("https_refuses_an_untrusted_certificate", &e),
+    };
+    nginx.seed("base/x", b"secret");
+    let wh = open(&format!("https://{}/base", nginx.addr), &opts()).unwrap();
+    let r = wh.get("x");
+    match r {
+        Err(Error::Transport { ref message, .. }) if message.contains("certificate") => {}
+        other => panic!("untrusted certificate: {other:?}"),
+    }
 }
 
 #[test]

@@ -121,6 +121,16 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start() -> Result<Nginx> {
+        Nginx::start_with(false)
+    }
+
+    /// nginx over TLS with a fresh self-signed certificate for 127.0.0.1 (which no client
+    /// trusts).
+    pub fn start_tls() -> Result<Nginx> {
+        Nginx::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Nginx> {
         let nginx = find_program("nginx", &[])?;
         let dir = tempfile::tempdir()?;
         let d = dir.path();
@@ -131,6 +141,33 @@ impl Nginx {
         world_readable(&root.join("ipfs"))?;
         std::fs::create_dir_all(d.join("tmp"))?;
         let port = free_port();
+        let mut listen = format!("listen 127.0.0.1:{port};");
+        if tls {
+            let openssl = find_program("openssl", &[])?;
+            let out = Command::new(openssl)
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(d.join("key.pem"))
+                .arg("-out")
+                .arg(d.join("cert.pem"))
+                .output()?;
+            if !out.status.success() {
+                bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            listen = format!(
+                "listen 127.0.0.1:{port} ssl; ssl_certificate {d}/cert.pem; \
+                 ssl_certificate_key {d}/key.pem;",
+                d = d.display()
+            );
+        }
         let conf = format!(
             r#"
 worker_processes 1;
@@ -146,7 +183,7 @@ http {{
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         root {root};
         location /ipfs/ {{
             default_type application/vnd.ipld.raw;
