@@ -240,7 +240,35 @@ fn object_faults(
             "{name} stalled {what} returned after {took:?}"
         );
     }
+    if wh.kind().is_writable() {
+        let (r, took) = timed(|| wh.put("suite/faults/stalled", Bytes::from_static(b"x")));
+        assert!(
+            matches!(r, Err(Error::Timeout { .. })),
+            "{name} stalled put: {r:?}"
+        );
+        assert!(
+            took < deadline + Duration::from_millis(500),
+            "{name}: put took {took:?}"
+        );
+    }
     drop(stall);
+
+    // A connection closed before any answer (a reset), and no server at all: errors, quickly.
+    let reset = Proxy::start(upstream, Fault::Truncate(0));
+    let wh = through(reset.addr);
+    let r = wh.get(key);
+    assert!(
+        matches!(r, Err(Error::Transport { .. })),
+        "{name} reset: {r:?}"
+    );
+    drop(reset);
+    let nobody = harness::free_port();
+    let wh = through(SocketAddr::from(([127, 0, 0, 1], nobody)));
+    let r = wh.get(key);
+    assert!(
+        matches!(r, Err(Error::Transport { .. })),
+        "{name} refused: {r:?}"
+    );
 
     let cut = Proxy::start(upstream, Fault::Truncate(4000));
     let wh = through(cut.addr);
