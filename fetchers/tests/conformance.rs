@@ -529,6 +529,12 @@ fn ipfs_node_and_gateway() {
         assert_eq!(&gw.get_block(cid).unwrap()[..], &data[..], "gateway: {cid}");
     }
 
+    // A CIDv0 names the same bytes as dag-pb; the node keeps blocks by multihash.
+    let v0: Cid = "QmUJPTFZnR2CPGAzmfdYPghgrFtYFB6pf1BqMvqfiPDam8"
+        .parse()
+        .unwrap();
+    assert_eq!(&rpc.get_block(&v0).unwrap()[..], b"hello\n");
+
     // Missing blocks are NotFound on both (the node answers once its search timeout passes).
     let missing = block_cid(RAW, BlockHash::Sha2_256, b"never stored");
     for wh in [&rpc, &gw] {
