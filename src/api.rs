@@ -9,8 +9,11 @@ use std::io::{BufWriter, Write};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ware_fetchers::transfer::{PullReport, PushReport};
+use ware_fetchers::{FetchOptions, Warehouse};
 use ware_store::db::{Damage, Store, StoreStats};
 use ware_store::fsck::FsckReport;
 use ware_store::names::NameChange;
@@ -77,6 +80,36 @@ pub enum PackSource {
     Fd(OwnedFd),
 }
 
+/// Where to fetch what a store lacks, and how long one fetch may take.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RemoteOptions {
+    /// Warehouse URLs, tried in order.
+    pub warehouses: Vec<String>,
+    /// One read's deadline across every retry and warehouse, in milliseconds.
+    pub read_deadline_ms: u64,
+}
+
+impl RemoteOptions {
+    /// The fetch options these stand for.
+    pub fn fetch_options(&self) -> FetchOptions {
+        let deadline = Duration::from_millis(self.read_deadline_ms.max(1));
+        FetchOptions {
+            deadline,
+            request_timeout: FetchOptions::default().request_timeout.min(deadline),
+            ..FetchOptions::default()
+        }
+    }
+
+    /// Opens the warehouses, naming the URL at fault.
+    pub fn open(&self) -> Result<Vec<Arc<dyn Warehouse>>> {
+        let opts = self.fetch_options();
+        self.warehouses
+            .iter()
+            .map(|u| ware_fetchers::open(u, &opts).with_context(|| format!("warehouse {u}")))
+            .collect()
+    }
+}
+
 /// Every operation a command may ask of a store.
 pub trait StoreApi {
     /// Packs a directory or tar stream into a ware.
@@ -113,6 +146,21 @@ pub trait StoreApi {
     fn names(&self) -> Result<Vec<(String, WareId)>>;
     /// Every change of a name, oldest first.
     fn name_log(&self, name: &str) -> Result<Vec<NameChange>>;
+    /// Uploads what a warehouse lacks of a ware.
+    fn push(
+        &self,
+        ware: &WareId,
+        url: &str,
+        remote: &RemoteOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushReport>;
+    /// Brings a whole ware from the first of the warehouses that has it.
+    fn pull(
+        &self,
+        ware: &WareId,
+        remote: &RemoteOptions,
+        progress: &dyn Progress,
+    ) -> Result<PullReport>;
 }
 
 /// A store opened in this process (by a command, or by the daemon that serves it).
@@ -253,5 +301,46 @@ impl StoreApi for LocalStore {
     fn name_log(&self, name: &str) -> Result<Vec<NameChange>> {
         ware_store::names::check_name(name)?;
         Ok(self.store.name_log(name)?)
+    }
+
+    fn push(
+        &self,
+        ware: &WareId,
+        url: &str,
+        remote: &RemoteOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
+        let wh = ware_fetchers::open(url, &remote.fetch_options())
+            .with_context(|| format!("warehouse {url}"))?;
+        ware_fetchers::transfer::push(&*self.store, ware, &*wh, progress)
+            .with_context(|| format!("pushing {ware} to {url}"))
+    }
+
+    fn pull(
+        &self,
+        ware: &WareId,
+        remote: &RemoteOptions,
+        progress: &dyn Progress,
+    ) -> Result<PullReport> {
+        anyhow::ensure!(
+            !remote.warehouses.is_empty(),
+            "no warehouse to pull {ware} from: give one (`ware pull ID URL` or --warehouse URL)"
+        );
+        let mut failures = Vec::new();
+        for wh in remote.open()? {
+            match ware_fetchers::transfer::pull(&*wh, ware, &*self.store, progress) {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_not_found() => failures.push(format!("{}: not there", wh.url())),
+                Err(e) => failures.push(format!("{}: {e}", wh.url())),
+            }
+        }
+        if failures.iter().all(|f| f.ends_with(": not there")) {
+            return Err(ware_store::Error::NotFound {
+                what: "ware in any warehouse",
+                id: format!("{ware} ({})", failures.join("; ")),
+            }
+            .into());
+        }
+        anyhow::bail!("cannot pull {ware}: {}", failures.join("; "))
     }
 }

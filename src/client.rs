@@ -23,9 +23,10 @@ use ware_store::pack::{PackOptions, PackReport, Progress};
 use ware_store::unpack::UnpackReport;
 use ware_store::{WareId, WareRecord};
 
-use crate::api::{LocalStore, PackSource, StoreApi, WarePath};
+use crate::api::{LocalStore, PackSource, RemoteOptions, StoreApi, WarePath};
 use crate::exit::Failure;
 use crate::proto::{MountInfo, MountWhat, Reply, Request, recv_reply, send_request};
+use ware_fetchers::transfer::{PullReport, PushReport};
 
 /// Unix sockets take paths of at most 107 bytes; longer store paths get a socket elsewhere.
 const SOCKET_PATH_MAX: usize = 100;
@@ -214,9 +215,11 @@ impl RemoteStore {
         mountpoint: &Path,
         allow_other: bool,
         foreground: bool,
+        remote: &RemoteOptions,
         on_ready: &mut dyn FnMut(),
     ) -> Result<MountInfo> {
         let req = Request::Mount {
+            remote: remote.clone(),
             what,
             mountpoint: mountpoint.to_path_buf(),
             allow_other,
@@ -352,5 +355,33 @@ impl StoreApi for RemoteStore {
         self.call(&Request::NameLog {
             name: name.to_string(),
         })
+    }
+
+    fn push(
+        &self,
+        ware: &WareId,
+        url: &str,
+        remote: &RemoteOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
+        let req = Request::Push {
+            ware: *ware,
+            url: url.to_string(),
+            remote: remote.clone(),
+        };
+        self.call_progress(&req, None, progress)
+    }
+
+    fn pull(
+        &self,
+        ware: &WareId,
+        remote: &RemoteOptions,
+        progress: &dyn Progress,
+    ) -> Result<PullReport> {
+        let req = Request::Pull {
+            ware: *ware,
+            remote: remote.clone(),
+        };
+        self.call_progress(&req, None, progress)
     }
 }

@@ -27,10 +27,11 @@ use ware_store::db::Store;
 use ware_store::pack::Progress;
 use ware_store::{BlockSource, WareId};
 
-use crate::api::{LocalStore, PackSource, StoreApi};
+use crate::api::{LocalStore, PackSource, RemoteOptions, StoreApi};
 use crate::client::{canonical_store, runtime_dir, socket_path};
 use crate::exit::exit_code;
 use crate::proto::{MountInfo, MountWhat, Reply, Request, recv_request, send_reply};
+use ware_fetchers::read_through::ReadThrough;
 
 /// How often the daemon looks at its flags, mounts and idle time.
 const TICK: Duration = Duration::from_millis(200);
@@ -328,13 +329,20 @@ impl Daemon {
             Request::NameGet { name } => serde_json::to_value(s.name_get(&name)?)?,
             Request::Names => serde_json::to_value(s.names()?)?,
             Request::NameLog { name } => serde_json::to_value(s.name_log(&name)?)?,
+            Request::Push { ware, url, remote } => {
+                serde_json::to_value(s.push(&ware, &url, &remote, progress)?)?
+            }
+            Request::Pull { ware, remote } => {
+                serde_json::to_value(s.pull(&ware, &remote, progress)?)?
+            }
             Request::Mount {
+                remote,
                 what,
                 mountpoint,
                 allow_other,
                 foreground,
             } => {
-                let info = self.mount(what, mountpoint, allow_other, foreground)?;
+                let info = self.mount(what, mountpoint, allow_other, foreground, &remote)?;
                 if foreground {
                     return self.attend(conn, &info);
                 }
@@ -366,6 +374,7 @@ impl Daemon {
         mountpoint: PathBuf,
         allow_other: bool,
         foreground: bool,
+        remote: &RemoteOptions,
     ) -> Result<MountInfo> {
         let mut mounts = lock(&self.mounts);
         if mounts.contains_key(&mountpoint) {
@@ -395,7 +404,22 @@ impl Daemon {
             fsname,
             ..MountConfig::default()
         };
-        let src: Arc<dyn BlockSource> = self.store.clone();
+        // What the store lacks comes from the warehouses, verified and cached on the way.
+        let src: Arc<dyn BlockSource> = if remote.warehouses.is_empty() {
+            self.store.clone()
+        } else {
+            let rt = ReadThrough::new(
+                self.store.clone(),
+                remote.open()?,
+                Duration::from_millis(remote.read_deadline_ms.max(1)),
+            );
+            if let MountWhat::Ware(id) = &what {
+                if self.store.ware(id)?.is_none() {
+                    rt.prepare(id)?;
+                }
+            }
+            Arc::new(rt)
+        };
         let mount = ware_fs::mount(src, root, &mountpoint, &cfg)
             .with_context(|| format!("mounting on {}", mountpoint.display()))?;
         let info = MountInfo {

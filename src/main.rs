@@ -48,6 +48,16 @@ struct Cli {
     /// No progress bars or notices on stderr.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// A warehouse to fetch from (repeatable; tried in order): file:///DIR, http(s)://…,
+    /// s3://BUCKET/PREFIX, ipfs+http://HOST:PORT, ipfs+gateway+http(s)://HOST. Without it,
+    /// the URLs listed in $XDG_CONFIG_HOME/ware/warehouses (or /etc/ware/warehouses), one per
+    /// line.
+    #[arg(long = "warehouse", global = true, value_name = "URL")]
+    warehouses: Vec<String>,
+    /// Longest time one read of a mount (or one fetch) may take across every retry and
+    /// warehouse before it fails with EIO.
+    #[arg(long, global = true, value_name = "SECONDS", default_value = "30")]
+    read_deadline: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -116,6 +126,21 @@ enum Command {
         /// Stay attached: the mount lasts until this command ends (Ctrl-C unmounts).
         #[arg(long)]
         foreground: bool,
+    },
+    /// Upload a ware to a warehouse: only what the warehouse lacks, packs first and the
+    /// ware's manifest last (so an interrupted push is simply run again).
+    Push {
+        /// The ware ID or name.
+        id: String,
+        /// The warehouse URL (file:///DIR, s3://BUCKET/PREFIX, ipfs+http://HOST:PORT).
+        url: String,
+    },
+    /// Bring a whole ware from a warehouse into the store, every byte verified.
+    Pull {
+        /// The ware ID.
+        id: String,
+        /// The warehouse URL; without it, the configured warehouses are tried in order.
+        url: Option<String>,
     },
     /// Unmount a ware mount (also one whose daemon died).
     ///
@@ -295,6 +320,41 @@ fn store_dir(cli: &Cli) -> PathBuf {
 
 fn open(cli: &Cli) -> Result<Box<dyn StoreApi>> {
     client::open_store(&store_dir(cli))
+}
+
+/// The warehouses to use: `--warehouse` flags, else the configuration file.
+fn remote_options(cli: &Cli) -> api::RemoteOptions {
+    let warehouses = if cli.warehouses.is_empty() {
+        configured_warehouses()
+    } else {
+        cli.warehouses.clone()
+    };
+    api::RemoteOptions {
+        warehouses,
+        read_deadline_ms: (cli.read_deadline.max(0.001) * 1000.0) as u64,
+    }
+}
+
+/// URLs from $XDG_CONFIG_HOME/ware/warehouses (~/.config/…), else /etc/ware/warehouses: one per
+/// line, `#` starts a comment.
+fn configured_warehouses() -> Vec<String> {
+    let user = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+        .map(|d| d.join("ware/warehouses"));
+    let file = user
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/etc/ware/warehouses"));
+    std::fs::read_to_string(file)
+        .map(|text| {
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
@@ -541,7 +601,8 @@ fn run(cli: &Cli) -> Result<()> {
                 None => MountWhat::All,
             };
             let quiet = cli.quiet;
-            let info = daemon.mount(what, &mnt, *allow_other, *foreground, &mut || {
+            let remote = remote_options(cli);
+            let info = daemon.mount(what, &mnt, *allow_other, *foreground, &remote, &mut || {
                 if !quiet {
                     eprintln!("ware: mounted on {}; Ctrl-C unmounts", mnt.display());
                 }
@@ -572,6 +633,51 @@ fn run(cli: &Cli) -> Result<()> {
                     }
                     .into());
                 }
+            }
+        }
+        Command::Push { id, url } => {
+            let store = open(cli)?;
+            let ware = resolve_ware(id, &*store)?;
+            let bar = Bar::new("pushing", cli.quiet);
+            let r = store.push(&ware, url, &remote_options(cli), &bar);
+            bar.finish();
+            let r = r?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?)?;
+            } else if !cli.quiet {
+                if r.already_there {
+                    eprintln!("{url} has {ware} already");
+                } else {
+                    eprintln!(
+                        "pushed {ware} to {url}: {} of {} chunks new, {} uploaded",
+                        r.new_chunks,
+                        r.chunks,
+                        human_bytes(r.uploaded_bytes)
+                    );
+                }
+            }
+        }
+        Command::Pull { id, url } => {
+            let store = open(cli)?;
+            let ware = resolve_ware(id, &*store)?;
+            let mut opts = remote_options(cli);
+            if let Some(u) = url {
+                opts.warehouses = vec![u.clone()];
+            }
+            let bar = Bar::new("pulling", cli.quiet);
+            let r = store.pull(&ware, &opts, &bar);
+            bar.finish();
+            let r = r?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?)?;
+            } else if !cli.quiet {
+                eprintln!(
+                    "pulled {ware} from {}: {} of {} chunks fetched, {}",
+                    r.url,
+                    r.fetched_chunks,
+                    r.chunks,
+                    human_bytes(r.fetched_bytes)
+                );
             }
         }
         Command::Name(cmd) => name_command(cli, cmd)?,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use ware_store::WareId;
 use ware_store::pack::PackOptions;
 
-use crate::api::WarePath;
+use crate::api::{RemoteOptions, WarePath};
 
 /// Largest request frame accepted (requests are small: paths, IDs, options).
 const MAX_REQUEST: u32 = 1 << 20;
@@ -115,8 +115,26 @@ pub enum Request {
         /// The name.
         name: String,
     },
+    /// Upload a ware to a warehouse.
+    Push {
+        /// The ware.
+        ware: WareId,
+        /// The warehouse.
+        url: String,
+        /// Deadlines.
+        remote: RemoteOptions,
+    },
+    /// Bring a whole ware from a warehouse.
+    Pull {
+        /// The ware.
+        ware: WareId,
+        /// Warehouses and deadlines.
+        remote: RemoteOptions,
+    },
     /// Mount a ware or the whole store.
     Mount {
+        /// Warehouses to fetch what the store lacks from, and the read deadline.
+        remote: RemoteOptions,
         /// What to show.
         what: MountWhat,
         /// Absolute mountpoint.

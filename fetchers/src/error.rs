@@ -129,6 +129,22 @@ pub enum Error {
         /// What object_store said.
         message: String,
     },
+    /// The local store failed, or refused bytes (a malformed node, a chunk that does not
+    /// match its hash).
+    #[error(transparent)]
+    Store(Box<ware_store::Error>),
+    /// An object of the warehouse is not what its name promises (a manifest without the
+    /// ware's root, an index that does not hash to its name, a chunk that does not match).
+    #[error("{url}: {why}")]
+    Corrupt {
+        /// The object's URL.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A bug or a crashed worker, not a property of the warehouse.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -162,5 +178,11 @@ impl Error {
             Error::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             _ => false,
         }
+    }
+}
+
+impl From<ware_store::Error> for Error {
+    fn from(e: ware_store::Error) -> Self {
+        Error::Store(Box::new(e))
     }
 }

@@ -80,8 +80,10 @@ mod http;
 mod ipfs;
 mod key;
 mod options;
+pub mod read_through;
 mod runtime;
 mod s3;
+pub mod transfer;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -1,0 +1,296 @@
+//! [`ReadThrough`]: a [`BlockSource`] that answers from the local store and, for what the
+//! store lacks, from the warehouses, in order, verifying and caching everything it fetches. It
+//! is what a lazy mount reads through.
+//!
+//! - A node the store lacks is taken to be a ware's root: the ware's manifest (all its nodes
+//!   at once) is fetched from the first warehouse that has it, every node is verified and
+//!   cached, the ware is noted partial, and the indexes of its packs are loaded so that later
+//!   chunk misses know where to read. IPFS warehouses answer the single block instead.
+//! - A chunk the store lacks is read by byte range from its pack, together with the chunks
+//!   that follow it in the pack up to [`READ_WINDOW`] bytes (a pack holds a file's chunks in
+//!   order, so this is readahead at the source); every chunk is verified, then cached.
+//! - Each call gives up after the source's deadline across all warehouses and retries:
+//!   the caller gets an error, never a hang.
+//!
+//! Invariant: no byte leaves this source or enters the store unverified against its ID.
+
+// The errors are the store's (this is a BlockSource): their size is not ours to change.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ware_store::bundle::{PackEntry, pack_key};
+use ware_store::chunk::{decode_chunk, encode_chunk};
+use ware_store::{BlockSink, BlockSource, ChunkId, NodeId, WareId};
+
+use crate::transfer::{fetch_index, fetch_manifest};
+use crate::{Kind, Warehouse};
+
+/// Bytes read from a pack in one request when a chunk is missed (the chunk and those after it).
+pub const READ_WINDOW: u64 = 1 << 20;
+
+/// The local store as the read-through source needs it.
+pub trait LocalCache: BlockSource + BlockSink {}
+impl<T: BlockSource + BlockSink> LocalCache for T {}
+
+#[derive(Clone)]
+struct Location {
+    warehouse: usize,
+    pack: Arc<str>,
+    /// The pack's index, sorted by offset, shared by every chunk of the pack.
+    by_offset: Arc<Vec<PackEntry>>,
+    at: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// Wares whose manifest was fetched, or that no warehouse has, in this process.
+    tried: HashSet<WareId>,
+    /// Where each known chunk lives.
+    chunks: HashMap<ChunkId, Location>,
+}
+
+/// Local store first, warehouses second.
+pub struct ReadThrough {
+    local: Arc<dyn LocalCache>,
+    warehouses: Vec<Arc<dyn Warehouse>>,
+    deadline: Duration,
+    state: Mutex<State>,
+}
+
+fn not_found(what: &'static str, id: String) -> ware_store::Error {
+    ware_store::Error::NotFound { what, id }
+}
+
+fn remote_err(e: crate::Error) -> ware_store::Error {
+    // A remote that fails is an I/O failure of this read (EIO), not corruption of the store.
+    ware_store::Error::io("<warehouse>", std::io::Error::other(e.to_string()))
+}
+
+impl ReadThrough {
+    /// Reads through `local` to `warehouses` (tried in order); each call gives up after
+    /// `deadline`.
+    pub fn new(
+        local: Arc<dyn LocalCache>,
+        warehouses: Vec<Arc<dyn Warehouse>>,
+        deadline: Duration,
+    ) -> ReadThrough {
+        ReadThrough {
+            local,
+            warehouses,
+            deadline,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes a ware readable: fetches its manifest and pack indexes unless the store holds the
+    /// ware complete. Call it before mounting a ware that may be remote or partly cached;
+    /// returns whether a warehouse had it.
+    pub fn prepare(&self, ware: &WareId) -> ware_store::Result<bool> {
+        if self.state().tried.contains(ware) {
+            return Ok(true);
+        }
+        self.fetch_ware(ware, Instant::now() + self.deadline)
+    }
+
+    fn fetch_ware(&self, ware: &WareId, deadline: Instant) -> ware_store::Result<bool> {
+        let mut last_err = None;
+        for (i, wh) in self.warehouses.iter().enumerate() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            if !matches!(wh.kind(), Kind::Dir | Kind::Http | Kind::S3) {
+                continue;
+            }
+            let manifest = match fetch_manifest(&**wh, ware) {
+                Ok(m) => m,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    tracing::warn!(ware = %ware, url = wh.url(), "manifest: {e}");
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            let mut locations = Vec::new();
+            let mut ok = true;
+            for name in &manifest.packs {
+                match fetch_index(&**wh, name) {
+                    Ok(mut entries) => {
+                        entries.sort_by_key(|e| e.offset);
+                        let by_offset = Arc::new(entries);
+                        let pack: Arc<str> = Arc::from(name.as_str());
+                        for (at, e) in by_offset.iter().enumerate() {
+                            locations.push((
+                                e.chunk,
+                                Location {
+                                    warehouse: i,
+                                    pack: pack.clone(),
+                                    by_offset: by_offset.clone(),
+                                    at,
+                                },
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(ware = %ware, url = wh.url(), pack = %name, "index: {e}");
+                        last_err = Some(e);
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if !ok {
+                continue;
+            }
+            // Nodes are verified (hashed into their IDs) by the manifest decoder.
+            self.local.put_nodes(&manifest.nodes)?;
+            self.local.note_partial(ware)?;
+            let mut st = self.state();
+            st.tried.insert(*ware);
+            for (c, l) in locations {
+                st.chunks.entry(c).or_insert(l);
+            }
+            tracing::info!(ware = %ware, url = wh.url(), nodes = manifest.nodes.len(), packs = manifest.packs.len(), "fetched the ware's metadata");
+            return Ok(true);
+        }
+        match last_err {
+            // A failure may pass: the next read tries again.
+            Some(e) => Err(remote_err(e)),
+            None => {
+                // No warehouse has it: do not ask again for every lookup of this ID.
+                self.state().tried.insert(*ware);
+                Ok(false)
+            }
+        }
+    }
+
+    fn fetch_node_block(&self, id: &NodeId, deadline: Instant) -> ware_store::Result<Vec<u8>> {
+        for wh in &self.warehouses {
+            if Instant::now() >= deadline {
+                break;
+            }
+            if !matches!(wh.kind(), Kind::IpfsRpc | Kind::IpfsGateway) {
+                continue;
+            }
+            match wh.get_block(&id.0) {
+                Ok(b) if id.matches(&b) => {
+                    self.local.put_nodes(&[(*id, b.to_vec())])?;
+                    return Ok(b.to_vec());
+                }
+                Ok(_) => {
+                    tracing::error!(node = %id, url = wh.url(), "block does not match its CID")
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!(node = %id, url = wh.url(), "{e}"),
+            }
+        }
+        Err(not_found("node", id.to_string()))
+    }
+
+    fn fetch_chunk(&self, id: &ChunkId, deadline: Instant) -> ware_store::Result<Vec<u8>> {
+        let loc = self.state().chunks.get(id).cloned();
+        if let Some(loc) = loc {
+            match self.read_window(id, &loc) {
+                Ok(data) => return Ok(data),
+                Err(e) => {
+                    tracing::warn!(chunk = %id, url = self.warehouses[loc.warehouse].url(), "{e}")
+                }
+            }
+        }
+        for wh in &self.warehouses {
+            if Instant::now() >= deadline {
+                break;
+            }
+            if !matches!(wh.kind(), Kind::IpfsRpc | Kind::IpfsGateway) {
+                continue;
+            }
+            match wh.get_block(&id.to_cid()) {
+                Ok(b) if ChunkId::of(&b) == *id => {
+                    let stored = encode_chunk(&b);
+                    self.local.put_chunks(&[(*id, b.len() as u32, stored)])?;
+                    return Ok(b.to_vec());
+                }
+                Ok(_) => {
+                    tracing::error!(chunk = %id, url = wh.url(), "block does not match its CID")
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!(chunk = %id, url = wh.url(), "{e}"),
+            }
+        }
+        Err(not_found("chunk", id.to_string()))
+    }
+
+    /// Reads the chunk and its followers in the pack (up to [`READ_WINDOW`]), verifies and
+    /// caches each, and returns the one asked for.
+    fn read_window(&self, id: &ChunkId, loc: &Location) -> ware_store::Result<Vec<u8>> {
+        let wh = &self.warehouses[loc.warehouse];
+        let entries = &loc.by_offset[loc.at..];
+        let start = entries[0].offset;
+        let mut end = start + u64::from(entries[0].stored_len);
+        let mut n = 1;
+        for e in &entries[1..] {
+            let e_end = e.offset + u64::from(e.stored_len);
+            if e.offset != end || e_end - start > READ_WINDOW {
+                break;
+            }
+            end = e_end;
+            n += 1;
+        }
+        let data = wh
+            .get_range(&pack_key(&loc.pack), start..end)
+            .map_err(remote_err)?;
+        let mut batch = Vec::with_capacity(n);
+        let mut wanted = None;
+        for e in &entries[..n] {
+            let from = (e.offset - start) as usize;
+            let Some(stored) = data.get(from..from + e.stored_len as usize) else {
+                break;
+            };
+            match decode_chunk(e.chunk, stored) {
+                Ok(plain) => {
+                    batch.push((e.chunk, plain.len() as u32, stored.to_vec()));
+                    if e.chunk == *id {
+                        wanted = Some(plain);
+                    }
+                }
+                Err(_) => {
+                    tracing::error!(chunk = %e.chunk, url = wh.url(), pack = %loc.pack, "chunk from the warehouse does not match its hash: not cached");
+                    if e.chunk == *id {
+                        return Err(ware_store::Error::CorruptChunk(*id));
+                    }
+                }
+            }
+        }
+        self.local.put_chunks(&batch)?;
+        wanted.ok_or(ware_store::Error::CorruptChunk(*id))
+    }
+}
+
+impl BlockSource for ReadThrough {
+    fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
+        match self.local.node(id) {
+            Err(ware_store::Error::NotFound { .. }) => {}
+            other => return other,
+        }
+        let deadline = Instant::now() + self.deadline;
+        let tried = self.state().tried.contains(id);
+        if !tried && self.fetch_ware(id, deadline)? {
+            return self.local.node(id);
+        }
+        self.fetch_node_block(id, deadline)
+    }
+
+    fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+        match self.local.chunk(id) {
+            Err(ware_store::Error::NotFound { .. }) => {}
+            other => return other,
+        }
+        self.fetch_chunk(id, Instant::now() + self.deadline)
+    }
+}

@@ -1,0 +1,386 @@
+//! Moving whole wares between a local store and a warehouse: [`push`] and [`pull`], in the
+//! warehouse layout v1 (docs/FORMAT.md, "Warehouses"; [`ware_store::bundle`]).
+//!
+//! Invariants: push writes every pack and its index before the ware's manifest, so a manifest
+//! never names a missing pack; it uploads no chunk the warehouse's packs already hold, and a
+//! push of a ware already there does nothing. Pull verifies every node and chunk before it
+//! writes it, writes chunks before nodes, and records the ware complete last.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use ware_store::bundle::{
+    MARKER, MARKER_KEY, Manifest, PACK_TARGET, PackBuilder, PackEntry, check_marker, decode_index,
+    decode_manifest, encode_manifest, index_key, pack_key, ware_key,
+};
+use ware_store::chunk::decode_chunk;
+use ware_store::id::{DAG_CBOR, RAW};
+use ware_store::pack::Progress;
+use ware_store::{BlockSink, BlockSource, ChunkId, NodeId, Reader, WareId};
+
+use crate::{BlockHash, Error, Kind, Result, Warehouse};
+
+/// How many packs are uploaded at once.
+const UPLOADERS: usize = 3;
+
+/// What a push did.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PushReport {
+    /// The ware.
+    pub ware: Option<WareId>,
+    /// The warehouse's URL.
+    pub url: String,
+    /// True when the warehouse had the ware already (nothing was written).
+    pub already_there: bool,
+    /// Nodes of the ware.
+    pub nodes: u64,
+    /// Distinct chunks of the ware.
+    pub chunks: u64,
+    /// Chunks uploaded (the others were in the warehouse already).
+    pub new_chunks: u64,
+    /// Bytes uploaded (packs, indexes, manifest or blocks).
+    pub uploaded_bytes: u64,
+}
+
+/// What a pull did.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PullReport {
+    /// The ware.
+    pub ware: Option<WareId>,
+    /// The warehouse's URL.
+    pub url: String,
+    /// Nodes of the ware.
+    pub nodes: u64,
+    /// Distinct chunks of the ware.
+    pub chunks: u64,
+    /// Chunks fetched (the others were in the store already).
+    pub fetched_chunks: u64,
+    /// Bytes fetched.
+    pub fetched_bytes: u64,
+}
+
+fn store_err(e: ware_store::Error) -> Error {
+    e.into()
+}
+
+/// Makes sure the warehouse carries the layout marker (writing it into an empty one).
+pub fn ensure_marker(wh: &dyn Warehouse) -> Result<()> {
+    match wh.get(MARKER_KEY) {
+        Ok(b) => check_marker(&b).map_err(store_err),
+        Err(e) if e.is_not_found() => wh.put(MARKER_KEY, Bytes::from_static(MARKER)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every node of a ware (root first) and its distinct chunks in walk order.
+fn collect(
+    src: &dyn BlockSource,
+    ware: &WareId,
+) -> Result<(Vec<(NodeId, Vec<u8>)>, Vec<(ChunkId, u64)>)> {
+    let mut nodes = Vec::new();
+    let mut chunks = Vec::new();
+    let mut seen = HashSet::new();
+    Reader::new(src)
+        .walk_ware(
+            ware,
+            &mut |id, b| {
+                nodes.push((*id, b.to_vec()));
+                Ok(())
+            },
+            &mut |c| {
+                let id = c.id()?;
+                if seen.insert(id) {
+                    chunks.push((id, c.len()));
+                }
+                Ok(())
+            },
+        )
+        .map_err(store_err)?;
+    Ok((nodes, chunks))
+}
+
+/// The chunks the warehouse's packs hold: chunk → pack name.
+fn known_chunks(wh: &dyn Warehouse) -> Result<HashMap<ChunkId, String>> {
+    let mut known = HashMap::new();
+    for key in wh.list("packs/")? {
+        let Some(name) = key
+            .strip_prefix("packs/")
+            .and_then(|k| k.strip_suffix(".idx"))
+        else {
+            continue;
+        };
+        let entries = fetch_index(wh, name)?;
+        for e in entries {
+            known.entry(e.chunk).or_insert_with(|| name.to_string());
+        }
+    }
+    Ok(known)
+}
+
+/// Fetches and verifies a pack's index.
+pub fn fetch_index(wh: &dyn Warehouse, name: &str) -> Result<Vec<PackEntry>> {
+    let bytes = wh.get(&index_key(name))?;
+    decode_index(name, &bytes).map_err(|e| Error::Corrupt {
+        url: format!("{}/{}", wh.url().trim_end_matches('/'), index_key(name)),
+        why: e.to_string(),
+    })
+}
+
+/// Fetches and verifies a ware's manifest.
+pub fn fetch_manifest(wh: &dyn Warehouse, ware: &WareId) -> Result<Manifest> {
+    let bytes = wh.get(&ware_key(ware))?;
+    decode_manifest(ware, &bytes).map_err(|e| Error::Corrupt {
+        url: format!("{}/{}", wh.url().trim_end_matches('/'), ware_key(ware)),
+        why: e.to_string(),
+    })
+}
+
+/// Uploads what the warehouse lacks of a ware: packs of new chunks, their indexes, then the
+/// manifest (IPFS warehouses: every chunk and node as a block).
+pub fn push(
+    src: &dyn BlockSource,
+    ware: &WareId,
+    wh: &dyn Warehouse,
+    progress: &dyn Progress,
+) -> Result<PushReport> {
+    let mut report = PushReport {
+        ware: Some(*ware),
+        url: wh.url().to_string(),
+        ..PushReport::default()
+    };
+    if matches!(wh.kind(), Kind::IpfsRpc | Kind::IpfsGateway) {
+        return push_blocks(src, ware, wh, progress, report);
+    }
+    ensure_marker(wh)?;
+    if wh.exists(&ware_key(ware))? {
+        report.already_there = true;
+        return Ok(report);
+    }
+    let (nodes, chunks) = collect(src, ware)?;
+    report.nodes = nodes.len() as u64;
+    report.chunks = chunks.len() as u64;
+    let known = known_chunks(wh)?;
+    let mut packs: BTreeSet<String> = BTreeSet::new();
+    let new: Vec<&(ChunkId, u64)> = chunks
+        .iter()
+        .filter(|(id, _)| match known.get(id) {
+            Some(p) => {
+                packs.insert(p.clone());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    progress.total(new.iter().map(|(_, len)| len).sum());
+    report.new_chunks = new.len() as u64;
+
+    // Packs are built here in walk order and uploaded by a few threads.
+    let written = Mutex::new((Vec::<String>::new(), 0u64));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<u8>, Vec<u8>)>(UPLOADERS);
+    let rx = Mutex::new(rx);
+    std::thread::scope(|s| -> Result<()> {
+        let mut workers = Vec::new();
+        for _ in 0..UPLOADERS {
+            workers.push(s.spawn(|| -> Result<()> {
+                loop {
+                    let next = rx.lock().map_err(|_| poisoned())?.recv();
+                    let Ok((name, data, index)) = next else {
+                        return Ok(());
+                    };
+                    let n = (data.len() + index.len()) as u64;
+                    wh.put(&pack_key(&name), Bytes::from(data))?;
+                    // The index last: a pack counts as there only once its index is.
+                    wh.put(&index_key(&name), Bytes::from(index))?;
+                    let mut w = written.lock().map_err(|_| poisoned())?;
+                    w.0.push(name);
+                    w.1 += n;
+                }
+            }));
+        }
+        let build = || -> Result<()> {
+            let mut pack = PackBuilder::new();
+            for (id, len) in &new {
+                let stored = src.stored_chunk(id).map_err(store_err)?;
+                pack.add(*id, &stored);
+                progress.advance(*len);
+                if pack.len() >= PACK_TARGET {
+                    let (name, data, _, index) = std::mem::take(&mut pack).finish();
+                    tx.send((name, data, index)).map_err(|_| upload_failed())?;
+                }
+            }
+            if !pack.is_empty() {
+                let (name, data, _, index) = pack.finish();
+                tx.send((name, data, index)).map_err(|_| upload_failed())?;
+            }
+            Ok(())
+        };
+        let built = build();
+        drop(tx);
+        // An upload error explains a failed send better than the send itself.
+        for w in workers {
+            w.join().map_err(|_| poisoned())??;
+        }
+        built
+    })?;
+    let (names, bytes) = written.into_inner().map_err(|_| poisoned())?;
+    packs.extend(names);
+    report.uploaded_bytes = bytes;
+    let manifest = encode_manifest(&Manifest {
+        ware: *ware,
+        nodes,
+        packs: packs.into_iter().collect(),
+    });
+    report.uploaded_bytes += manifest.len() as u64;
+    wh.put(&ware_key(ware), Bytes::from(manifest))?;
+    Ok(report)
+}
+
+fn poisoned() -> Error {
+    Error::Internal("a push worker panicked".into())
+}
+
+fn upload_failed() -> Error {
+    Error::Internal("the uploaders stopped".into())
+}
+
+/// IPFS: every chunk (raw, uncompressed) and node (dag-cbor) as a block, nodes children-first
+/// is not needed (blocks are independent), the root last so it only appears once all is there.
+fn push_blocks(
+    src: &dyn BlockSource,
+    ware: &WareId,
+    wh: &dyn Warehouse,
+    progress: &dyn Progress,
+    mut report: PushReport,
+) -> Result<PushReport> {
+    let (nodes, chunks) = collect(src, ware)?;
+    report.nodes = nodes.len() as u64;
+    report.chunks = chunks.len() as u64;
+    progress.total(chunks.iter().map(|(_, l)| l).sum());
+    for (id, len) in &chunks {
+        let data = src.chunk(id).map_err(store_err)?;
+        report.uploaded_bytes += data.len() as u64;
+        let cid = wh.put_block(RAW, BlockHash::Blake3, Bytes::from(data))?;
+        if cid != id.to_cid() {
+            return Err(Error::Internal(format!("chunk {id} was stored as {cid}")));
+        }
+        report.new_chunks += 1;
+        progress.advance(*len);
+    }
+    for (id, bytes) in nodes.iter().rev() {
+        report.uploaded_bytes += bytes.len() as u64;
+        let cid = wh.put_block(DAG_CBOR, BlockHash::Blake3, Bytes::from(bytes.clone()))?;
+        if cid != id.0 {
+            return Err(Error::Internal(format!("node {id} was stored as {cid}")));
+        }
+    }
+    Ok(report)
+}
+
+/// Nodes of a manifest as a block source (no chunks), for walking a ware before its nodes are
+/// in the store.
+struct ManifestNodes(HashMap<NodeId, Vec<u8>>);
+
+impl BlockSource for ManifestNodes {
+    fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
+        self.0
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ware_store::Error::NotFound {
+                what: "node (not in the ware's manifest)",
+                id: id.to_string(),
+            })
+    }
+    fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+        Err(ware_store::Error::NotFound {
+            what: "chunk",
+            id: id.to_string(),
+        })
+    }
+}
+
+/// Brings a whole ware into a local store, verified, and records it complete.
+pub fn pull(
+    wh: &dyn Warehouse,
+    ware: &WareId,
+    sink: &dyn BlockSink,
+    progress: &dyn Progress,
+) -> Result<PullReport> {
+    let mut report = PullReport {
+        ware: Some(*ware),
+        url: wh.url().to_string(),
+        ..PullReport::default()
+    };
+    if matches!(wh.kind(), Kind::IpfsRpc | Kind::IpfsGateway) {
+        return Err(Error::Unsupported {
+            url: wh.url().to_string(),
+            what: "pulling a whole ware (mount it lazily instead)",
+        });
+    }
+    let manifest = fetch_manifest(wh, ware)?;
+    let nodes = ManifestNodes(manifest.nodes.iter().cloned().collect());
+    let (_, chunks) = collect(&nodes, ware)?;
+    report.nodes = manifest.nodes.len() as u64;
+    report.chunks = chunks.len() as u64;
+    let lens: HashMap<ChunkId, u64> = chunks.iter().copied().collect();
+    let mut missing: HashSet<ChunkId> = HashSet::new();
+    for (id, _) in &chunks {
+        if !sink.has_chunk(id).map_err(store_err)? {
+            missing.insert(*id);
+        }
+    }
+    progress.total(missing.iter().map(|id| lens[id]).sum());
+    for name in &manifest.packs {
+        let wanted: Vec<PackEntry> = fetch_index(wh, name)?
+            .into_iter()
+            .filter(|e| missing.contains(&e.chunk))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        // The whole pack when most of it is wanted, else one range per chunk.
+        let data = wh.get(&pack_key(name))?;
+        report.fetched_bytes += data.len() as u64;
+        let mut batch = Vec::new();
+        for e in wanted {
+            let stored = slice(&data, &e).ok_or_else(|| Error::Corrupt {
+                url: format!("{}/{}", wh.url().trim_end_matches('/'), pack_key(name)),
+                why: format!("chunk {} lies past the end of the pack", e.chunk),
+            })?;
+            let plain = decode_chunk(e.chunk, stored).map_err(|_| Error::Corrupt {
+                url: format!("{}/{}", wh.url().trim_end_matches('/'), pack_key(name)),
+                why: format!("chunk {} does not match its hash", e.chunk),
+            })?;
+            batch.push((e.chunk, plain.len() as u32, stored.to_vec()));
+            missing.remove(&e.chunk);
+            report.fetched_chunks += 1;
+            progress.advance(plain.len() as u64);
+        }
+        sink.put_chunks(&batch).map_err(store_err)?;
+    }
+    if let Some(id) = missing.iter().next() {
+        return Err(Error::Corrupt {
+            url: format!("{}/{}", wh.url().trim_end_matches('/'), ware_key(ware)),
+            why: format!(
+                "{} chunks of the ware are in none of its packs (first: {id})",
+                missing.len()
+            ),
+        });
+    }
+    // Nodes after every chunk; the record last.
+    sink.put_nodes(&manifest.nodes).map_err(store_err)?;
+    let mut record = Reader::new(&nodes).record(ware).map_err(store_err)?;
+    record.packed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    sink.commit_ware(ware, &record).map_err(store_err)?;
+    Ok(report)
+}
+
+/// The stored bytes of one pack entry, if the pack is long enough.
+pub(crate) fn slice<'a>(data: &'a [u8], e: &PackEntry) -> Option<&'a [u8]> {
+    let start = usize::try_from(e.offset).ok()?;
+    let end = start.checked_add(e.stored_len as usize)?;
+    data.get(start..end)
+}

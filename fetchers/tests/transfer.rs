@@ -1,0 +1,164 @@
+//! Push, pull and the read-through source over a directory warehouse and in-memory stores:
+//! the layout round-trips exactly, nothing is uploaded twice, and damaged warehouse bytes are
+//! refused, never served or cached.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ware_fetchers::read_through::ReadThrough;
+use ware_fetchers::transfer::{pull, push};
+use ware_fetchers::{FetchOptions, Warehouse, open};
+use ware_store::pack::{NoProgress, PackOptions, pack_dir};
+use ware_store::{BlockSource, MemStore, Reader, WareId};
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A tree with big files (several packs' worth), small ones and a subdirectory.
+fn tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("big1"), noise(1, 20 << 20)).unwrap();
+    std::fs::write(dir.join("sub/big2"), noise(2, 5 << 20)).unwrap();
+    std::fs::write(dir.join("sub/small"), b"small\n").unwrap();
+    std::os::unix::fs::symlink("sub/small", dir.join("link")).unwrap();
+}
+
+fn every_file(src: &dyn BlockSource, ware: &WareId) -> Vec<(String, Vec<u8>)> {
+    let r = Reader::new(src);
+    let mut out = Vec::new();
+    for p in ["big1", "sub/big2", "sub/small"] {
+        let e = r.resolve(ware, p.as_bytes()).unwrap();
+        let mut data = Vec::new();
+        r.copy_file(&e, &mut data).unwrap();
+        out.push((p.to_string(), data));
+    }
+    out
+}
+
+fn setup() -> (tempfile::TempDir, MemStore, WareId, Arc<dyn Warehouse>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    tree(&src);
+    let store = MemStore::new();
+    let id = pack_dir(&store, &src, &PackOptions::default(), &NoProgress)
+        .unwrap()
+        .id;
+    let whdir = tmp.path().join("wh");
+    std::fs::create_dir_all(&whdir).unwrap();
+    let wh = open(
+        &format!("file://{}", whdir.display()),
+        &FetchOptions::default(),
+    )
+    .unwrap();
+    (tmp, store, id, wh)
+}
+
+#[test]
+fn push_then_pull_is_exact_and_a_second_push_uploads_nothing() {
+    let (_tmp, store, id, wh) = setup();
+    let first = push(&store, &id, &*wh, &NoProgress).unwrap();
+    assert!(!first.already_there);
+    assert!(first.new_chunks > 0);
+    // Twice as many bytes as the tree is big would mean a chunk went up twice.
+    assert!(first.uploaded_bytes < 27 << 20, "{first:?}");
+    let again = push(&store, &id, &*wh, &NoProgress).unwrap();
+    assert!(again.already_there);
+    assert_eq!(again.uploaded_bytes, 0);
+
+    let fresh = MemStore::new();
+    let report = pull(&*wh, &id, &fresh, &NoProgress).unwrap();
+    assert_eq!(report.fetched_chunks, first.new_chunks);
+    assert_eq!(fresh.wares(), vec![id]);
+    assert_eq!(every_file(&fresh, &id), every_file(&store, &id));
+}
+
+#[test]
+fn a_ware_sharing_chunks_uploads_only_its_new_ones() {
+    let (tmp, store, id, wh) = setup();
+    push(&store, &id, &*wh, &NoProgress).unwrap();
+    // The same big files plus one new small file: only that one is new.
+    let src2 = tmp.path().join("src2");
+    tree(&src2);
+    std::fs::write(src2.join("new"), noise(9, 100_000)).unwrap();
+    let id2 = pack_dir(&store, &src2, &PackOptions::default(), &NoProgress)
+        .unwrap()
+        .id;
+    let r = push(&store, &id2, &*wh, &NoProgress).unwrap();
+    assert!(r.new_chunks <= 3, "{r:?}");
+    let fresh = MemStore::new();
+    pull(&*wh, &id2, &fresh, &NoProgress).unwrap();
+    assert_eq!(every_file(&fresh, &id2), every_file(&store, &id2));
+}
+
+#[test]
+fn read_through_fetches_lazily_and_caches_verified_bytes() {
+    let (_tmp, store, id, wh) = setup();
+    push(&store, &id, &*wh, &NoProgress).unwrap();
+    let cache = Arc::new(MemStore::new());
+    let rt = ReadThrough::new(cache.clone(), vec![wh.clone()], Duration::from_secs(5));
+    // The root alone brings every node of the ware, and no chunk yet.
+    Reader::new(&rt).root(&id).unwrap();
+    assert_eq!(cache.chunk_count(), 0);
+    let e = Reader::new(&rt).resolve(&id, b"sub/small").unwrap();
+    let mut small = Vec::new();
+    Reader::new(&rt).copy_file(&e, &mut small).unwrap();
+    assert_eq!(small, b"small\n");
+    assert_eq!(every_file(&rt, &id), every_file(&store, &id));
+    // Everything read is now local.
+    assert_eq!(every_file(&*cache, &id), every_file(&store, &id));
+    // An unknown ID is simply not there.
+    let absent: WareId = "bafyr4iekilryssxdbgvpocfyobuwk4fp42b6rr3adj5nd33ko3zwdpatia"
+        .parse()
+        .unwrap();
+    assert!(Reader::new(&rt).root(&absent).unwrap_err().is_not_found());
+}
+
+#[test]
+fn damaged_packs_are_refused_never_served_nor_cached() {
+    let (tmp, store, id, wh) = setup();
+    push(&store, &id, &*wh, &NoProgress).unwrap();
+    // Flip one byte in the middle of every pack.
+    for e in std::fs::read_dir(tmp.path().join("wh/packs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "pack") {
+            let mut b = std::fs::read(&p).unwrap();
+            let mid = b.len() / 2;
+            b[mid] ^= 0x20;
+            std::fs::write(&p, b).unwrap();
+        }
+    }
+    let cache = Arc::new(MemStore::new());
+    let rt = ReadThrough::new(cache.clone(), vec![wh.clone()], Duration::from_secs(5));
+    let r = Reader::new(&rt);
+    let mut failed = 0;
+    for p in ["big1", "sub/big2"] {
+        let e = r.resolve(&id, p.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        if r.copy_file(&e, &mut out).is_err() {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "a damaged pack was read without error");
+    // Whatever was cached matches its hash: each chunk is either absent or verifies.
+    for p in ["big1", "sub/big2"] {
+        let e = Reader::new(&*cache).resolve(&id, p.as_bytes()).unwrap();
+        for c in Reader::new(&*cache).chunks(&e).unwrap() {
+            match cache.chunk(&c.id().unwrap()) {
+                Ok(_) => {}
+                Err(e) => assert!(e.is_not_found(), "{p}: a bad chunk was cached: {e}"),
+            }
+        }
+    }
+    // A pull refuses the damaged pack outright.
+    assert!(pull(&*wh, &id, &MemStore::new(), &NoProgress).is_err());
+}
