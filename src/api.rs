@@ -100,9 +100,13 @@ impl RemoteOptions {
         }
     }
 
-    /// Opens the warehouses, naming the URL at fault.
+    /// Opens the warehouses, naming the URL at fault. Each gets an equal share of the read
+    /// deadline, so a dead first warehouse still leaves time to fail over to the next.
     pub fn open(&self) -> Result<Vec<Arc<dyn Warehouse>>> {
-        let opts = self.fetch_options();
+        let mut opts = self.fetch_options();
+        let n = self.warehouses.len().max(1) as u32;
+        opts.deadline /= n;
+        opts.request_timeout = opts.request_timeout.min(opts.deadline);
         self.warehouses
             .iter()
             .map(|u| ware_fetchers::open(u, &opts).with_context(|| format!("warehouse {u}")))

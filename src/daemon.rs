@@ -413,10 +413,10 @@ impl Daemon {
                 remote.open()?,
                 Duration::from_millis(remote.read_deadline_ms.max(1)),
             );
-            if let MountWhat::Ware(id) = &what {
-                if self.store.ware(id)?.is_none() {
-                    rt.prepare(id)?;
-                }
+            if let MountWhat::Ware(id) = &what
+                && self.store.ware(id)?.is_none()
+            {
+                rt.prepare(id)?;
             }
             Arc::new(rt)
         };

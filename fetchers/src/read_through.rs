@@ -196,10 +196,27 @@ impl ReadThrough {
     fn fetch_chunk(&self, id: &ChunkId, deadline: Instant) -> ware_store::Result<Vec<u8>> {
         let loc = self.state().chunks.get(id).cloned();
         if let Some(loc) = loc {
-            match self.read_window(id, &loc) {
-                Ok(data) => return Ok(data),
-                Err(e) => {
-                    tracing::warn!(chunk = %id, url = self.warehouses[loc.warehouse].url(), "{e}")
+            // The warehouse the ware's manifest came from first, then the other object
+            // warehouses: a pack is named by its index's hash, so the same name is the same
+            // pack wherever it is.
+            let order =
+                std::iter::once(loc.warehouse)
+                    .chain((0..self.warehouses.len()).filter(|&i| {
+                        i != loc.warehouse && self.warehouses[i].kind().has_objects()
+                    }));
+            for i in order {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let at = Location {
+                    warehouse: i,
+                    ..loc.clone()
+                };
+                match self.read_window(id, &at) {
+                    Ok(data) => return Ok(data),
+                    Err(e) => {
+                        tracing::warn!(chunk = %id, url = self.warehouses[i].url(), "{e}")
+                    }
                 }
             }
         }
@@ -283,7 +300,12 @@ impl BlockSource for ReadThrough {
         if !tried && self.fetch_ware(id, deadline)? {
             return self.local.node(id);
         }
-        self.fetch_node_block(id, deadline)
+        let block = self.fetch_node_block(id, deadline)?;
+        // A ware's root, fetched block by block (IPFS): the ware is now partly cached.
+        if ware_store::node::RootNode::decode(id, &block).is_ok() {
+            self.local.note_partial(id)?;
+        }
+        Ok(block)
     }
 
     fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {

@@ -6,6 +6,9 @@
 //! push of a ware already there does nothing. Pull verifies every node and chunk before it
 //! writes it, writes chunks before nodes, and records the ware complete last.
 
+// Store errors travel as they are (BlockSource is the store's trait): their size is not ours.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -15,14 +18,16 @@ use ware_store::bundle::{
     decode_manifest, encode_manifest, index_key, pack_key, ware_key,
 };
 use ware_store::chunk::decode_chunk;
-use ware_store::id::{DAG_CBOR, RAW};
 use ware_store::pack::Progress;
 use ware_store::{BlockSink, BlockSource, ChunkId, NodeId, Reader, WareId};
 
-use crate::{BlockHash, Error, Kind, Result, Warehouse};
+use crate::{Error, Kind, Result, Warehouse};
 
 /// How many packs are uploaded at once.
 const UPLOADERS: usize = 3;
+
+/// Bytes of blocks per CAR imported into an IPFS node.
+const CAR_TARGET: usize = 32 << 20;
 
 /// What a push did.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -73,11 +78,11 @@ pub fn ensure_marker(wh: &dyn Warehouse) -> Result<()> {
     }
 }
 
-/// Every node of a ware (root first) and its distinct chunks in walk order.
-fn collect(
-    src: &dyn BlockSource,
-    ware: &WareId,
-) -> Result<(Vec<(NodeId, Vec<u8>)>, Vec<(ChunkId, u64)>)> {
+/// Every node of a ware (root first) with its bytes, and its distinct chunks with their
+/// lengths, in walk order.
+type Walked = (Vec<(NodeId, Vec<u8>)>, Vec<(ChunkId, u64)>);
+
+fn collect(src: &dyn BlockSource, ware: &WareId) -> Result<Walked> {
     let mut nodes = Vec::new();
     let mut chunks = Vec::new();
     let mut seen = HashSet::new();
@@ -244,8 +249,10 @@ fn upload_failed() -> Error {
     Error::Internal("the uploaders stopped".into())
 }
 
-/// IPFS: every chunk (raw, uncompressed) and node (dag-cbor) as a block, nodes children-first
-/// is not needed (blocks are independent), the root last so it only appears once all is there.
+/// IPFS: every chunk (raw, uncompressed) and node (dag-cbor) as a block, imported as CARs of
+/// up to [`CAR_TARGET`] bytes (one request each: nodes refuse BLAKE3 on `block/put`, and one
+/// request per block would be thousands); the root comes in the last CAR, after everything
+/// it names, and is read back to check the import.
 fn push_blocks(
     src: &dyn BlockSource,
     ware: &WareId,
@@ -257,22 +264,39 @@ fn push_blocks(
     report.nodes = nodes.len() as u64;
     report.chunks = chunks.len() as u64;
     progress.total(chunks.iter().map(|(_, l)| l).sum());
+    let mut batch: Vec<(cid::Cid, Vec<u8>)> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let flush = |batch: &mut Vec<(cid::Cid, Vec<u8>)>, root: cid::Cid| -> Result<u64> {
+        let blocks: Vec<(cid::Cid, &[u8])> = batch.iter().map(|(c, b)| (*c, &b[..])).collect();
+        let car = crate::car_v1(&[root], &blocks);
+        let n = car.len() as u64;
+        wh.put_car(car)?;
+        batch.clear();
+        Ok(n)
+    };
     for (id, len) in &chunks {
         let data = src.chunk(id).map_err(store_err)?;
-        report.uploaded_bytes += data.len() as u64;
-        let cid = wh.put_block(RAW, BlockHash::Blake3, Bytes::from(data))?;
-        if cid != id.to_cid() {
-            return Err(Error::Internal(format!("chunk {id} was stored as {cid}")));
-        }
+        batch_bytes += data.len();
+        batch.push((id.to_cid(), data));
         report.new_chunks += 1;
         progress.advance(*len);
-    }
-    for (id, bytes) in nodes.iter().rev() {
-        report.uploaded_bytes += bytes.len() as u64;
-        let cid = wh.put_block(DAG_CBOR, BlockHash::Blake3, Bytes::from(bytes.clone()))?;
-        if cid != id.0 {
-            return Err(Error::Internal(format!("node {id} was stored as {cid}")));
+        if batch_bytes >= CAR_TARGET {
+            let root = batch[0].0;
+            report.uploaded_bytes += flush(&mut batch, root)?;
+            batch_bytes = 0;
         }
+    }
+    // Nodes children-last in the walk, so reversed: the root is the very last block.
+    for (id, bytes) in nodes.iter().rev() {
+        batch.push((id.0, bytes.clone()));
+    }
+    report.uploaded_bytes += flush(&mut batch, ware.0)?;
+    let back = wh.get_block(&ware.0)?;
+    if !ware.matches(&back) {
+        return Err(Error::Internal(format!(
+            "{}: the ware's root {ware} did not come back after the import",
+            wh.url()
+        )));
     }
     Ok(report)
 }

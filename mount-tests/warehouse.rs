@@ -1,0 +1,250 @@
+//! Warehouses end to end through the `ware` binary, each kind against its real server on
+//! 127.0.0.1 (a directory, nginx, s3s-fs, a js-ipfs node): push, pull into a fresh store, and a
+//! lazy mount into a fresh store compared byte for byte and entry for entry with the source;
+//! only what is read is fetched; a dead warehouse gives EIO within the read deadline while what
+//! is cached keeps working; a warehouse serving wrong bytes is never believed.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../fetchers/tests/harness/mod.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A tree with a file of several packs' worth, small files, a symlink, a hardlink and an
+/// empty directory.
+fn source(w: &Ware) -> PathBuf {
+    let src = w.path("src");
+    std::fs::create_dir_all(src.join("sub/empty")).unwrap();
+    std::fs::write(src.join("big"), noise(1, 24 << 20)).unwrap();
+    std::fs::write(src.join("sub/mid"), noise(2, 3 << 20)).unwrap();
+    std::fs::write(src.join("sub/small"), b"small\n").unwrap();
+    std::fs::hard_link(src.join("sub/small"), src.join("small-link")).unwrap();
+    std::os::unix::fs::symlink("sub/small", src.join("sym")).unwrap();
+    src
+}
+
+fn can_mount() -> bool {
+    require(
+        is_root() && Path::new("/dev/fuse").exists(),
+        "warehouse mount tests need root and /dev/fuse",
+    )
+}
+
+/// `ware` on the store of `w` (each `Ware` stops its daemon when dropped, also when a test
+/// fails), with extra environment.
+fn ware_at(w: &Ware, env: &[(&str, String)]) -> Command {
+    let mut c = w.command();
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+fn ok(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn stats(w: &Ware) -> serde_json::Value {
+    let mut c = ware_at(w, &[]);
+    c.args(["--json", "stats"]);
+    serde_json::from_str(&ok(c)).unwrap()
+}
+
+/// Push to `push_url`, then in fresh stores: pull from `read_url` (object warehouses), and
+/// mount lazily from it.
+fn round_trip(push_url: &str, read_url: &str, env: &[(&str, String)], objects: bool) {
+    let w = Ware::new();
+    let src = source(&w);
+    let id = w.pack(&src);
+    let mut c = ware_at(&w, env);
+    c.args(["push", &id, push_url]);
+    ok(c);
+    if objects {
+        // Pushing again uploads nothing.
+        let mut c = ware_at(&w, env);
+        c.args(["--json", "push", &id, push_url]);
+        let again: serde_json::Value = serde_json::from_str(&ok(c)).unwrap();
+        assert_eq!(again["uploaded_bytes"], 0, "{again}");
+
+        let pulled = Ware::new();
+        let mut c = ware_at(&pulled, env);
+        c.args(["pull", &id, read_url]);
+        ok(c);
+        let out = pulled.path("copy");
+        let mut c = ware_at(&pulled, env);
+        c.arg("unpack").arg(&id).arg(&out);
+        ok(c);
+        assert_same(
+            &snapshot(&src, false, true, &[]),
+            &snapshot(&out, false, true, &[]),
+        );
+        assert_eq!(stats(&pulled)["wares"], 1);
+        let mut c = ware_at(&pulled, env);
+        c.arg("fsck");
+        ok(c);
+    }
+
+    if !can_mount() {
+        return;
+    }
+    let lazy = Ware::new();
+    let mnt = lazy.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mut c = ware_at(&lazy, env);
+    c.args(["--warehouse", read_url, "mount", &id]).arg(&mnt);
+    ok(c);
+    // Mounted, with its whole tree listed, and not a chunk fetched yet.
+    assert_eq!(std::fs::read(mnt.join("sub/small")).unwrap(), b"small\n");
+    let s = stats(&lazy);
+    assert_eq!(s["partial_wares"], 1, "{s}");
+    assert_eq!(s["chunks"], 0, "chunks fetched before any was read: {s}");
+    // Reading one file fetches that file (and a bounded window), not the big one.
+    assert_eq!(
+        std::fs::read(mnt.join("sub/mid")).unwrap(),
+        noise(2, 3 << 20)
+    );
+    let s = stats(&lazy);
+    assert!(
+        s["chunk_bytes"].as_u64().unwrap() < 8 << 20,
+        "reading a 3 MiB file fetched {} bytes",
+        s["chunk_bytes"]
+    );
+    // Everything, entry for entry.
+    assert_same(
+        &snapshot(&src, false, true, &[]),
+        &snapshot(&mnt, false, true, &[]),
+    );
+    let mut c = ware_at(&lazy, env);
+    c.arg("umount").arg(&mnt);
+    ok(c);
+    // The store is clean, the ware still partial (its pieces are all there now, though).
+    let mut c = ware_at(&lazy, env);
+    c.arg("fsck");
+    ok(c);
+}
+
+#[test]
+fn directory_warehouse() {
+    let w = Ware::new();
+    let dir = w.path("warehouse");
+    let url = format!("file://{}", dir.display());
+    round_trip(&url, &url, &[], true);
+}
+
+#[test]
+fn http_warehouse_served_by_nginx() {
+    let nginx = match harness::Nginx::start() {
+        Ok(n) => n,
+        Err(e) => return harness::skip("nginx", &e),
+    };
+    let push = format!("file://{}", nginx.root().display());
+    let read = format!("http://{}", nginx.addr);
+    round_trip(&push, &read, &[], true);
+}
+
+#[test]
+fn s3_warehouse_served_by_s3s_fs() {
+    let s3 = match harness::S3s::start() {
+        Ok(s) => s,
+        Err(e) => return harness::skip("s3s-fs", &e),
+    };
+    let url = format!(
+        "s3://{}/some/prefix?endpoint=http://{}&region=us-east-1",
+        harness::S3_BUCKET,
+        s3.addr
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", harness::S3_ACCESS_KEY.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", harness::S3_SECRET_KEY.to_string()),
+    ];
+    round_trip(&url, &url, &env, true);
+}
+
+#[test]
+fn ipfs_node_warehouse() {
+    let node = match harness::JsIpfs::start() {
+        Ok(n) => n,
+        Err(e) => return harness::skip("js-ipfs", &e),
+    };
+    let url = format!("ipfs+http://{}", node.api);
+    // An IPFS node holds blocks, not whole-ware manifests: push, then mount lazily block by
+    // block (pull is for object warehouses).
+    round_trip(&url, &url, &[], false);
+}
+
+/// A dead warehouse: reads of what is not cached fail with EIO within the deadline, what is
+/// cached keeps working; a warehouse that serves wrong bytes is refused and the next one used.
+#[test]
+fn dead_and_lying_warehouses() {
+    if !can_mount() {
+        return;
+    }
+    let nginx = match harness::Nginx::start() {
+        Ok(n) => n,
+        Err(e) => return harness::skip("nginx", &e),
+    };
+    let w = Ware::new();
+    let src = source(&w);
+    let id = w.pack(&src);
+    let push = format!("file://{}", nginx.root().display());
+    w.ok(["push", &id, &push]);
+
+    // A proxy that flips bytes in every answer, listed before the honest server.
+    let big = noise(1, 24 << 20);
+    let lying = harness::Proxy::start(
+        nginx.addr,
+        harness::Fault::Replace(big[1000..1008].to_vec(), b"XXXXXXXX".to_vec()),
+    );
+    let lazy = Ware::new();
+    let mnt = lazy.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mut c = ware_at(&lazy, &[]);
+    c.args([
+        "--read-deadline",
+        "4",
+        "--warehouse",
+        &format!("http://{}", lying.addr),
+        "--warehouse",
+        &format!("http://{}", nginx.addr),
+        "mount",
+        &id,
+    ])
+    .arg(&mnt);
+    ok(c);
+    assert_eq!(
+        std::fs::read(mnt.join("big")).unwrap(),
+        big,
+        "wrong bytes served"
+    );
+    let log = std::fs::read_to_string(lazy.store().join("daemon.log")).unwrap();
+    assert!(
+        log.contains(&lying.addr.to_string()),
+        "the daemon log does not name the lying warehouse:\n{log}"
+    );
+
+    // Now the only warehouse dies: the cached file still reads, the rest fails fast.
+    drop(nginx);
+    drop(lying);
+    assert_eq!(std::fs::read(mnt.join("big")).unwrap(), big);
+    let started = Instant::now();
+    let err = std::fs::read(mnt.join("sub/mid")).expect_err("read from a dead warehouse");
+    assert_eq!(err.raw_os_error(), Some(5), "expected EIO, got {err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a read of a dead warehouse took {:?}",
+        started.elapsed()
+    );
+}
