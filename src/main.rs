@@ -833,10 +833,14 @@ fn raise_fd_limit() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The daemon logs what it serves (to its log file); commands only warn.
+    // The daemon logs what it serves (to its log file); commands only warn. Commands end
+    // quietly when their reader goes away (`ware ls | head`); the daemon must not.
     let default_level = match cli.command {
         Command::Daemon(DaemonCommand::Run { .. }) => "info",
-        _ => "warn",
+        _ => {
+            ware_exec::default_sigpipe();
+            "warn"
+        }
     };
     tracing_subscriber::fmt()
         .with_env_filter(

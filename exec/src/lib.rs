@@ -40,6 +40,17 @@ pub fn close_inherited_fds() -> io::Result<()> {
     Ok(())
 }
 
+/// Restores the default action of SIGPIPE (terminate), as command-line tools have it: a
+/// command whose reader went away (`ware stats | head -1`) ends quietly instead of failing on
+/// its next write. Rust ignores SIGPIPE by default; long-lived servers (the daemon) keep that.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler and touches no
+    // memory of this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
