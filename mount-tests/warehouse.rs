@@ -248,3 +248,40 @@ fn dead_and_lying_warehouses() {
         started.elapsed()
     );
 }
+
+/// The whole-store mount shows a ware only a warehouse holds, on first lookup of its ID.
+#[test]
+fn the_whole_store_mount_shows_wares_only_a_warehouse_holds() {
+    if !can_mount() {
+        return;
+    }
+    let w = Ware::new();
+    let src = source(&w);
+    let id = w.pack(&src);
+    let url = format!("file://{}", w.path("warehouse").display());
+    w.ok(["push", &id, &url]);
+    let fresh = Ware::new();
+    let all = fresh.path("all");
+    std::fs::create_dir_all(&all).unwrap();
+    let mut c = ware_at(&fresh, &[]);
+    c.args(["--warehouse", &url, "mount", "--all"]).arg(&all);
+    ok(c);
+    // Not listed (the store does not hold it), but there on lookup.
+    let listed: Vec<_> = std::fs::read_dir(&all)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !listed.iter().any(|n| n.to_string_lossy() == id),
+        "{listed:?}"
+    );
+    assert_eq!(
+        std::fs::read(all.join(&id).join("sub/mid")).unwrap(),
+        noise(2, 3 << 20)
+    );
+    // An ID no warehouse holds is simply not there.
+    assert!(
+        !all.join("bafyr4iekilryssxdbgvpocfyobuwk4fp42b6rr3adj5nd33ko3zwdpatia")
+            .exists()
+    );
+}
