@@ -54,11 +54,24 @@ struct State {
 
 /// Local store first, warehouses second.
 pub struct ReadThrough {
+    inner: Arc<Inner>,
+    /// Background fetches asked for by [`BlockSource::prefetch`], started on first use.
+    prefetch: Mutex<Option<std::sync::mpsc::SyncSender<(ChunkId, Location)>>>,
+}
+
+struct Inner {
     local: Arc<dyn LocalCache>,
     warehouses: Vec<Arc<dyn Warehouse>>,
     deadline: Duration,
     state: Mutex<State>,
+    /// Chunks a prefetch worker is fetching (with their window).
+    inflight: Mutex<HashSet<ChunkId>>,
 }
+
+/// Threads fetching prefetched windows, per source.
+const PREFETCHERS: usize = 4;
+/// Windows waiting for a prefetch thread; more are dropped (a hint, not a promise).
+const PREFETCH_QUEUE: usize = 32;
 
 fn not_found(what: &'static str, id: String) -> ware_store::Error {
     ware_store::Error::NotFound { what, id }
@@ -78,21 +91,65 @@ impl ReadThrough {
         deadline: Duration,
     ) -> ReadThrough {
         ReadThrough {
-            local,
-            warehouses,
-            deadline,
-            state: Mutex::new(State::default()),
+            inner: Arc::new(Inner {
+                local,
+                warehouses,
+                deadline,
+                state: Mutex::new(State::default()),
+                inflight: Mutex::new(HashSet::new()),
+            }),
+            prefetch: Mutex::new(None),
         }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes a ware readable: fetches its manifest and pack indexes unless the store holds the
     /// ware complete. Call it before mounting a ware that may be remote or partly cached;
     /// returns whether a warehouse had it.
     pub fn prepare(&self, ware: &WareId) -> ware_store::Result<bool> {
+        self.inner.prepare(ware)
+    }
+
+    /// The queue of the prefetch threads, started on first use.
+    fn prefetch_queue(&self) -> Option<std::sync::mpsc::SyncSender<(ChunkId, Location)>> {
+        let mut q = self.prefetch.lock().unwrap_or_else(|p| p.into_inner());
+        if q.is_none() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(ChunkId, Location)>(PREFETCH_QUEUE);
+            let rx = Arc::new(Mutex::new(rx));
+            for n in 0..PREFETCHERS {
+                let (inner, rx) = (self.inner.clone(), rx.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("ware-prefetch-{n}"))
+                    .spawn(move || {
+                        loop {
+                            let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok((id, loc)) = job else { return };
+                            if let Err(e) = inner.read_window(&id, &loc) {
+                                tracing::debug!(chunk = %id, "prefetch: {e}");
+                            }
+                            let mut inflight =
+                                inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                            for e in inner.window(&loc) {
+                                inflight.remove(&e.chunk);
+                            }
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start a prefetch thread: {e}");
+                    return None;
+                }
+            }
+            *q = Some(tx);
+        }
+        q.clone()
+    }
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn prepare(&self, ware: &WareId) -> ware_store::Result<bool> {
         if self.state().tried.contains(ware) {
             return Ok(true);
         }
@@ -243,28 +300,43 @@ impl ReadThrough {
         Err(not_found("chunk", id.to_string()))
     }
 
-    /// Reads the chunk and its followers in the pack (up to [`READ_WINDOW`]), verifies and
-    /// caches each, and returns the one asked for.
-    fn read_window(&self, id: &ChunkId, loc: &Location) -> ware_store::Result<Vec<u8>> {
-        let wh = &self.warehouses[loc.warehouse];
-        let entries = &loc.by_offset[loc.at..];
-        let start = entries[0].offset;
-        let mut end = start + u64::from(entries[0].stored_len);
+    /// The pack entries read together with the one at `loc`: it and those that follow it
+    /// back to back, up to [`READ_WINDOW`] bytes.
+    fn window<'a>(&self, loc: &'a Location) -> &'a [PackEntry] {
+        let entries = loc.by_offset.get(loc.at..).unwrap_or_default();
+        let Some(first) = entries.first() else {
+            return entries;
+        };
+        let start = first.offset;
+        let mut end = start.saturating_add(u64::from(first.stored_len));
         let mut n = 1;
         for e in &entries[1..] {
-            let e_end = e.offset + u64::from(e.stored_len);
+            let e_end = e.offset.saturating_add(u64::from(e.stored_len));
             if e.offset != end || e_end - start > READ_WINDOW {
                 break;
             }
             end = e_end;
             n += 1;
         }
+        &entries[..n]
+    }
+
+    /// Reads the chunk and its followers in the pack (up to [`READ_WINDOW`]), verifies and
+    /// caches each, and returns the one asked for.
+    fn read_window(&self, id: &ChunkId, loc: &Location) -> ware_store::Result<Vec<u8>> {
+        let wh = &self.warehouses[loc.warehouse];
+        let entries = self.window(loc);
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Err(ware_store::Error::CorruptChunk(*id));
+        };
+        let start = first.offset;
+        let end = last.offset.saturating_add(u64::from(last.stored_len));
         let data = wh
             .get_range(&pack_key(&loc.pack), start..end)
             .map_err(remote_err)?;
-        let mut batch = Vec::with_capacity(n);
+        let mut batch = Vec::with_capacity(entries.len());
         let mut wanted = None;
-        for e in &entries[..n] {
+        for e in entries {
             let from = (e.offset - start) as usize;
             let Some(stored) = data.get(from..from + e.stored_len as usize) else {
                 break;
@@ -290,6 +362,60 @@ impl ReadThrough {
 }
 
 impl BlockSource for ReadThrough {
+    fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
+        self.inner.node(id)
+    }
+
+    fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+        self.inner.chunk(id)
+    }
+
+    fn prefetch(&self, ids: &[ChunkId]) {
+        let mut jobs = Vec::new();
+        {
+            let state = self.inner.state();
+            let mut inflight = self
+                .inner
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                if inflight.contains(id) || self.inner.local.has_chunk(id).unwrap_or(true) {
+                    continue;
+                }
+                let Some(loc) = state.chunks.get(id) else {
+                    continue;
+                };
+                // The whole window goes in one request: mark it all as on its way.
+                for e in self.inner.window(loc) {
+                    inflight.insert(e.chunk);
+                }
+                jobs.push((*id, loc.clone()));
+            }
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        let Some(q) = self.prefetch_queue() else {
+            return;
+        };
+        for (id, loc) in jobs {
+            if q.try_send((id, loc.clone())).is_err() {
+                // Queue full: forget the hint, and let the chunks be fetched when read.
+                let mut inflight = self
+                    .inner
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for e in self.inner.window(&loc) {
+                    inflight.remove(&e.chunk);
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
     fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
         match self.local.node(id) {
             Err(ware_store::Error::NotFound { .. }) => {}

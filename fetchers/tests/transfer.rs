@@ -162,3 +162,42 @@ fn damaged_packs_are_refused_never_served_nor_cached() {
     // A pull refuses the damaged pack outright.
     assert!(pull(&*wh, &id, &MemStore::new(), &NoProgress).is_err());
 }
+
+#[test]
+fn prefetch_brings_chunks_in_the_background() {
+    let (_tmp, store, id, wh) = setup();
+    push(&store, &id, &*wh, &NoProgress).unwrap();
+    let cache = Arc::new(MemStore::new());
+    let rt = ReadThrough::new(cache.clone(), vec![wh.clone()], Duration::from_secs(5));
+    let e = Reader::new(&rt).resolve(&id, b"big1").unwrap();
+    let ids: Vec<_> = Reader::new(&rt)
+        .chunks(&e)
+        .unwrap()
+        .iter()
+        .take(40)
+        .map(|c| c.id().unwrap())
+        .collect();
+    assert_eq!(cache.chunk_count(), 0);
+    rt.prefetch(&ids);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ids.iter().any(|c| cache.chunk(c).is_err()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prefetch never brought the chunks"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // They are the right bytes: the file reads back from the cache alone.
+    let mut data = Vec::new();
+    let first: u64 = Reader::new(&*cache)
+        .chunks(&e)
+        .unwrap()
+        .iter()
+        .take(40)
+        .map(|c| c.len())
+        .sum();
+    for c in Reader::new(&*cache).chunks(&e).unwrap().iter().take(40) {
+        data.extend(cache.chunk(&c.id().unwrap()).unwrap());
+    }
+    assert_eq!(data, noise(1, 20 << 20)[..first as usize]);
+}

@@ -22,6 +22,9 @@ pub trait BlockSource: Send + Sync {
     fn stored_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
         Ok(crate::chunk::encode_chunk(&self.chunk(id)?))
     }
+    /// A hint: these chunks will be read soon. A source that fetches from far away may start
+    /// now, in the background; it never blocks and never fails. Local sources ignore it.
+    fn prefetch(&self, _ids: &[ChunkId]) {}
 }
 
 /// What a pack records about a finished ware.

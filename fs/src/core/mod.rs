@@ -32,6 +32,10 @@ const NAMES: &[u8] = b"names";
 /// Budget of the decoded directory node cache, in encoded bytes.
 const DIR_CACHE_BYTES: u64 = 32 << 20;
 
+/// How far ahead of a read (or from the start of an opened file) the source is told to
+/// prefetch.
+const PREFETCH_BYTES: u64 = 4 << 20;
+
 /// Why a request failed; [`Fault::errno`] is the one place it becomes an errno.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -610,6 +614,10 @@ impl Core {
                 }
             }
         };
+        if let Some(m) = &chunk_map {
+            // Opening a file is a strong hint that its start will be read.
+            self.prefetch(m, 0);
+        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(
             fh,
@@ -643,6 +651,8 @@ impl Core {
             return Ok(ReadData::Owned(Vec::new()));
         }
         let mut i = map.ends.partition_point(|&e| e <= offset);
+        // Reads tend to go on where they stop: ask for what follows.
+        self.prefetch(&map, end);
         if i < map.chunks.len() && end <= map.ends[i] {
             // Within one chunk (the common case): answer from the cached chunk, no copy.
             let data = self.chunk(&node, ware, &map.chunks[i])?;
@@ -662,6 +672,19 @@ impl Core {
             i += 1;
         }
         Ok(ReadData::Owned(out))
+    }
+
+    /// Hints the source about the chunks of up to [`PREFETCH_BYTES`] from `from` on.
+    fn prefetch(&self, map: &ChunkMap, from: u64) {
+        let first = map.ends.partition_point(|&e| e <= from);
+        let limit = from.saturating_add(PREFETCH_BYTES);
+        let ids: Vec<ChunkId> = (first..map.chunks.len())
+            .take_while(|&i| map.start(i) < limit)
+            .filter_map(|i| map.chunks[i].id().ok())
+            .collect();
+        if !ids.is_empty() {
+            self.src.prefetch(&ids);
+        }
     }
 
     pub(crate) fn release(&self, fh: u64) {
