@@ -79,7 +79,7 @@ fn not_found(what: &'static str, id: String) -> ware_store::Error {
 
 fn remote_err(e: crate::Error) -> ware_store::Error {
     // A remote that fails is an I/O failure of this read (EIO), not corruption of the store.
-    ware_store::Error::io("<warehouse>", std::io::Error::other(e.to_string()))
+    ware_store::Error::Remote(e.to_string())
 }
 
 impl ReadThrough {

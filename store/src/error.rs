@@ -84,6 +84,10 @@ pub enum Error {
     /// The database reported an error.
     #[error("store database: {0}")]
     Db(String),
+    /// A remote source (a warehouse) could not deliver in time or at all: the message names
+    /// the URL and what failed.
+    #[error("{0}")]
+    Remote(String),
     /// An I/O error, with the path it happened on.
     #[error("{path}: {source}")]
     Io {
