@@ -183,11 +183,15 @@ pub fn push(
     // Packs are built here in walk order and uploaded by a few threads.
     let written = Mutex::new((Vec::<String>::new(), 0u64));
     let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<u8>, Vec<u8>)>(UPLOADERS);
-    let rx = Mutex::new(rx);
+    // The workers own the receiver: when the last one stops (on an upload error), sends fail
+    // at once instead of waiting forever on a full queue.
+    let rx = std::sync::Arc::new(Mutex::new(rx));
     std::thread::scope(|s| -> Result<()> {
         let mut workers = Vec::new();
         for _ in 0..UPLOADERS {
-            workers.push(s.spawn(|| -> Result<()> {
+            let rx = rx.clone();
+            let written = &written;
+            workers.push(s.spawn(move || -> Result<()> {
                 loop {
                     let next = rx.lock().map_err(|_| poisoned())?.recv();
                     let Ok((name, data, index)) = next else {
@@ -203,6 +207,7 @@ pub fn push(
                 }
             }));
         }
+        drop(rx);
         let build = || -> Result<()> {
             let mut pack = PackBuilder::new();
             for (id, len) in &new {

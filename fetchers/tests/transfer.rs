@@ -201,3 +201,39 @@ fn prefetch_brings_chunks_in_the_background() {
     }
     assert_eq!(data, noise(1, 20 << 20)[..first as usize]);
 }
+
+/// A warehouse that fills up: push fails with the error, it does not hang.
+#[test]
+fn push_to_a_full_warehouse_fails_instead_of_hanging() {
+    if !rustix::process::geteuid().is_root() {
+        assert!(std::env::var("CI").is_err(), "needs root (tmpfs) under CI");
+        eprintln!("SKIPPED: needs root to mount a small tmpfs");
+        return;
+    }
+    let (tmp, store, id, _) = setup();
+    let small = tmp.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let wh = open(&format!("file://{}", small.display()), &FetchOptions::default()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(push(&store, &id, &*wh, &NoProgress).map(|_| ()));
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("push to a full warehouse hung");
+    let err = result.expect_err("push to a 2 MiB warehouse succeeded");
+    assert!(err.to_string().contains("small"), "{err}");
+}
