@@ -279,6 +279,17 @@ fn the_whole_store_mount_shows_wares_only_a_warehouse_holds() {
         std::fs::read(all.join(&id).join("sub/mid")).unwrap(),
         noise(2, 3 << 20)
     );
+    // A new daemon, the ware now partly cached: what is not cached yet still comes.
+    let mut c = ware_at(&fresh, &[]);
+    c.args(["daemon", "stop"]);
+    ok(c);
+    let mut c = ware_at(&fresh, &[]);
+    c.args(["--warehouse", &url, "mount", "--all"]).arg(&all);
+    ok(c);
+    assert_eq!(
+        std::fs::read(all.join(&id).join("big")).unwrap(),
+        noise(1, 24 << 20)
+    );
     // An ID no warehouse holds is simply not there.
     assert!(
         !all.join("bafyr4iekilryssxdbgvpocfyobuwk4fp42b6rr3adj5nd33ko3zwdpatia")

@@ -419,6 +419,10 @@ impl Inner {
     fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
         match self.local.node(id) {
             Err(ware_store::Error::NotFound { .. }) => {}
+            Ok(bytes) => {
+                self.learn_locations(id, &bytes);
+                return Ok(bytes);
+            }
             other => return other,
         }
         let deadline = Instant::now() + self.deadline;
@@ -432,6 +436,26 @@ impl Inner {
             self.local.note_partial(id)?;
         }
         Ok(block)
+    }
+
+    /// A ware root the store holds only in part (cached by an earlier mount, in an earlier
+    /// daemon): fetch its manifest once, so its missing chunks can be found. Complete wares and
+    /// other nodes cost one check each, once.
+    fn learn_locations(&self, id: &NodeId, bytes: &[u8]) {
+        if !self.state().tried.insert(*id) {
+            return;
+        }
+        if ware_store::node::RootNode::decode(id, bytes).is_err()
+            || self.local.has_ware(id).unwrap_or(true)
+        {
+            return;
+        }
+        self.state().tried.remove(id);
+        if let Err(e) = self.fetch_ware(id, Instant::now() + self.deadline) {
+            // Its cached files still read; the others fail until a warehouse answers.
+            tracing::warn!(ware = %id, "partly cached ware: {e}");
+            self.state().tried.insert(*id);
+        }
     }
 
     fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {

@@ -226,7 +226,11 @@ fn push_to_a_full_warehouse_fails_instead_of_hanging() {
         }
     }
     let _guard = Unmount(small.clone());
-    let wh = open(&format!("file://{}", small.display()), &FetchOptions::default()).unwrap();
+    let wh = open(
+        &format!("file://{}", small.display()),
+        &FetchOptions::default(),
+    )
+    .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(push(&store, &id, &*wh, &NoProgress).map(|_| ()));

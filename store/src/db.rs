@@ -428,6 +428,10 @@ impl BlockSink for Store {
         self.db.write(batch).map_err(db_err)
     }
 
+    fn has_ware(&self, id: &WareId) -> Result<bool> {
+        Ok(self.ware(id)?.is_some())
+    }
+
     fn note_partial(&self, id: &WareId) -> Result<()> {
         if self.ware(id)?.is_some() {
             return Ok(());

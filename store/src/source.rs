@@ -60,6 +60,8 @@ pub trait BlockSink: Send + Sync {
     fn note_partial(&self, _id: &WareId) -> Result<()> {
         Ok(())
     }
+    /// True when the ware is recorded complete here.
+    fn has_ware(&self, id: &WareId) -> Result<bool>;
 }
 
 /// An in-memory store: for tests, and for tools that need no database.
@@ -143,6 +145,9 @@ impl BlockSink for MemStore {
             map.insert(*id, bytes.clone());
         }
         Ok(())
+    }
+    fn has_ware(&self, id: &WareId) -> Result<bool> {
+        Ok(self.wares.read().map_err(|_| poisoned())?.contains_key(id))
     }
     fn commit_ware(&self, id: &WareId, record: &WareRecord) -> Result<()> {
         self.wares
