@@ -44,10 +44,16 @@ pub fn socket_path(store: &Path) -> PathBuf {
     if p.as_os_str().len() <= SOCKET_PATH_MAX {
         return p;
     }
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    store.hash(&mut h);
-    runtime_dir().join(format!("{:016x}.sock", h.finish()))
+    // FNV-1a: stable across builds, so any `ware` finds the daemon of a store.
+    use std::os::unix::ffi::OsStrExt;
+    let h = store
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    runtime_dir().join(format!("{h:016x}.sock"))
 }
 
 /// A private directory for sockets of long store paths: `/tmp/ware-<uid>`, mode 0700.
@@ -121,20 +127,33 @@ pub fn ensure_daemon(dir: &Path, idle_timeout: Option<Duration>) -> Result<Remot
             return Ok(RemoteStore { store });
         }
         if let Some(status) = child.try_wait()? {
-            // Another command may have started a daemon at the same moment: use it.
-            if connect(&store).is_some() {
-                return Ok(RemoteStore { store });
-            }
+            let code = status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(1);
             let mut msg = String::new();
             if let Some(mut e) = child.stderr.take() {
                 let _ = e.read_to_string(&mut msg);
             }
-            let msg = msg.trim().trim_start_matches("ware: error: ").to_string();
+            // Busy: another command may be starting a daemon at this moment; give it until
+            // the deadline to answer.
+            if code == 5 {
+                while Instant::now() < deadline {
+                    if connect(&store).is_some() {
+                        return Ok(RemoteStore { store });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            if connect(&store).is_some() {
+                return Ok(RemoteStore { store });
+            }
+            let mut msg = msg.trim().trim_start_matches("ware: error: ").to_string();
+            if msg.is_empty() {
+                msg = format!("see {}", store.join("daemon.log").display());
+            }
             return Err(anyhow!(Failure {
-                code: status
-                    .code()
-                    .and_then(|c| u8::try_from(c).ok())
-                    .unwrap_or(1),
+                code,
                 message: format!("the store's daemon did not start: {msg}"),
             }));
         }
@@ -170,13 +189,24 @@ impl RemoteStore {
         progress: &dyn Progress,
         on_ready: &mut dyn FnMut(),
     ) -> Result<serde_json::Value> {
-        let sock = UnixStream::connect(socket_path(&self.store)).with_context(|| {
-            format!("cannot reach the daemon of store {}", self.store.display())
-        })?;
-        send_request(&sock, req, fd)?;
+        let daemon = || format!("the daemon of store {}", self.store.display());
+        let sock = UnixStream::connect(socket_path(&self.store))
+            .with_context(|| format!("cannot reach {}", daemon()))?;
+        // Only the daemon, running as us (or root), may answer for the store.
+        let me = rustix::process::geteuid();
+        match rustix::net::sockopt::socket_peercred(&sock) {
+            Ok(c) if c.uid == me || c.uid.is_root() => {}
+            Ok(c) => bail!(
+                "{}: the socket is held by uid {}, not by this store's owner",
+                daemon(),
+                c.uid.as_raw()
+            ),
+            Err(e) => bail!("{}: cannot check the socket's owner: {e}", daemon()),
+        }
+        send_request(&sock, req, fd).with_context(|| format!("talking to {}", daemon()))?;
         let mut input = BufReader::new(&sock);
         loop {
-            match recv_reply(&mut input)? {
+            match recv_reply(&mut input).with_context(|| format!("talking to {}", daemon()))? {
                 Some(Reply::Total { bytes }) => progress.total(bytes),
                 Some(Reply::Advance { bytes }) => progress.advance(bytes),
                 Some(Reply::Ready) => on_ready(),

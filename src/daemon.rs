@@ -109,8 +109,7 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
 
     let sock_path = socket_path(&dir);
     if sock_path.parent() == Some(runtime_dir().as_path()) {
-        std::fs::create_dir_all(runtime_dir())?;
-        std::fs::set_permissions(runtime_dir(), std::fs::Permissions::from_mode(0o700))?;
+        private_dir(&runtime_dir())?;
     }
     // We hold the store's lock, so a socket file left here is a dead daemon's.
     let _ = std::fs::remove_file(&sock_path);
@@ -173,7 +172,10 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
                 tv_nsec: TICK.as_nanos() as i64,
             }),
         );
-        let live = daemon.prune_mounts();
+        // A mount being set up holds the map: look again at the next tick.
+        let Some(live) = daemon.try_prune_mounts() else {
+            continue;
+        };
         if live == 0
             && daemon.clients.load(Ordering::SeqCst) == 0
             && lock(&daemon.last_activity).elapsed() >= idle
@@ -187,7 +189,8 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
     let _ = std::fs::remove_file(&sock_path);
     drop(listener);
     let mounts = std::mem::take(&mut *lock(&daemon.mounts));
-    for (mp, live) in mounts {
+    // Children before parents: a mount inside another one goes first.
+    for (mp, live) in mounts.into_iter().rev() {
         match live.mount.unmount() {
             Ok(()) => tracing::info!("unmounted {}", mp.display()),
             Err(e) => tracing::error!("unmounting {}: {e}", mp.display()),
@@ -198,6 +201,35 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     tracing::info!("daemon {} stopped", std::process::id());
+    Ok(())
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Makes `dir` a directory of ours, mode 0700, refusing one that someone else made (or a
+/// symlink): in a shared /tmp, another user must not be able to hold our socket.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("{}", dir.display()))),
+    }
+    let md = std::fs::symlink_metadata(dir)?;
+    let me = rustix::process::geteuid().as_raw();
+    if !md.is_dir() || md.uid() != me || md.mode() & 0o077 != 0 {
+        bail!(
+            "{}: not a private directory of uid {me} (owner {}, mode {:o}); remove it",
+            dir.display(),
+            md.uid(),
+            md.mode() & 0o7777
+        );
+    }
     Ok(())
 }
 
@@ -247,6 +279,8 @@ impl Progress for SocketProgress<'_> {
 impl Daemon {
     fn serve(&self, conn: UnixStream) {
         let _ = conn.set_nonblocking(false);
+        // A client that connects and says nothing must not keep the daemon up forever.
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
         let me = rustix::process::geteuid();
         match rustix::net::sockopt::socket_peercred(&conn) {
             Ok(cred) if cred.uid == me || cred.uid.is_root() => {}
@@ -274,6 +308,7 @@ impl Daemon {
                 return;
             }
         };
+        let _ = conn.set_read_timeout(None);
         tracing::debug!("request {req:?}");
         let progress = SocketProgress {
             conn: &conn,
@@ -319,7 +354,12 @@ impl Daemon {
             Request::List { at } => serde_json::to_value(s.list(&at)?)?,
             Request::Cat { at } => {
                 let out = need_fd()?;
-                serde_json::to_value(s.cat(&at, out.as_fd())?)?
+                match s.cat(&at, out.as_fd()) {
+                    Ok(n) => serde_json::to_value(n)?,
+                    // The client's reader went away (`ware cat … | head`): nothing to report.
+                    Err(e) if broken_pipe(&e) => json!(0),
+                    Err(e) => return Err(e),
+                }
             }
             Request::Wares => serde_json::to_value(s.wares()?)?,
             Request::Fsck => serde_json::to_value(s.fsck(progress)?)?,
@@ -376,7 +416,27 @@ impl Daemon {
         foreground: bool,
         remote: &RemoteOptions,
     ) -> Result<MountInfo> {
+        // Fetching a remote ware's metadata may take a while: not while holding the map,
+        // which every other request and the main loop need.
+        let src: Arc<dyn BlockSource> = if remote.warehouses.is_empty() {
+            self.store.clone()
+        } else {
+            let rt = ReadThrough::new(
+                self.store.clone(),
+                remote.open()?,
+                Duration::from_millis(remote.read_deadline_ms.max(1)),
+            );
+            if let MountWhat::Ware(id) = &what
+                && self.store.ware(id)?.is_none()
+            {
+                rt.prepare(id)?;
+            }
+            Arc::new(rt)
+        };
         let mut mounts = lock(&self.mounts);
+        if self.stop.load(Ordering::SeqCst) {
+            bail!("the daemon is stopping");
+        }
         if mounts.contains_key(&mountpoint) {
             bail!("{}: a ware is already mounted there", mountpoint.display());
         }
@@ -403,22 +463,6 @@ impl Daemon {
             chunk_cache_bytes: CHUNK_CACHE_BYTES,
             fsname,
             ..MountConfig::default()
-        };
-        // What the store lacks comes from the warehouses, verified and cached on the way.
-        let src: Arc<dyn BlockSource> = if remote.warehouses.is_empty() {
-            self.store.clone()
-        } else {
-            let rt = ReadThrough::new(
-                self.store.clone(),
-                remote.open()?,
-                Duration::from_millis(remote.read_deadline_ms.max(1)),
-            );
-            if let MountWhat::Ware(id) = &what
-                && self.store.ware(id)?.is_none()
-            {
-                rt.prepare(id)?;
-            }
-            Arc::new(rt)
         };
         let mount = ware_fs::mount(src, root, &mountpoint, &cfg)
             .with_context(|| format!("mounting on {}", mountpoint.display()))?;
@@ -477,7 +521,11 @@ impl Daemon {
     /// A foreground mount lives as long as its client's connection: tell the client it is
     /// ready, then wait for the client to go (unmount) or the mount to end (reply).
     fn attend(&self, conn: &UnixStream, info: &MountInfo) -> Result<Option<serde_json::Value>> {
-        send_reply(conn, &Reply::Ready)?;
+        if let Err(e) = send_reply(conn, &Reply::Ready) {
+            // The client left while we mounted: its mount goes with it.
+            let _ = self.umount(&info.mountpoint, true);
+            return Err(e.into());
+        }
         loop {
             let mut fds = [rustix::event::PollFd::new(
                 conn,
@@ -506,9 +554,21 @@ impl Daemon {
         }
     }
 
+    /// [`Self::prune_mounts`], unless a request holds the map.
+    fn try_prune_mounts(&self) -> Option<usize> {
+        match self.mounts.try_lock() {
+            Ok(m) => Some(self.prune_locked(m)),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(self.prune_locked(p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Forgets mounts whose session ended (unmounted from outside); returns how many live.
     fn prune_mounts(&self) -> usize {
-        let mut mounts = lock(&self.mounts);
+        self.prune_locked(lock(&self.mounts))
+    }
+
+    fn prune_locked(&self, mut mounts: MutexGuard<'_, BTreeMap<PathBuf, Live>>) -> usize {
         let ended: Vec<PathBuf> = mounts
             .iter()
             .filter(|(_, l)| l.mount.is_finished())

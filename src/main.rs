@@ -615,9 +615,12 @@ fn run(cli: &Cli) -> Result<()> {
             // Mounts are known by canonical path; a dead one cannot be resolved itself, but
             // its parent can.
             let abs = std::path::absolute(mountpoint)?;
-            let mnt = match (abs.parent().map(std::fs::canonicalize), abs.file_name()) {
-                (Some(Ok(parent)), Some(name)) => parent.join(name),
-                _ => abs,
+            let mnt = match std::fs::canonicalize(&abs) {
+                Ok(p) => p,
+                Err(_) => match (abs.parent().map(std::fs::canonicalize), abs.file_name()) {
+                    (Some(Ok(parent)), Some(name)) => parent.join(name),
+                    _ => abs,
+                },
             };
             let by_daemon = client::running_daemon(&store_dir(cli)).map(|d| d.umount(&mnt, *lazy));
             match by_daemon {

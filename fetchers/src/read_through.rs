@@ -177,6 +177,15 @@ impl Inner {
             let mut locations = Vec::new();
             let mut ok = true;
             for name in &manifest.packs {
+                // One deadline for the whole ware, not one per index.
+                if Instant::now() >= deadline {
+                    last_err = Some(crate::Error::Timeout {
+                        url: wh.url().to_string(),
+                        deadline: self.deadline,
+                    });
+                    ok = false;
+                    break;
+                }
                 match fetch_index(&**wh, name) {
                     Ok(mut entries) => {
                         entries.sort_by_key(|e| e.offset);

@@ -367,7 +367,8 @@ pub fn pull(
         if wanted.is_empty() {
             continue;
         }
-        // The whole pack when most of it is wanted, else one range per chunk.
+        // The whole pack: a pull wants all of the ware's chunks its packs hold that the
+        // store lacks, usually most of the pack.
         let data = wh.get(&pack_key(name))?;
         report.fetched_bytes += data.len() as u64;
         let mut batch = Vec::new();

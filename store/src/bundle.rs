@@ -149,6 +149,11 @@ pub fn decode_index(name: &str, bytes: &[u8]) -> Result<Vec<PackEntry>> {
                     .try_into()
                     .map_err(|_| bad("a chunk ID is not 32 bytes"))?,
             );
+            // A stored chunk is its tag byte and at most MAX_CHUNK bytes (raw is never
+            // larger than a useful zstd frame): anything longer is a lie about the pack.
+            if stored_len as usize > crate::chunk::MAX_CHUNK + 1 || stored_len == 0 {
+                return Err(bad("a chunk's stored length is out of bounds"));
+            }
             Ok(PackEntry {
                 chunk,
                 offset,

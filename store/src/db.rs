@@ -47,6 +47,8 @@ pub struct Store {
     pub(crate) db: DB,
     dir: PathBuf,
     _lock: File,
+    /// Serialises name changes (read the log's length, then write the next entry).
+    pub(crate) names_lock: std::sync::Mutex<()>,
 }
 
 /// Sizes and counts of a store.
@@ -172,6 +174,7 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             _lock: lock,
+            names_lock: std::sync::Mutex::new(()),
         };
         match store
             .db

@@ -67,6 +67,8 @@ impl Store {
     /// previous value. Setting a name to the value it already has logs nothing.
     pub fn set_name(&self, name: &str, id: Option<&WareId>) -> Result<Option<WareId>> {
         check_name(name)?;
+        // Concurrent changes (through the daemon) must not reuse a log sequence number.
+        let _serial = self.names_lock.lock().unwrap_or_else(|p| p.into_inner());
         let prev = self.name(name)?;
         if prev.as_ref() == id {
             return Ok(prev);

@@ -19,6 +19,9 @@ fn too_deep(id: &NodeId) -> Error {
     }
 }
 
+/// Most entries [`Reader::record`] counts before it gives up on a ware.
+pub const RECORD_MAX_ENTRIES: u64 = 100_000_000;
+
 /// Walks wares stored in (or reachable through) a block source.
 pub struct Reader<'a> {
     src: &'a dyn BlockSource,
@@ -246,9 +249,18 @@ impl<'a> Reader<'a> {
         let mut r = WareRecord::default();
         let mut groups = std::collections::HashSet::new();
         let mut stack = vec![self.root(ware)?];
+        let mut seen = 0u64;
         while let Some(dir) = stack.pop() {
             r.dirs += 1;
             self.for_each_entry(&dir, &mut |e| {
+                // Shared subtrees count each time they appear: a hostile ware that nests them
+                // would count for ever. No real tree has this many entries.
+                seen += 1;
+                if seen > RECORD_MAX_ENTRIES {
+                    return Err(Error::Malformed(format!(
+                        "ware {ware} has more than {RECORD_MAX_ENTRIES} entries"
+                    )));
+                }
                 match e.kind {
                     Kind::Dir => stack.push(e),
                     Kind::File => {
