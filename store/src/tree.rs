@@ -19,6 +19,34 @@ fn too_deep(id: &NodeId) -> Error {
     }
 }
 
+/// Looks up one name in a directory, reading its (possibly split) directory nodes through
+/// `load`: binary search in each node, down through the parts. Callers with a cache of decoded
+/// nodes hand it in here.
+pub fn lookup_in<N: std::ops::Deref<Target = DirNode>>(
+    dir: &Entry,
+    name: &[u8],
+    load: &mut dyn FnMut(&NodeId) -> Result<N>,
+) -> Result<Option<Entry>> {
+    let mut id = dir.dir_id()?;
+    for _ in 0..=MAX_INDEX_DEPTH {
+        let node = load(&id)?;
+        if node.parts.is_empty() {
+            return Ok(node
+                .entries
+                .binary_search_by(|e| e.name.as_slice().cmp(name))
+                .ok()
+                .map(|i| node.entries[i].clone()));
+        }
+        // The part whose first name is the greatest one not after `name`.
+        let i = node.parts.partition_point(|p| p.0.as_slice() <= name);
+        if i == 0 {
+            return Ok(None);
+        }
+        id = NodeId::from_cid(node.parts[i - 1].1)?;
+    }
+    Err(too_deep(&id))
+}
+
 /// Most entries [`Reader::record`] counts before it gives up on a ware.
 pub const RECORD_MAX_ENTRIES: u64 = 100_000_000;
 
@@ -89,24 +117,7 @@ impl<'a> Reader<'a> {
 
     /// Looks up one name in a directory (binary search through split parts).
     pub fn lookup(&self, dir: &Entry, name: &[u8]) -> Result<Option<Entry>> {
-        let mut id = dir.dir_id()?;
-        for _ in 0..=MAX_INDEX_DEPTH {
-            let node = self.dir_node(&id)?;
-            if node.parts.is_empty() {
-                return Ok(node
-                    .entries
-                    .binary_search_by(|e| e.name.as_slice().cmp(name))
-                    .ok()
-                    .map(|i| node.entries[i].clone()));
-            }
-            // The part whose first name is the greatest one not after `name`.
-            let i = node.parts.partition_point(|p| p.0.as_slice() <= name);
-            if i == 0 {
-                return Ok(None);
-            }
-            id = NodeId::from_cid(node.parts[i - 1].1)?;
-        }
-        Err(too_deep(&id))
+        lookup_in(dir, name, &mut |id| self.dir_node(id).map(Box::new))
     }
 
     /// Resolves a `/`-separated path inside a ware (empty or `/` is the root). Symlinks are not

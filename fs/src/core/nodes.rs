@@ -52,32 +52,14 @@ impl Core {
         Ok(node)
     }
 
-    /// One name in a directory entry (binary search through split parts).
+    /// One name in a directory entry (binary search through split parts), through the
+    /// decoded-node cache.
     pub(super) fn find(
         &self,
         dir: &Entry,
         name: &[u8],
     ) -> Result<Option<Entry>, ware_store::Error> {
-        let mut id = dir.dir_id()?;
-        for _ in 0..=MAX_INDEX_DEPTH {
-            let node = self.dir_node(&id)?;
-            if node.parts.is_empty() {
-                return Ok(node
-                    .entries
-                    .binary_search_by(|e| e.name.as_slice().cmp(name))
-                    .ok()
-                    .map(|i| node.entries[i].clone()));
-            }
-            let i = node.parts.partition_point(|p| p.0.as_slice() <= name);
-            if i == 0 {
-                return Ok(None);
-            }
-            id = NodeId::from_cid(node.parts[i - 1].1)?;
-        }
-        Err(ware_store::Error::CorruptNode {
-            id,
-            why: format!("index nodes nested deeper than {MAX_INDEX_DEPTH} levels"),
-        })
+        ware_store::tree::lookup_in(dir, name, &mut |id| self.dir_node(id))
     }
 
     /// Every entry of a directory, in name order.
