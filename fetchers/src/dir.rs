@@ -81,15 +81,8 @@ impl Warehouse for DirWarehouse {
 
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let path = self.path(key)?;
-        if range.end < range.start {
-            return Err(Error::InvalidRange {
-                url: self.key_url(key),
-                start: range.start,
-                end: range.end,
-            });
-        }
+        let len = crate::key::range_len(&self.key_url(key), &range)?;
         let mut file = File::open(&path).map_err(|e| self.io("open", &path, e, key))?;
-        let len = range.end - range.start;
         let size = file
             .metadata()
             .map_err(|e| self.io("stat", &path, e, key))?

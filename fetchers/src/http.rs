@@ -157,17 +157,10 @@ impl Warehouse for HttpWarehouse {
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let u = self.key_url(key)?;
         let url = u.as_str();
-        if range.end < range.start {
-            return Err(Error::InvalidRange {
-                url: url.to_owned(),
-                start: range.start,
-                end: range.end,
-            });
-        }
-        if range.is_empty() {
+        let want = crate::key::range_len(url, &range)?;
+        if want == 0 {
             return Ok(Bytes::new());
         }
-        let want = range.end - range.start;
         let header_value = format!("bytes={}-{}", range.start, range.end - 1);
         call(&self.opts, url, |_| async {
             let req = self

@@ -50,6 +50,19 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// The length of a range asked of the object at `url`, or [`Error::InvalidRange`] when it ends
+/// before it starts.
+pub(crate) fn range_len(url: &str, range: &std::ops::Range<u64>) -> Result<u64> {
+    if range.end < range.start {
+        return Err(Error::InvalidRange {
+            url: url.to_owned(),
+            start: range.start,
+            end: range.end,
+        });
+    }
+    Ok(range.end - range.start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -304,17 +304,10 @@ impl Warehouse for S3Warehouse {
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let (path, url) = self.path(key)?;
         let url = url.as_str();
-        if range.end < range.start {
-            return Err(Error::InvalidRange {
-                url: url.to_owned(),
-                start: range.start,
-                end: range.end,
-            });
-        }
-        if range.is_empty() {
+        let want = crate::key::range_len(url, &range)?;
+        if want == 0 {
             return Ok(Bytes::new());
         }
-        let want = range.end - range.start;
         call(&self.opts, url, |_| async {
             let bytes = self
                 .store
