@@ -91,6 +91,14 @@ fn alive(pid: i32) -> bool {
     })
 }
 
+/// Packs a tree holding one file, `f`, with `data`; returns the ware's ID.
+fn ware_with_file(w: &Ware, data: &[u8]) -> String {
+    let src = w.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), data).unwrap();
+    w.pack(&src)
+}
+
 fn sha(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut f = std::fs::File::open(path)?;
     let mut h = blake3::Hasher::new();
@@ -303,10 +311,7 @@ fn a_killed_daemon_leaves_no_hang_and_its_mount_is_cleaned_up() {
         return;
     }
     let w = Ware::new();
-    let src = w.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), noise(3, 1 << 20)).unwrap();
-    let id = w.pack(&src);
+    let id = ware_with_file(&w, &noise(3, 1 << 20));
     let mnt = w.mount(&id, "mnt");
     w.kill_daemon();
     // A reader gets an error (ENOTCONN), not a hang: run it in a child we can time out.
@@ -358,10 +363,7 @@ fn the_daemons_descriptors_are_close_on_exec() {
         return;
     }
     let w = Ware::new();
-    let src = w.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), b"x").unwrap();
-    let id = w.pack(&src);
+    let id = ware_with_file(&w, b"x");
     let _m1 = w.mount(&id, "m1");
     let _m2 = w.mount("--all", "m2");
     let pid = w.daemon_pid();
@@ -398,10 +400,7 @@ fn sigterm_to_the_daemon_unmounts_cleanly() {
         return;
     }
     let w = Ware::new();
-    let src = w.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), b"x").unwrap();
-    let id = w.pack(&src);
+    let id = ware_with_file(&w, b"x");
     let m1 = w.mount(&id, "m1");
     let m2 = w.mount("--all", "m2");
     let pid = w.daemon_pid();
@@ -427,10 +426,7 @@ fn a_foreground_mount_lasts_as_long_as_its_command() {
         return;
     }
     let w = Ware::new();
-    let src = w.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), b"fg\n").unwrap();
-    let id = w.pack(&src);
+    let id = ware_with_file(&w, b"fg\n");
     let mnt = w.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let mut fg = w
