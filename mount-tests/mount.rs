@@ -615,3 +615,57 @@ fn a_busy_mount_stays_until_its_user_leaves_or_umount_is_lazy() {
     f.read_to_string(&mut s).unwrap();
     assert_eq!(s, "busy\n");
 }
+
+/// A mount asked for while another command holds the store (no daemon was running when that
+/// command started) waits for it, then mounts; both succeed.
+#[test]
+fn a_mount_waits_for_a_command_holding_the_store() {
+    if !can_mount() {
+        return;
+    }
+    let w = Ware::new();
+    let id = ware_with_file(&w, b"mounted after the pack\n");
+    let big = w.path("big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..24 {
+        std::fs::write(big.join(format!("f{i}")), noise(500 + i, 4 << 20)).unwrap();
+    }
+    let packer = w
+        .command()
+        .arg("pack")
+        .arg(&big)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pack holds the store once its pid is in the lock file.
+    let pid = packer.id().to_string();
+    assert!(wait_for(Duration::from_secs(30), || {
+        std::fs::read_to_string(w.store().join("ware.lock")).is_ok_and(|s| s.trim() == pid)
+    }));
+    let mnt = w.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out = w
+        .command()
+        .arg("mount")
+        .arg(&id)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(mnt.join("f")).unwrap(),
+        b"mounted after the pack\n"
+    );
+    let packed = packer.wait_with_output().unwrap();
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+}

@@ -38,6 +38,9 @@ const BUSY_WAIT: Duration = Duration::from_secs(3);
 /// How long `ensure_daemon` waits for a new daemon's socket.
 const START_WAIT: Duration = Duration::from_secs(15);
 
+/// How long `ensure_daemon` waits for a command that holds the store to end.
+pub const BUSY_START_WAIT: Duration = Duration::from_secs(600);
+
 /// The daemon's socket for a store directory (canonical).
 pub fn socket_path(store: &Path) -> PathBuf {
     let p = store.join("daemon.sock");
@@ -97,7 +100,34 @@ pub fn open_store(dir: &Path) -> Result<Box<dyn StoreApi>> {
 }
 
 /// The store's daemon, started if none runs.
+///
+/// While another command holds the store itself (no daemon was running when it started), the
+/// daemon cannot open it: this waits for that command to end, up to [`BUSY_START_WAIT`],
+/// saying so once on stderr.
 pub fn ensure_daemon(dir: &Path, idle_timeout: Option<Duration>) -> Result<RemoteStore> {
+    let give_up = Instant::now() + BUSY_START_WAIT;
+    let mut told = false;
+    loop {
+        match start_daemon(dir, idle_timeout) {
+            Err(e)
+                if Instant::now() < give_up
+                    && e.downcast_ref::<Failure>().is_some_and(|f| f.code == 5) =>
+            {
+                if !told {
+                    eprintln!(
+                        "ware: {e}; waiting for it to finish (up to {} min)",
+                        BUSY_START_WAIT.as_secs() / 60
+                    );
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn start_daemon(dir: &Path, idle_timeout: Option<Duration>) -> Result<RemoteStore> {
     let store = canonical_store(dir);
     if connect(&store).is_some() {
         return Ok(RemoteStore { store });
@@ -135,10 +165,11 @@ pub fn ensure_daemon(dir: &Path, idle_timeout: Option<Duration>) -> Result<Remot
             if let Some(mut e) = child.stderr.take() {
                 let _ = e.read_to_string(&mut msg);
             }
-            // Busy: another command may be starting a daemon at this moment; give it until
-            // the deadline to answer.
+            // Busy: another command may be starting a daemon at this moment; give it a
+            // moment to answer before reporting the store busy (the caller waits on).
             if code == 5 {
-                while Instant::now() < deadline {
+                let moment = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < moment {
                     if connect(&store).is_some() {
                         return Ok(RemoteStore { store });
                     }
