@@ -187,6 +187,8 @@ enum Handle {
     File {
         node: Arc<Node>,
         map: Option<Arc<ChunkMap>>,
+        /// Where the last read ended: a read starting there is sequential.
+        next: Arc<AtomicU64>,
     },
     Dir(Arc<Listing>),
 }
@@ -614,16 +616,13 @@ impl Core {
                 }
             }
         };
-        if let Some(m) = &chunk_map {
-            // Opening a file is a strong hint that its start will be read.
-            self.prefetch(m, 0);
-        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(
             fh,
             Handle::File {
                 node: node.clone(),
                 map: chunk_map,
+                next: Arc::new(AtomicU64::new(0)),
             },
         );
         Ok(fh)
@@ -631,8 +630,8 @@ impl Core {
 
     /// Up to `size` bytes from `offset`; short only at the end of the file.
     pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> R<ReadData> {
-        let (node, map) = match self.handles.lock().get(&fh) {
-            Some(Handle::File { node, map }) => (node.clone(), map.clone()),
+        let (node, map, next) = match self.handles.lock().get(&fh) {
+            Some(Handle::File { node, map, next }) => (node.clone(), map.clone(), next.clone()),
             _ => return Err(Fault::BadHandle),
         };
         let NodeKind::Ware { ware, entry, .. } = &node.kind else {
@@ -651,8 +650,14 @@ impl Core {
             return Ok(ReadData::Owned(Vec::new()));
         }
         let mut i = map.ends.partition_point(|&e| e <= offset);
-        // Reads tend to go on where they stop: ask for what follows.
-        self.prefetch(&map, end);
+        // A read that goes on where the last one stopped is a sequential reader: ask for what
+        // follows. (Not on open, nor on scattered reads: programs open many files and read
+        // little of each, and a capped link pays for every byte fetched ahead.)
+        if offset > 0 && next.swap(end, Ordering::Relaxed) == offset {
+            self.prefetch(&map, end);
+        } else {
+            next.store(end, Ordering::Relaxed);
+        }
         if i < map.chunks.len() && end <= map.ends[i] {
             // Within one chunk (the common case): answer from the cached chunk, no copy.
             let data = self.chunk(&node, ware, &map.chunks[i])?;
