@@ -19,13 +19,6 @@ use common::generate::{Spec, materialise, name, tree};
 use common::*;
 use proptest::prelude::*;
 
-fn can_mount() -> bool {
-    require(
-        is_root() && Path::new("/dev/fuse").exists(),
-        "mount tests need root and /dev/fuse",
-    )
-}
-
 /// True when `mnt` is a ware mount now (per /proc/self/mountinfo).
 fn is_mounted(mnt: &Path) -> bool {
     ware_fs::ware_mounts().iter().any(|m| m == mnt)

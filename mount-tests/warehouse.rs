@@ -9,7 +9,7 @@ mod common;
 #[path = "../fetchers/tests/harness/mod.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,13 +26,6 @@ fn source(w: &Ware) -> PathBuf {
     std::fs::hard_link(src.join("sub/small"), src.join("small-link")).unwrap();
     std::os::unix::fs::symlink("sub/small", src.join("sym")).unwrap();
     src
-}
-
-fn can_mount() -> bool {
-    require(
-        is_root() && Path::new("/dev/fuse").exists(),
-        "warehouse mount tests need root and /dev/fuse",
-    )
 }
 
 /// `ware` on the store of `w` (each `Ware` stops its daemon when dropped, also when a test

@@ -189,6 +189,14 @@ pub fn require(cond: bool, what: &str) -> bool {
     cond
 }
 
+/// Whether FUSE mounts can be made here (root and /dev/fuse); skips or fails like [`require`].
+pub fn can_mount() -> bool {
+    require(
+        is_root() && Path::new("/dev/fuse").exists(),
+        "mount tests need root and /dev/fuse",
+    )
+}
+
 /// A benchmark root filesystem from scripts/rootfs (exported by scripts/test).
 pub fn rootfs(kind: &str) -> Option<PathBuf> {
     let var = format!("WARE_TEST_ROOTFS_{}", kind.to_uppercase());
