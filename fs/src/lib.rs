@@ -49,6 +49,7 @@
 mod cache;
 mod core;
 mod fuse;
+mod fusermount;
 mod mount;
 #[cfg(test)]
 mod tests;

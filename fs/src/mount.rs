@@ -11,6 +11,7 @@ use ware_store::{BlockSource, Reader};
 
 use crate::core::Core;
 use crate::fuse::WareFs;
+use crate::fusermount;
 use crate::{FsError, MountConfig, MountRoot};
 
 /// The FUSE subtype of every warefs mount: /proc/self/mountinfo shows `fuse.ware`.
@@ -80,11 +81,30 @@ pub fn mount(
     config.n_threads = Some(cfg.threads.max(1));
     config.clone_fd = true;
 
-    let session =
-        fuser::spawn_mount(WareFs::new(core), &mp, &config).map_err(|source| FsError::Mount {
-            path: mp.clone(),
-            source,
-        })?;
+    let mount_err = |source| FsError::Mount {
+        path: mp.clone(),
+        source,
+    };
+    let session = if fusermount::needed() {
+        let mut opts = vec![
+            format!(
+                "fsname={}",
+                cfg.fsname.replace([',', ' ', '\t', '\n', '\\'], "_")
+            ),
+            format!("subtype={SUBTYPE}"),
+            "ro,nosuid,nodev,default_permissions".to_string(),
+            format!("max_read={}", cfg.max_read.max(4096)),
+        ];
+        if cfg.allow_other {
+            opts.push("allow_other".into());
+        }
+        let fd = fusermount::mount(&mp, &opts.join(",")).map_err(mount_err)?;
+        fuser::Session::from_fd(WareFs::new(core), fd, config.acl, config)
+            .and_then(|s| s.spawn())
+            .map_err(mount_err)?
+    } else {
+        fuser::spawn_mount(WareFs::new(core), &mp, &config).map_err(mount_err)?
+    };
     let mount = Mount {
         mountpoint: mp.clone(),
         session: Some(session),
@@ -150,7 +170,7 @@ impl Mount {
     pub fn try_unmount(&mut self, patience: Duration) -> Result<(), FsError> {
         let deadline = Instant::now() + patience;
         while !self.is_finished() {
-            match rustix::mount::unmount(&self.mountpoint, UnmountFlags::empty()) {
+            match sys_unmount(&self.mountpoint, false) {
                 Ok(()) => break,
                 Err(e) if e == rustix::io::Errno::BUSY && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
@@ -175,7 +195,7 @@ impl Mount {
         let failed = if session.guard.is_finished() {
             None
         } else {
-            match rustix::mount::unmount(&self.mountpoint, UnmountFlags::empty()) {
+            match sys_unmount(&self.mountpoint, false) {
                 Ok(()) => None,
                 // Already unmounted from outside, the session just has not noticed yet.
                 Err(e)
@@ -192,7 +212,7 @@ impl Mount {
             if !quiet {
                 tracing::warn!(mountpoint = %self.mountpoint.display(), "unmount: {err}; detaching");
             }
-            if let Err(e) = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH) {
+            if let Err(e) = sys_unmount(&self.mountpoint, true) {
                 tracing::warn!(mountpoint = %self.mountpoint.display(), "detach: {e}");
             }
             // The session ends when the detached mount's last user lets go; wait for it
@@ -236,10 +256,27 @@ impl std::fmt::Debug for Mount {
 /// Lazily unmounts (`MNT_DETACH`) whatever is mounted at `path`: the way to clear a mount
 /// whose daemon died (every access gives ENOTCONN).
 pub fn detach_unmount(path: &Path) -> Result<(), FsError> {
-    rustix::mount::unmount(path, UnmountFlags::DETACH).map_err(|e| FsError::Unmount {
+    sys_unmount(path, true).map_err(|e| FsError::Unmount {
         path: path.to_path_buf(),
         source: e.into(),
     })
+}
+
+/// Unmounts (`lazy`: detaches), through fusermount3 when this process is not root.
+fn sys_unmount(path: &Path, lazy: bool) -> Result<(), rustix::io::Errno> {
+    if fusermount::needed() {
+        return fusermount::unmount(path, lazy).map_err(|e| {
+            e.raw_os_error()
+                .map(rustix::io::Errno::from_raw_os_error)
+                .unwrap_or(rustix::io::Errno::IO)
+        });
+    }
+    let flags = if lazy {
+        UnmountFlags::DETACH
+    } else {
+        UnmountFlags::empty()
+    };
+    rustix::mount::unmount(path, flags)
 }
 
 /// Mountpoints of the warefs FUSE mounts (type `fuse.ware`) in this mount namespace.

@@ -38,6 +38,7 @@ pub(crate) const CF_CHUNK_META: &str = "chunk_meta";
 pub(crate) const CF_NODES: &str = "nodes";
 pub(crate) const CF_NAMES: &str = "names";
 pub(crate) const CF_META: &str = "meta";
+pub(crate) const CF_RUNS: &str = "runs";
 
 const WARE_PREFIX: &[u8] = b"ware/";
 const PARTIAL_PREFIX: &[u8] = b"partial/";
@@ -167,6 +168,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_NODES, nodes),
             ColumnFamilyDescriptor::new(CF_NAMES, cf_options()),
             ColumnFamilyDescriptor::new(CF_META, cf_options()),
+            ColumnFamilyDescriptor::new(CF_RUNS, cf_options()),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
             .map_err(|e| bad(&format!("cannot open the database: {}", e.into_string())))?;

@@ -106,6 +106,15 @@ impl NodeId {
     }
 }
 
+/// Encodes any serialisable value as DAG-CBOR and names it the way nodes are named (CIDv1,
+/// dag-cbor, BLAKE3): how a formula gets its ID. Fails on what DAG-CBOR cannot hold (floats
+/// that are not finite, maps with non-string keys).
+pub fn cbor_id<T: serde::Serialize>(value: &T) -> Result<(NodeId, Vec<u8>)> {
+    let encoded = serde_ipld_dagcbor::to_vec(value)
+        .map_err(|e| Error::bad_input("value to hash", format!("not DAG-CBOR: {e}")))?;
+    Ok((NodeId::of(&encoded), encoded))
+}
+
 impl FromStr for NodeId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

@@ -31,6 +31,8 @@ pub mod db;
 pub mod fsck;
 #[cfg(feature = "rocksdb")]
 pub mod names;
+#[cfg(feature = "rocksdb")]
+pub mod runs;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, NodeId, WareId};
