@@ -165,6 +165,10 @@ pub trait StoreApi {
         remote: &RemoteOptions,
         progress: &dyn Progress,
     ) -> Result<PullReport>;
+    /// Keeps a run record (JSON) under the time its run started.
+    fn add_run(&self, started_ms: u64, record: &serde_json::Value) -> Result<()>;
+    /// Every run record, oldest first.
+    fn runs(&self) -> Result<Vec<serde_json::Value>>;
 }
 
 /// A store opened in this process (by a command, or by the daemon that serves it).
@@ -346,5 +350,22 @@ impl StoreApi for LocalStore {
             .into());
         }
         anyhow::bail!("cannot pull {ware}: {}", failures.join("; "))
+    }
+
+    fn add_run(&self, started_ms: u64, record: &serde_json::Value) -> Result<()> {
+        Ok(self
+            .store
+            .add_run(started_ms, serde_json::to_string(record)?.as_bytes())?)
+    }
+
+    fn runs(&self) -> Result<Vec<serde_json::Value>> {
+        self.store
+            .runs()?
+            .into_iter()
+            .map(|(t, text)| {
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("the run record of {t} ms is not JSON"))
+            })
+            .collect()
     }
 }

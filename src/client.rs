@@ -412,6 +412,18 @@ impl StoreApi for RemoteStore {
         self.call(&Request::Names)
     }
 
+    fn add_run(&self, started_ms: u64, record: &serde_json::Value) -> Result<()> {
+        self.call::<serde_json::Value>(&Request::AddRun {
+            started_ms,
+            record: record.clone(),
+        })?;
+        Ok(())
+    }
+
+    fn runs(&self) -> Result<Vec<serde_json::Value>> {
+        self.call(&Request::Runs)
+    }
+
     fn name_log(&self, name: &str) -> Result<Vec<NameChange>> {
         self.call(&Request::NameLog {
             name: name.to_string(),

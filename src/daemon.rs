@@ -368,6 +368,10 @@ impl Daemon {
             Request::NameSet { name, id } => serde_json::to_value(s.name_set(&name, id.as_ref())?)?,
             Request::NameGet { name } => serde_json::to_value(s.name_get(&name)?)?,
             Request::Names => serde_json::to_value(s.names()?)?,
+            Request::AddRun { started_ms, record } => {
+                serde_json::to_value(s.add_run(started_ms, &record)?)?
+            }
+            Request::Runs => serde_json::to_value(s.runs()?)?,
             Request::NameLog { name } => serde_json::to_value(s.name_log(&name)?)?,
             Request::Push { ware, url, remote } => {
                 serde_json::to_value(s.push(&ware, &url, &remote, progress)?)?
@@ -458,10 +462,17 @@ impl Daemon {
                 "ware:all".to_string(),
             ),
         };
+        // Without root, entries show as the daemon's user's (MountConfig::owner): a job in a
+        // user namespace is then root over its root filesystem, as it would be as root.
+        let me = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
         let cfg = MountConfig {
             allow_other,
             chunk_cache_bytes: CHUNK_CACHE_BYTES,
             fsname,
+            owner: (me.0 != 0).then_some(me),
             ..MountConfig::default()
         };
         let mount = ware_fs::mount(src, root, &mountpoint, &cfg)

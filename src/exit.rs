@@ -10,7 +10,9 @@ Exit codes:
   2  usage error
   3  not found (no such ware, name or path, or no such mount)
   4  corruption (fsck found damage, or a read hit bytes that do not match their hash)
-  5  the store is in use by another process";
+  5  the store is in use by another process
+`ware run` exits with its job's exit code (128+N after signal N, 124 after its time limit),
+or 125 when ware itself failed.";
 
 /// An error whose message has already been printed; only its exit code is left.
 #[derive(Debug)]

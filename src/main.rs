@@ -7,9 +7,11 @@ mod api;
 mod client;
 mod daemon;
 mod exit;
+mod formula;
 mod output;
 mod progress;
 mod proto;
+mod run;
 
 use std::io::{BufWriter, Write};
 use std::os::fd::AsFd;
@@ -160,6 +162,38 @@ enum Command {
     /// The store's daemon, which owns the database and the mounts while any are live.
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Run a formula: a job on lazily mounted wares, its outputs packed into wares.
+    ///
+    /// The formula (JSON, docs/FORMAT.md "Formulas") names the inputs (path in the job →
+    /// ware ID or name; `/` is the root filesystem), the action (argv, env, cwd, uid, gid,
+    /// hostname, network) and the outputs (path → pack filters). Inputs are mounted through
+    /// the store's daemon and nothing is unpacked: the job starts at once and reads only what
+    /// it needs. `/` is read-only under a scratch overlay (writes are thrown away), other
+    /// inputs are read-only, /tmp is a tmpfs, outputs are written where the formula says and
+    /// packed after the job. The job's stdin, stdout and stderr are this command's.
+    ///
+    /// Exits with the job's exit code (128+N when signal N killed it, 124 when it ran out of
+    /// time); 125 when ware itself failed. A run record (formula ID, executor, times, exit
+    /// code, output IDs) is kept in the store (`ware runs`) and written to `--record FILE`.
+    Run {
+        /// The formula file (`-`: stdin).
+        formula: PathBuf,
+        /// `ns`: Linux namespaces (user when not root, mount, pid, uts, ipc, net) and
+        /// pivot_root; `chroot`: a mount namespace and chroot only (weaker: the job shares
+        /// the host's pids, network and host name); `runc`: an OCI bundle run by runc (or
+        /// crun).
+        #[arg(long, value_enum, default_value = "ns")]
+        executor: Executor,
+        /// Write the run record (JSON) to FILE.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        /// Run the formula N times, each on fresh scratch, and check every run gives the same
+        /// outputs and exit code (exit 1 naming what differed if not).
+        #[arg(long, default_value = "1", value_name = "N")]
+        repeat: u32,
+    },
+    /// List the run records the store keeps, oldest first.
+    Runs,
     /// Re-hash every chunk and node; name what is corrupt or missing (exit code 4 if any).
     Fsck,
     /// Wares, logical bytes, stored bytes, dedup ratio, chunk count.
@@ -219,6 +253,23 @@ enum DebugCommand {
         /// `ID/PATH`.
         at: String,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Executor {
+    Ns,
+    Chroot,
+    Runc,
+}
+
+impl From<Executor> for ware_exec::ExecutorKind {
+    fn from(e: Executor) -> Self {
+        match e {
+            Executor::Ns => ware_exec::ExecutorKind::Ns,
+            Executor::Chroot => ware_exec::ExecutorKind::Chroot,
+            Executor::Runc => ware_exec::ExecutorKind::Runc,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -374,6 +425,64 @@ fn notices(cli: &Cli, notices: &[String]) {
 
 fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
+        Command::Run {
+            formula,
+            executor,
+            record,
+            repeat,
+        } => {
+            let result = run::run(&run::RunRequest {
+                store: &store_dir(cli),
+                formula,
+                executor: (*executor).into(),
+                record: record.as_deref(),
+                repeat: *repeat,
+                remote: remote_options(cli),
+                quiet: cli.quiet,
+            })
+            .map_err(|e| anyhow::Error::from(RunFailed(e)))?;
+            if cli.json {
+                print_json(&json!({
+                    "runs": result.records,
+                    "agree": result.disagreements.is_empty(),
+                }))?;
+            }
+            if *repeat > 1 {
+                run::agreement(&result)?;
+            }
+            let code = result.records.last().map(|r| r.exit_code).unwrap_or(0);
+            if code != 0 {
+                return Err(Exit(code.clamp(1, 255) as u8).into());
+            }
+        }
+        Command::Runs => {
+            let runs = open(cli)?.runs()?;
+            if cli.json {
+                print_json(&serde_json::Value::Array(runs))?;
+            } else {
+                for r in runs {
+                    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                    let outs = r
+                        .get("outputs")
+                        .and_then(|o| o.as_object())
+                        .map(|o| {
+                            o.iter()
+                                .map(|(p, id)| format!("{p}={}", id.as_str().unwrap_or("?")))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {}  {:<6} exit {:<3} {}",
+                        s("started"),
+                        s("formula"),
+                        s("executor"),
+                        r.get("exit_code").and_then(|v| v.as_i64()).unwrap_or(-1),
+                        outs
+                    );
+                }
+            }
+        }
         Command::Pack { path, filters } => {
             let opts = filters.options()?;
             let source = if path == "-" {
@@ -858,7 +967,13 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = exit_code(&e);
+            // `ware run` passes the job's exit code through, so its own failures take one a
+            // job rarely uses (as docker and podman do).
+            let code = if e.downcast_ref::<RunFailed>().is_some() {
+                125
+            } else {
+                exit_code(&e)
+            };
             if e.downcast_ref::<Exit>().is_none() {
                 // A closed stdout (`ware cat … | head`) is not worth a message.
                 let broken_pipe = e.chain().any(|c| {
@@ -875,3 +990,14 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `ware run` failed before or after its job (exit code 125).
+#[derive(Debug)]
+struct RunFailed(anyhow::Error);
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+impl std::error::Error for RunFailed {}

@@ -153,6 +153,15 @@ pub enum Request {
     },
     /// The daemon's live mounts.
     Mounts,
+    /// Keep a run record.
+    AddRun {
+        /// When the run started, in ms since the epoch.
+        started_ms: u64,
+        /// The record.
+        record: serde_json::Value,
+    },
+    /// Every run record.
+    Runs,
     /// Unmount everything and exit.
     Shutdown,
 }

@@ -111,6 +111,11 @@ pub struct MountConfig {
     pub read_ahead_kb: u32,
     /// How long to wait for the mount to appear in /proc/self/mountinfo.
     pub mount_timeout: std::time::Duration,
+    /// Show every entry as owned by this uid and gid. For mounts made without root: the
+    /// kernel would never let that user act as the recorded owners anyway, and in a job's
+    /// user namespace (where the user is root) the tree then behaves as it does for root —
+    /// as rootless container tools present their images.
+    pub owner: Option<(u32, u32)>,
 }
 
 impl Default for MountConfig {
@@ -125,6 +130,7 @@ impl Default for MountConfig {
             max_read: 1 << 20,
             read_ahead_kb: 1024,
             mount_timeout: std::time::Duration::from_secs(10),
+            owner: None,
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn mount(
     if !mp.is_dir() {
         return Err(bad("not a directory".into()));
     }
-    let core = Core::new(src, &root, root_entry, cfg.chunk_cache_bytes);
+    let core = Core::new(src, &root, root_entry, cfg.chunk_cache_bytes).with_owner(cfg.owner);
 
     let mut options = vec![
         MountOption::FSName(cfg.fsname.replace([',', ' ', '\t', '\n', '\\'], "_")),

@@ -232,6 +232,8 @@ pub(crate) struct Core {
     inflight: Mutex<HashMap<ChunkId, Arc<Flight>>>,
     dirs: ByteLru<NodeId, DirNode>,
     started: SystemTime,
+    /// Every entry shown as owned by this uid and gid ([`crate::MountConfig::owner`]).
+    owner: Option<(u32, u32)>,
 }
 
 fn ware_fault(ware: &WareId, path: &str, what: &str, e: &ware_store::Error) -> Fault {
@@ -304,7 +306,14 @@ impl Core {
             inflight: Mutex::new(HashMap::new()),
             dirs: ByteLru::new(DIR_CACHE_BYTES),
             started: SystemTime::now(),
+            owner: None,
         }
+    }
+
+    /// Shows every entry as owned by `owner` (uid, gid) instead of its recorded owner.
+    pub(crate) fn with_owner(mut self, owner: Option<(u32, u32)>) -> Self {
+        self.owner = owner;
+        self
     }
 
     fn node(&self, ino: u64) -> R<Arc<Node>> {
@@ -455,8 +464,8 @@ impl Core {
             kind,
             perm,
             nlink: 1,
-            uid: 0,
-            gid: 0,
+            uid: self.owner.map_or(0, |o| o.0),
+            gid: self.owner.map_or(0, |o| o.1),
             rdev: 0,
             blksize: BLOCK,
             flags: 0,
@@ -501,8 +510,8 @@ impl Core {
                         kind: file_type(entry.kind),
                         perm: (entry.mode & 0o7777) as u16,
                         nlink,
-                        uid: entry.uid,
-                        gid: entry.gid,
+                        uid: self.owner.map_or(entry.uid, |o| o.0),
+                        gid: self.owner.map_or(entry.gid, |o| o.1),
                         rdev: entry.rdev.map_or(0, |(ma, mi)| encode_dev(ma, mi)),
                         blksize: BLOCK,
                         flags: 0,

@@ -1,0 +1,551 @@
+//! Formulas (what a job is) and run records (what running one gave), as docs/FORMAT.md
+//! ("Formulas", "Run records") defines them.
+//!
+//! A formula names its inputs by ware ID or name; before it runs, names are resolved to IDs
+//! and the result, the *resolved formula*, is what its ID hashes: the CID (DAG-CBOR, BLAKE3)
+//! of its inputs, action and outputs' filters. Where wares are fetched from (warehouses) and
+//! how long the job may take (limits) are not part of it: they change where and whether a
+//! job runs, not what it computes.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ware_store::WareId;
+use ware_store::pack::{
+    DeviceFilter, IdFilter, MtimeFilter, PackOptions, SetidFilter, XattrFilter,
+};
+
+/// PATH when a formula's environment does not set one (what docker and podman use).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The largest formula file read.
+const FORMULA_MAX: u64 = 1 << 20;
+
+/// A job description, as written by a user.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Formula {
+    /// Absolute path in the job → the ware shown there. `/` is the root filesystem.
+    pub inputs: BTreeMap<String, Input>,
+    /// What to run.
+    pub action: Action,
+    /// Absolute path in the job → how to pack what the job leaves there.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Output>,
+    /// Bounds on the run.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// One input: a ware ID or name, and optionally warehouses to fetch it from.
+#[derive(Clone, Debug, Serialize)]
+pub struct Input {
+    /// Ware ID or name.
+    pub ware: String,
+    /// Warehouses to try (before the configured ones) for what the store lacks.
+    pub warehouses: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Input {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            ware: String,
+            #[serde(default)]
+            warehouses: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Id(String),
+            Full(Full),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Id(ware) => Input {
+                ware,
+                warehouses: Vec::new(),
+            },
+            Form::Full(f) => Input {
+                ware: f.ware,
+                warehouses: f.warehouses,
+            },
+        })
+    }
+}
+
+/// The job's process.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    /// Program and arguments; a program without `/` is looked up in the job's PATH.
+    pub argv: Vec<String>,
+    /// The whole environment (nothing is inherited); PATH defaults to [`DEFAULT_PATH`].
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory in the job.
+    #[serde(default = "root_dir")]
+    pub cwd: String,
+    /// User ID in the job.
+    #[serde(default)]
+    pub uid: u32,
+    /// Group ID in the job.
+    #[serde(default)]
+    pub gid: u32,
+    /// Host name in the job.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// The host's network; off by default (the job sees only `lo`).
+    #[serde(default)]
+    pub network: bool,
+}
+
+fn root_dir() -> String {
+    "/".into()
+}
+
+fn default_hostname() -> String {
+    "ware".into()
+}
+
+/// How one output is packed, and where it goes.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// Owners: `"keep"` or a number (default 0, so the output is the same whoever ran it).
+    #[serde(default = "zero_id")]
+    pub uid: IdSpec,
+    /// Groups: as `uid`.
+    #[serde(default = "zero_id")]
+    pub gid: IdSpec,
+    /// `"normalise"` (default: 2010-01-01) or `"keep"`.
+    #[serde(default = "default_mtime")]
+    pub mtime: String,
+    /// Setuid/setgid bits: `"strip"` (default), `"keep"` or `"reject"`.
+    #[serde(default = "default_setid")]
+    pub setid: String,
+    /// Device nodes and fifos: `"skip"` (default), `"keep"` or `"reject"`.
+    #[serde(default = "default_devices")]
+    pub devices: String,
+    /// Extended attributes: `"keep"` (default) or `"skip"`.
+    #[serde(default = "default_xattrs")]
+    pub xattrs: String,
+    /// A warehouse to push the output to after the run (not part of the formula's ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<String>,
+}
+
+fn zero_id() -> IdSpec {
+    IdSpec::Set(0)
+}
+fn default_mtime() -> String {
+    "normalise".into()
+}
+fn default_setid() -> String {
+    "strip".into()
+}
+fn default_devices() -> String {
+    "skip".into()
+}
+fn default_xattrs() -> String {
+    "keep".into()
+}
+
+/// An owner filter: keep what the job wrote, or set one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdSpec {
+    /// Keep the job's owners.
+    Keep,
+    /// Set every owner to this.
+    Set(u32),
+}
+
+impl Serialize for IdSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            IdSpec::Keep => s.serialize_str("keep"),
+            IdSpec::Set(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IdSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            N(u32),
+            S(String),
+        }
+        match Form::deserialize(d)? {
+            Form::N(n) => Ok(IdSpec::Set(n)),
+            Form::S(s) if s == "keep" => Ok(IdSpec::Keep),
+            Form::S(s) => Err(serde::de::Error::custom(format!(
+                "{s:?}: an owner filter is \"keep\" or a number"
+            ))),
+        }
+    }
+}
+
+impl Output {
+    /// The pack options these filters stand for.
+    pub fn pack_options(&self, path: &str) -> Result<PackOptions> {
+        let bad = |field: &str, value: &str, allowed: &str| {
+            anyhow::anyhow!("output {path}: {field} {value:?}: expected {allowed}")
+        };
+        let id = |s: IdSpec| match s {
+            IdSpec::Keep => IdFilter::Keep,
+            IdSpec::Set(n) => IdFilter::Set(n),
+        };
+        Ok(PackOptions {
+            uid: id(self.uid),
+            gid: id(self.gid),
+            mtime: match self.mtime.as_str() {
+                "normalise" | "normalize" => MtimeFilter::Normalise,
+                "keep" => MtimeFilter::Keep,
+                v => return Err(bad("mtime", v, "\"normalise\" or \"keep\"")),
+            },
+            setid: match self.setid.as_str() {
+                "strip" => SetidFilter::Strip,
+                "keep" => SetidFilter::Keep,
+                "reject" => SetidFilter::Reject,
+                v => return Err(bad("setid", v, "\"strip\", \"keep\" or \"reject\"")),
+            },
+            devices: match self.devices.as_str() {
+                "skip" => DeviceFilter::Skip,
+                "keep" => DeviceFilter::Keep,
+                "reject" => DeviceFilter::Reject,
+                v => return Err(bad("devices", v, "\"skip\", \"keep\" or \"reject\"")),
+            },
+            xattrs: match self.xattrs.as_str() {
+                "keep" => XattrFilter::Keep,
+                "skip" => XattrFilter::Skip,
+                v => return Err(bad("xattrs", v, "\"keep\" or \"skip\"")),
+            },
+        })
+    }
+}
+
+/// Bounds on a run.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock seconds before the job is killed.
+    #[serde(default)]
+    pub wall_seconds: Option<u64>,
+    /// Memory, in bytes (cgroup v2 `memory.max`, where available).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads (cgroup v2 `pids.max`, where available).
+    #[serde(default)]
+    pub pids: Option<u64>,
+}
+
+/// What a formula's ID hashes: inputs by ID, the action with its defaults filled in, the
+/// outputs' filters.
+#[derive(Serialize)]
+struct Resolved<'a> {
+    inputs: BTreeMap<&'a str, String>,
+    action: &'a Action,
+    outputs: BTreeMap<&'a str, OutputFilters<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputFilters<'a> {
+    uid: IdSpec,
+    gid: IdSpec,
+    mtime: &'a str,
+    setid: &'a str,
+    devices: &'a str,
+    xattrs: &'a str,
+}
+
+impl Formula {
+    /// Reads and checks a formula file (`-` for stdin).
+    pub fn load(path: &Path) -> Result<Formula> {
+        use std::io::Read;
+        let mut text = String::new();
+        let what = path.display();
+        if path == Path::new("-") {
+            std::io::stdin()
+                .take(FORMULA_MAX + 1)
+                .read_to_string(&mut text)
+                .context("reading the formula from stdin")?;
+        } else {
+            std::fs::File::open(path)
+                .with_context(|| format!("{what}: cannot open the formula"))?
+                .take(FORMULA_MAX + 1)
+                .read_to_string(&mut text)
+                .with_context(|| format!("{what}: cannot read the formula"))?;
+        }
+        ensure!(
+            text.len() as u64 <= FORMULA_MAX,
+            "{what}: a formula is at most {FORMULA_MAX} bytes"
+        );
+        let mut f: Formula =
+            serde_json::from_str(&text).with_context(|| format!("{what}: not a valid formula"))?;
+        f.check()
+            .with_context(|| format!("{what}: not a valid formula"))?;
+        f.action
+            .env
+            .entry("PATH".into())
+            .or_insert_with(|| DEFAULT_PATH.into());
+        Ok(f)
+    }
+
+    /// Checks what serde cannot: paths, argv, names of variables, filters.
+    pub fn check(&self) -> Result<()> {
+        ensure!(
+            self.inputs.contains_key("/"),
+            "inputs must include \"/\", the job's root filesystem"
+        );
+        for p in self.inputs.keys() {
+            check_job_path(p).with_context(|| format!("input {p:?}"))?;
+        }
+        for (p, out) in &self.outputs {
+            check_job_path(p).with_context(|| format!("output {p:?}"))?;
+            ensure!(p != "/", "output \"/\": the root cannot be an output");
+            ensure!(
+                !self.inputs.contains_key(p),
+                "output {p:?} is also an input"
+            );
+            // An output under a read-only input would need a mountpoint the input may lack,
+            // and its contents would hide part of that input.
+            if let Some(inp) = self
+                .inputs
+                .keys()
+                .filter(|i| *i != "/")
+                .find(|i| Path::new(p).starts_with(i))
+            {
+                bail!("output {p:?} lies inside input {inp:?}, which is read-only");
+            }
+            out.pack_options(p)?;
+        }
+        ensure!(
+            !self.action.argv.is_empty(),
+            "action.argv is empty: name a program to run"
+        );
+        ensure!(
+            !self.action.argv.iter().any(|a| a.contains('\0')),
+            "action.argv holds a NUL byte"
+        );
+        for (k, v) in &self.action.env {
+            ensure!(
+                !k.is_empty() && !k.contains('=') && !k.contains('\0') && !v.contains('\0'),
+                "action.env: {k:?} is not a valid variable"
+            );
+        }
+        check_job_path(&self.action.cwd).context("action.cwd")?;
+        ensure!(
+            !self.action.hostname.is_empty()
+                && self.action.hostname.len() <= 64
+                && self
+                    .action
+                    .hostname
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+            "action.hostname {:?}: 1 to 64 of A-Z, a-z, 0-9, '-', '.'",
+            self.action.hostname
+        );
+        if let Some(s) = self.limits.wall_seconds {
+            ensure!(s > 0, "limits.wall_seconds must be above 0");
+        }
+        Ok(())
+    }
+
+    /// The formula's ID, given what each input resolved to.
+    pub fn id(&self, resolved: &BTreeMap<String, WareId>) -> Result<WareId> {
+        let r = Resolved {
+            inputs: self
+                .inputs
+                .keys()
+                .map(|p| {
+                    let id = resolved
+                        .get(p)
+                        .with_context(|| format!("input {p} is not resolved"))?;
+                    Ok((p.as_str(), id.to_string()))
+                })
+                .collect::<Result<_>>()?,
+            action: &self.action,
+            outputs: self
+                .outputs
+                .iter()
+                .map(|(p, o)| {
+                    (
+                        p.as_str(),
+                        OutputFilters {
+                            uid: o.uid,
+                            gid: o.gid,
+                            mtime: &o.mtime,
+                            setid: &o.setid,
+                            devices: &o.devices,
+                            xattrs: &o.xattrs,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        Ok(ware_store::id::cbor_id(&r)?.0)
+    }
+}
+
+/// A path inside the job: absolute, no `.`, `..` or empty components, no trailing `/`.
+fn check_job_path(p: &str) -> Result<()> {
+    ensure!(p.starts_with('/'), "not an absolute path");
+    ensure!(!p.contains('\0'), "holds a NUL byte");
+    ensure!(p == "/" || !p.ends_with('/'), "ends with '/'");
+    ensure!(!p.contains("//"), "holds an empty component");
+    for c in Path::new(p).components() {
+        match c {
+            Component::RootDir | Component::Normal(_) => {}
+            _ => bail!("holds '.' or '..'"),
+        }
+    }
+    Ok(())
+}
+
+/// What running a formula gave (docs/FORMAT.md, "Run records").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The resolved formula's ID.
+    pub formula: String,
+    /// The executor: `ns`, `chroot` or `runc`.
+    pub executor: String,
+    /// Each input path and the ware it was.
+    pub inputs: BTreeMap<String, String>,
+    /// Start and end, RFC 3339 UTC with milliseconds.
+    pub started: String,
+    /// See `started`.
+    pub ended: String,
+    /// `exited`, `signaled` or `timed_out`.
+    pub status: String,
+    /// The job's exit code (128+N after signal N; 124 after the wall limit).
+    pub exit_code: i32,
+    /// Each output path and the ware packed from it.
+    pub outputs: BTreeMap<String, String>,
+    /// What the run could not do as asked (limits not enforced, owners filtered, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds (`2026-11-25T14:24:07.123Z`).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Formula> {
+        let f: Formula = serde_json::from_str(s)?;
+        f.check()?;
+        Ok(f)
+    }
+
+    fn root() -> String {
+        WareId::of(b"a root node").to_string()
+    }
+
+    #[test]
+    fn a_minimal_formula_gets_defaults_and_a_stable_id() {
+        let root = root();
+        let f = parse(&format!(
+            r#"{{"inputs": {{"/": "{root}"}}, "action": {{"argv": ["/bin/true"]}},
+                "outputs": {{"/out": {{}}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(f.action.cwd, "/");
+        assert_eq!(f.action.hostname, "ware");
+        assert!(!f.action.network);
+        assert_eq!(f.outputs["/out"].uid, IdSpec::Set(0));
+        let ids = BTreeMap::from([("/".to_string(), root.parse::<WareId>().unwrap())]);
+        let id = f.id(&ids).unwrap();
+        assert_eq!(id, f.id(&ids).unwrap());
+        // A warehouse or a limit does not change what the job computes, so not its ID.
+        let mut g = f.clone();
+        g.limits.wall_seconds = Some(5);
+        g.outputs.get_mut("/out").unwrap().warehouse = Some("file:///x".into());
+        g.inputs.get_mut("/").unwrap().warehouses = vec!["file:///y".into()];
+        assert_eq!(g.id(&ids).unwrap(), id);
+        // An argument does.
+        g.action.argv.push("x".into());
+        assert_ne!(g.id(&ids).unwrap(), id);
+    }
+
+    #[test]
+    fn bad_formulas_are_refused_with_the_field_named() {
+        let cases = [
+            (r#"{"inputs": {}, "action": {"argv": ["x"]}}"#, "\"/\""),
+            (
+                r#"{"inputs": {"/": "a", "rel": "b"}, "action": {"argv": ["x"]}}"#,
+                "input \"rel\"",
+            ),
+            (
+                r#"{"inputs": {"/": "a", "/x/../y": "b"}, "action": {"argv": ["x"]}}"#,
+                "'..'",
+            ),
+            (r#"{"inputs": {"/": "a"}, "action": {"argv": []}}"#, "argv"),
+            (
+                r#"{"inputs": {"/": "a"}, "action": {"argv": ["x"]}, "outputs": {"/": {}}}"#,
+                "root",
+            ),
+            (
+                r#"{"inputs": {"/": "a", "/src": "b"}, "action": {"argv": ["x"]},
+                    "outputs": {"/src/out": {}}}"#,
+                "inside input",
+            ),
+            (
+                r#"{"inputs": {"/": "a"}, "action": {"argv": ["x"]},
+                    "outputs": {"/o": {"setid": "maybe"}}}"#,
+                "setid",
+            ),
+            (
+                r#"{"inputs": {"/": "a"}, "action": {"argv": ["x"], "hostname": "a b"}}"#,
+                "hostname",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let err = serde_json::from_str::<Formula>(
+            r#"{"inputs": {"/": "a"}, "action": {"argv": ["x"]}, "extra": 1}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("extra"), "{err}");
+    }
+
+    #[test]
+    fn times_print_as_rfc3339() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_616_647_123);
+        assert_eq!(rfc3339(t), "2026-11-25T14:24:07.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+}
