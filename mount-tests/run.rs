@@ -312,6 +312,41 @@ fn time_limits_and_failures_have_their_exit_codes() {
         String::from_utf8_lossy(&leftover.stdout)
     );
 
+    // `ware run` killed outright: its job dies with it, and its mount goes.
+    let f_sleep = write_formula(
+        &w,
+        "sleeper.json",
+        &json!({"inputs": {"/": root}, "action": {"argv": ["/bin/sh", "-c", "sleep 1001 & sleep 1001"]}}),
+    );
+    let mut child = w
+        .command()
+        .arg("run")
+        .arg(&f_sleep)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = |pat: &str| {
+        !Command::new("pgrep")
+            .args(["-f", pat])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty()
+    };
+    let t = Instant::now();
+    while !running("sleep 1001") && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(running("sleep 1001"), "the job did not start");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let t = Instant::now();
+    while (running("sleep 1001") || mounted(&w)) && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!running("sleep 1001"), "the job outlived ware run");
+    assert!(!mounted(&w), "the inputs' mount outlived ware run");
+
     // A signal: 128 + N.
     let f = write_formula(
         &w,
@@ -352,9 +387,9 @@ fn time_limits_and_failures_have_their_exit_codes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Nothing is left mounted or behind in the store's run directory.
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(w.store().to_str().unwrap()), "{mounts}");
+    // Nothing is left mounted or behind in the store's run directory (the killed run's is
+    // swept by the next run).
+    assert!(!mounted(&w));
     let left: Vec<_> = std::fs::read_dir(w.store().join("run"))
         .map(|d| d.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
@@ -459,4 +494,12 @@ fn an_unprivileged_user_runs_a_job() {
     );
     let rec = record(&home.join("record.json"));
     assert_eq!(rec["exit_code"], 0, "{rec}");
+}
+
+/// Whether anything is mounted below the test's store.
+fn mounted(w: &Ware) -> bool {
+    let store = w.store();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(store.to_str().unwrap())
 }
