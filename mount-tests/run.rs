@@ -75,7 +75,7 @@ fn each_executor_runs_a_job_on_a_lazily_mounted_rootfs() {
         &json!({
             "inputs": {"/": root},
             "action": {"argv": ["/bin/sh", "-c", script], "env": {"LANG": "C"}},
-            "outputs": {"/out": {}},
+            "outputs": {"/out": {"warehouse": format!("file://{}", w.path("out-warehouse").display())}},
         }),
     );
     let mut outputs = Vec::new();
@@ -119,6 +119,8 @@ fn each_executor_runs_a_job_on_a_lazily_mounted_rootfs() {
         assert!(dir.join("d/e").is_dir());
         outputs.push(out_id);
     }
+    // Each output was pushed where the formula said.
+    assert!(w.path("out-warehouse/wares").join(&outputs[0]).is_file());
     // The root ware did not change: its /etc has no scratch file.
     let etc = w.ok(["ls", &format!("{root}/etc")]);
     assert!(!etc.contains("scratch-file"), "{etc}");
@@ -153,6 +155,21 @@ fn each_executor_runs_a_job_on_a_lazily_mounted_rootfs() {
     let v: Value = serde_json::from_str(&stdout[json_at..]).unwrap();
     assert_eq!(v["agree"], true, "{v}");
     assert_eq!(v["runs"][1]["outputs"]["/out"], outputs[0].as_str());
+
+    // And on another machine's fresh store: the same formula ID, the same output ID.
+    let (w2, root2, _) = debian().unwrap();
+    assert_eq!(root2, root);
+    let f2 = write_formula(
+        &w2,
+        "job.json",
+        &serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap(),
+    );
+    let rec2 = w2.path("record.json");
+    let out = run(&w2, &f2, &["--record", rec2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7));
+    let rec2 = record(&rec2);
+    assert_eq!(rec2["outputs"]["/out"], outputs[0].as_str());
+    assert_eq!(rec2["formula"], formula_ids[0]);
 }
 
 /// A job cannot write to its read-only inputs, reach the host's files (through symlinks

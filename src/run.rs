@@ -20,7 +20,7 @@ use ware_store::WareId;
 
 use crate::api::{PackSource, RemoteOptions, StoreApi, resolve_ware};
 use crate::client::{self, RemoteStore};
-use crate::formula::{Formula, RunRecord, rfc3339};
+use crate::formula::{Formula, IdSpec, RunRecord, rfc3339};
 use crate::output::safe;
 use crate::proto::MountWhat;
 
@@ -225,6 +225,14 @@ fn run_once(
                 )
                 .with_context(|| format!("packing output {path}"))?;
             notices.extend(report.notices.iter().map(|m| format!("output {path}: {m}")));
+            let keeps_owners = spec.uid == IdSpec::Keep || spec.gid == IdSpec::Keep;
+            if keeps_owners && !rustix::process::geteuid().is_root() {
+                notices.push(format!(
+                    "output {path}: owners kept as the host sees them (the user who ran the \
+                     job), not as the job saw them: without root, every file a job writes \
+                     belongs to that user"
+                ));
+            }
             if let Some(url) = &spec.warehouse {
                 daemon
                     .push(&report.id, url, remote, &ware_store::pack::NoProgress)
