@@ -253,7 +253,35 @@ fn object_faults(
     }
     drop(stall);
 
-    // A connection closed before any answer (a reset), and no server at all: errors, quickly.
+    // A blackholed address (handshakes never complete): Timeout within the deadline too.
+    let hole = Proxy::blackhole();
+    let wh = through(hole.addr);
+    let (r, took) = timed(|| wh.get(key).map(|_| ()));
+    assert!(
+        matches!(r, Err(Error::Timeout { .. })),
+        "{name} blackholed get: {r:?}"
+    );
+    assert!(
+        took < deadline + Duration::from_millis(500),
+        "{name} blackholed get returned after {took:?}"
+    );
+    drop(hole);
+
+    // A reset in the middle of a body: an error, never a short answer taken as data.
+    let rst = Proxy::start(upstream, Fault::Reset(3000));
+    let wh = through(rst.addr);
+    for (what, r) in [
+        ("get", wh.get(key).map(|b| b.len())),
+        ("range", wh.get_range(key, 0..20_000).map(|b| b.len())),
+    ] {
+        assert!(
+            matches!(r, Err(Error::Transport { .. })),
+            "{name}: reset {what} gave {r:?}"
+        );
+    }
+    drop(rst);
+
+    // A connection closed before any answer, and no server at all: errors, quickly.
     let reset = Proxy::start(upstream, Fault::Truncate(0));
     let wh = through(reset.addr);
     let r = wh.get(key);

@@ -455,6 +455,9 @@ pub enum Fault {
     /// Replace every occurrence of the first byte string by the second (same length) in
     /// responses, as a flipped bit would.
     Replace(Vec<u8>, Vec<u8>),
+    /// Forward at most this many bytes of each response, then abort the connection with a
+    /// TCP reset (RST, not FIN), as a crashed server or a middlebox does.
+    Reset(usize),
 }
 
 /// A TCP proxy on 127.0.0.1 with one fault for its whole life. Its runtime (and so every
@@ -462,6 +465,42 @@ pub enum Fault {
 pub struct Proxy {
     pub addr: SocketAddr,
     rt: Option<tokio::runtime::Runtime>,
+    /// Connections that fill a blackhole's accept queue.
+    _fillers: Vec<std::net::TcpStream>,
+}
+
+impl Proxy {
+    /// An address whose TCP handshakes never complete, as behind a firewall that drops
+    /// packets: a listener that never accepts, its accept queue kept full, so the kernel
+    /// drops every further SYN and a client's connect hangs until its own timeout.
+    pub fn blackhole() -> Proxy {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind blackhole");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("blackhole runtime");
+        let listener = rt.block_on(async { socket.listen(0) }).expect("listen");
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                fillers.push(s);
+            }
+        }
+        // The listener must outlive the fillers, never accepting: keep it in the runtime.
+        rt.spawn(async move {
+            let _keep = listener;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        Proxy {
+            addr,
+            rt: Some(rt),
+            _fillers: fillers,
+        }
+    }
 }
 
 impl Proxy {
@@ -480,7 +519,11 @@ impl Proxy {
                 tokio::spawn(serve(client, upstream, fault.clone()));
             }
         });
-        Proxy { addr, rt: Some(rt) }
+        Proxy {
+            addr,
+            rt: Some(rt),
+            _fillers: Vec::new(),
+        }
     }
 }
 
@@ -494,6 +537,10 @@ impl Drop for Proxy {
 
 async fn serve(client: tokio::net::TcpStream, upstream: SocketAddr, fault: Fault) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if let Fault::Reset(_) = fault {
+        // Closing with a zero linger time sends RST instead of FIN.
+        let _ = client.set_linger(Some(Duration::ZERO));
+    }
     let (mut client_r, mut client_w) = client.into_split();
     if let Fault::Stall = fault {
         // Swallow the request and hold the connection open without a word.
@@ -523,6 +570,18 @@ async fn serve(client: tokio::net::TcpStream, upstream: SocketAddr, fault: Fault
         };
         let chunk = &mut buf[..n];
         match &fault {
+            Fault::Reset(limit) => {
+                let take = n.min(limit.saturating_sub(sent));
+                let _ = client_w.write_all(&chunk[..take]).await;
+                sent += take;
+                if sent >= *limit {
+                    // No FIN: the socket closes abortively when both halves are gone.
+                    client_w.forget();
+                    up.abort();
+                    return;
+                }
+                continue;
+            }
             Fault::Truncate(limit) => {
                 let take = n.min(limit.saturating_sub(sent));
                 if client_w.write_all(&chunk[..take]).await.is_err() {
