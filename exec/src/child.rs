@@ -117,6 +117,10 @@ fn rc(r: c_int) -> SysResult<c_int> {
     if r < 0 { Err(sys::errno()) } else { Ok(r) }
 }
 
+fn sys_rc(r: libc::c_long) -> SysResult<c_int> {
+    if r < 0 { Err(sys::errno()) } else { Ok(r as c_int) }
+}
+
 fn report_fail(fd: c_int, f: Fail) {
     let _ = sys::write_all(fd, &encode(REPORT_FAILURE, f.step as u32, f.index, f.errno));
 }
@@ -459,6 +463,10 @@ fn default_signals() {
 /// The sandbox's init: forks the job, reaps every child, and when the job is gone kills what
 /// is left and reports the job's wait status.
 fn init(plan: &Plan, fds: &ChildFds, rootfd: c_int) -> ! {
+    // Not dumpable: the job cannot open /proc/1/exe (the caller's binary on the host), /proc/1/fd
+    // or /proc/1/mem of its init, even as root (it has no CAP_SYS_PTRACE).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     default_signals();
     let set = sigset(&INIT_SIGNALS);
     // SAFETY: sigprocmask with a set we own.
@@ -680,11 +688,16 @@ fn job(plan: &Plan, fds: &ChildFds, init_pid: libc::pid_t) -> Fail {
     }
     if x.set_ids {
         let groups = [x.gid];
-        // SAFETY: setgroups reads our one-element array; setgid/setuid take integers.
+        // Raw system calls, not glibc's wrappers: those broadcast the change to every thread
+        // glibc believes exists (the parent's, copied into this process by clone) and wait
+        // for them forever.
+        // SAFETY: setgroups reads our one-element array; setresgid/setresuid take integers.
         let r = unsafe {
-            rc(libc::setgroups(1, groups.as_ptr()))
-                .and_then(|_| rc(libc::setgid(x.gid)))
-                .and_then(|_| rc(libc::setuid(x.uid)))
+            let g = x.gid as libc::c_long;
+            let u = x.uid as libc::c_long;
+            sys_rc(libc::syscall(libc::SYS_setgroups, 1 as libc::c_long, groups.as_ptr()))
+                .and_then(|_| sys_rc(libc::syscall(libc::SYS_setresgid, g, g, g)))
+                .and_then(|_| sys_rc(libc::syscall(libc::SYS_setresuid, u, u, u)))
         };
         if let Err(e) = r {
             return Fail { step: Step::Ids, index: 0, errno: e };
