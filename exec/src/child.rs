@@ -272,52 +272,110 @@ fn overlay_root(plan: &Plan) -> Result<c_int, Fail> {
 }
 
 /// Resolves `rel` below `rootfd` without ever leaving it (RESOLVE_IN_ROOT: symlinks and `..`
-/// are resolved as if `rootfd` were `/`), creating missing directories (and, for a file
-/// target, the last component as an empty file). Returns an O_PATH descriptor.
+/// are resolved as if `rootfd` were `/`), creating what is missing: directories, and for a
+/// file target the last component as an empty file. A dangling symlink on the way is followed
+/// (its target spliced into the path, still inside the root) and its target created. Returns
+/// an O_PATH descriptor.
 pub(crate) fn resolve_target(rootfd: c_int, rel: &[u8], dir: bool) -> SysResult<c_int> {
-    let mut buf = [0u8; libc::PATH_MAX as usize + 1];
-    if rel.len() >= buf.len() {
+    const MAX: usize = libc::PATH_MAX as usize;
+    let mut buf = [0u8; MAX + 1];
+    let mut spliced = [0u8; MAX + 1];
+    let mut link = [0u8; MAX + 1];
+    if rel.len() >= MAX {
         return Err(libc::ENAMETOOLONG);
     }
     buf[..rel.len()].copy_from_slice(rel);
+    let mut len = rel.len();
     let last_flags = libc::O_PATH | if dir { libc::O_DIRECTORY } else { 0 };
-    match sys::open_in_root(rootfd, buf.as_ptr().cast(), last_flags) {
-        Err(libc::ENOENT) => {}
-        other => return other,
-    }
-    let mut start = 0;
-    loop {
-        let end = buf[start..rel.len()].iter().position(|&b| b == b'/').map_or(rel.len(), |p| start + p);
-        let last = end == rel.len();
-        buf[end] = 0;
-        let flags = if last { last_flags } else { libc::O_PATH | libc::O_DIRECTORY };
-        let fd = match sys::open_in_root(rootfd, buf.as_ptr().cast(), flags) {
-            Ok(fd) => fd,
-            Err(libc::ENOENT) => {
-                let parent = if start == 0 {
-                    rootfd
-                } else {
-                    buf[start - 1] = 0;
-                    let p = sys::open_in_root(rootfd, buf.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY);
-                    buf[start - 1] = b'/';
-                    p?
-                };
-                let name = buf[start..].as_ptr().cast();
-                let made = if last && !dir { sys::mkfile_at(parent, name) } else { sys::mkdir_at(parent, name, 0o755) };
-                if start != 0 {
-                    sys::close(parent);
-                }
-                made?;
-                sys::open_in_root(rootfd, buf.as_ptr().cast(), flags)?
-            }
-            Err(e) => return Err(e),
-        };
-        if last {
-            return Ok(fd);
+    let mut hops = 0;
+    'restart: loop {
+        if len == 0 {
+            return sys::open_in_root(rootfd, c".".as_ptr(), libc::O_PATH | libc::O_DIRECTORY);
         }
-        sys::close(fd);
-        buf[end] = b'/';
-        start = end + 1;
+        buf[len] = 0;
+        match sys::open_in_root(rootfd, buf.as_ptr().cast(), last_flags) {
+            Err(libc::ENOENT) => {}
+            other => return other,
+        }
+        let mut start = 0;
+        loop {
+            let end = buf[start..len].iter().position(|&b| b == b'/').map_or(len, |p| start + p);
+            let last = end == len;
+            if end == start && !last {
+                start = end + 1;
+                continue;
+            }
+            buf[end] = 0;
+            let flags = if last { last_flags } else { libc::O_PATH | libc::O_DIRECTORY };
+            match sys::open_in_root(rootfd, buf.as_ptr().cast(), flags) {
+                Ok(fd) if last => return Ok(fd),
+                Ok(fd) => sys::close(fd),
+                Err(libc::ENOENT) => {
+                    let parent = if start == 0 {
+                        rootfd
+                    } else {
+                        buf[start - 1] = 0;
+                        let p = sys::open_in_root(rootfd, buf.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY);
+                        buf[start - 1] = b'/';
+                        p?
+                    };
+                    let name = buf[start..].as_ptr().cast();
+                    // SAFETY: readlinkat into our buffer, at most its length minus one.
+                    let n = unsafe { libc::readlinkat(parent, name, link.as_mut_ptr().cast(), MAX) };
+                    let made = if n >= 0 {
+                        Ok(())
+                    } else if !matches!(sys::errno(), libc::EINVAL | libc::ENOENT) {
+                        Err(sys::errno())
+                    } else if last && !dir {
+                        sys::mkfile_at(parent, name)
+                    } else {
+                        sys::mkdir_at(parent, name, 0o755)
+                    };
+                    if start != 0 {
+                        sys::close(parent);
+                    }
+                    made?;
+                    if n >= 0 {
+                        // A dangling symlink: continue with its target in place of it, relative
+                        // to the directory holding it, or to the root when absolute.
+                        hops += 1;
+                        if hops > 40 {
+                            return Err(libc::ELOOP);
+                        }
+                        let target = &link[..n as usize];
+                        let mut w = 0;
+                        let mut put = |bytes: &[u8]| -> SysResult<()> {
+                            if w + bytes.len() >= MAX {
+                                return Err(libc::ENAMETOOLONG);
+                            }
+                            spliced[w..w + bytes.len()].copy_from_slice(bytes);
+                            w += bytes.len();
+                            Ok(())
+                        };
+                        if target.first() != Some(&b'/') {
+                            put(&buf[..start])?;
+                        }
+                        put(target)?;
+                        if !last {
+                            put(b"/")?;
+                            put(&buf[end + 1..len])?;
+                        }
+                        let skip = spliced[..w].iter().take_while(|&&b| b == b'/').count();
+                        len = w - skip;
+                        buf[..len].copy_from_slice(&spliced[skip..w]);
+                        continue 'restart;
+                    }
+                    match sys::open_in_root(rootfd, buf.as_ptr().cast(), flags) {
+                        Ok(fd) if last => return Ok(fd),
+                        Ok(fd) => sys::close(fd),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            buf[end] = b'/';
+            start = end + 1;
+        }
     }
 }
 

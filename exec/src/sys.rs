@@ -73,11 +73,20 @@ pub(crate) fn open_in_root(dirfd: c_int, path: *const c_char, flags: c_int) -> S
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    // SAFETY: `path` is NUL-terminated (callers pass CString/NUL-terminated buffers) and `how`
-    // lives across the call; the kernel copies both.
-    check(unsafe {
-        libc::syscall(SYS_OPENAT2, dirfd, path, &how as *const OpenHow, size_of::<OpenHow>())
-    })
+    // A scoped lookup fails with EAGAIN when any mount or rename happened on the system during
+    // the walk (the kernel cannot then prove it stayed inside): retry, boundedly.
+    let mut tries = 0;
+    loop {
+        // SAFETY: `path` is NUL-terminated (callers pass CString/NUL-terminated buffers) and
+        // `how` lives across the call; the kernel copies both.
+        let r = check(unsafe {
+            libc::syscall(SYS_OPENAT2, dirfd, path, &how as *const OpenHow, size_of::<OpenHow>())
+        });
+        match r {
+            Err(libc::EAGAIN) | Err(libc::EINTR) if tries < 10_000 => tries += 1,
+            r => return r,
+        }
+    }
 }
 
 /// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount tree at `path`.
