@@ -12,14 +12,16 @@ use crate::child::{self, ChildFds, Step, REPORT_FAILURE, REPORT_LEN, REPORT_STAT
 use crate::plan::{euid_egid, ExecPlan, Mode, Plan};
 use crate::{ExecError, ExecutorKind, Job, JobStatus, Outcome};
 
-/// Inits of running jobs and the signal that kills each one's whole tree.
-static RUNNING: Mutex<Vec<(libc::pid_t, libc::c_int)>> = Mutex::new(Vec::new());
+/// Inits of running jobs.
+static RUNNING: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 
 pub(crate) fn kill_all_running() {
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    for &(pid, sig) in running.iter() {
+    for &pid in running.iter() {
+        // SIGTERM makes the init kill every other process of the job, reap them and report
+        // the job's status (SIGKILL would kill the init before it could report).
         // SAFETY: kill with integer arguments; the pid is not reaped while registered.
-        unsafe { libc::kill(pid, sig) };
+        unsafe { libc::kill(pid, libc::SIGTERM) };
     }
 }
 
@@ -108,7 +110,7 @@ pub(crate) fn spawn_and_wait(
     }
     drop(report_w);
     drop(alive_r);
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((pid, plan.init_deathsig));
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
 
     let deadline = wall.map(|w| t0 + w);
     let mut timed_out = false;
@@ -148,7 +150,7 @@ pub(crate) fn spawn_and_wait(
         }
         bytes.extend_from_slice(&buf[..n as usize]);
     }
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|&(p, _)| p != pid);
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|&p| p != pid);
     let mut init_status = 0;
     loop {
         // SAFETY: waitpid on our own child, writing a status we own.

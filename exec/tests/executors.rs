@@ -3,6 +3,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::{Case, MINBASE};
 use ware_exec::{Bind, ExecutorKind, JobStatus};
@@ -84,6 +85,27 @@ fn readonly_bind_is_erofs(kind: ExecutorKind) {
     assert_eq!(std::fs::read_to_string(input.join("data")).unwrap(), "input\n");
 }
 
+/// The wall limit kills the job and everything it started (also what escaped with setsid), on
+/// time.
+fn wall_limit_kills_everything(kind: ExecutorKind) {
+    if !ready(kind) {
+        return;
+    }
+    let marker = format!("{}.{}", 700 + kind as u32, std::process::id());
+    let c = Case::new(
+        Path::new(MINBASE),
+        &format!("sleep {marker} & (setsid sleep {marker} &) ; sleep {marker}"),
+    )
+    .wall(Duration::from_millis(700));
+    let t = Instant::now();
+    let o = c.run(kind);
+    let took = t.elapsed();
+    assert_eq!(o.status, JobStatus::TimedOut);
+    assert_eq!(o.status.exit_code(), 124);
+    assert!(took < Duration::from_millis(1700), "took {took:?}");
+    assert_eq!(common::processes_with(&marker), Vec::<String>::new());
+}
+
 macro_rules! for_each_executor {
     ($($name:ident),*) => {
         mod ns { $( #[test] fn $name() { super::$name(ware_exec::ExecutorKind::Ns) } )* }
@@ -92,4 +114,10 @@ macro_rules! for_each_executor {
     };
 }
 
-for_each_executor!(dpkg_lists_packages, status_comes_back, root_writes_are_discarded, readonly_bind_is_erofs);
+for_each_executor!(
+    dpkg_lists_packages,
+    status_comes_back,
+    root_writes_are_discarded,
+    readonly_bind_is_erofs,
+    wall_limit_kills_everything
+);

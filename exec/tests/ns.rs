@@ -5,7 +5,6 @@ mod common;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use common::{Case, MINBASE};
 use ware_exec::{Bind, ExecutorKind, JobStatus};
@@ -58,27 +57,6 @@ fn network_true_is_the_hosts() {
     ok(&c);
     let host = std::fs::read_to_string("/proc/net/dev").unwrap();
     assert_eq!(c.output("netdev").lines().count(), host.lines().count());
-}
-
-/// The wall limit kills the job and everything it started, on time.
-#[test]
-fn wall_limit_kills_everything() {
-    if !common::can_run() {
-        return;
-    }
-    let marker = format!("{}.{}", 900 + std::process::id() % 100, std::process::id());
-    let c = Case::new(
-        Path::new(MINBASE),
-        &format!("sleep {marker} & (setsid sleep {marker} &) ; sleep {marker}"),
-    )
-    .wall(Duration::from_millis(700));
-    let t = Instant::now();
-    let o = c.run(NS);
-    let took = t.elapsed();
-    assert_eq!(o.status, JobStatus::TimedOut);
-    assert_eq!(o.status.exit_code(), 124);
-    assert!(took < Duration::from_millis(1700), "took {took:?}");
-    assert_eq!(common::processes_with(&marker), Vec::<String>::new());
 }
 
 /// The job's background processes die with it (the pid namespace's init exits).
