@@ -23,6 +23,7 @@
 //!   why it is sound (`// SAFETY:`). It depends on no internal crate.
 #![deny(missing_docs)]
 
+mod assemble;
 mod cgroup;
 mod child;
 mod error;

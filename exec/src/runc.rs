@@ -8,11 +8,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::plan::{euid_egid, work_subdir, ExecPlan, Mode, Plan};
+use crate::plan::{ExecPlan, Mode, Plan, euid_egid, work_subdir};
 use crate::spawn::{self, outcome};
-use crate::{ExecError, Job, JobStatus};
+use crate::{ExecError, Job, JobStatus, Outcome};
 
 /// Capability names matching [`crate::child::KEPT_CAPS`].
 const CAPS: [&str; 11] = [
@@ -36,13 +36,15 @@ pub(crate) fn runtime() -> Result<PathBuf, ExecError> {
         if name.contains('/') {
             return Path::new(name).is_file().then(|| PathBuf::from(name));
         }
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-        std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     };
     match std::env::var("WARE_OCI_RUNTIME") {
-        Ok(name) if !name.is_empty() => {
-            find(&name).ok_or_else(|| ExecError::Runtime(format!("WARE_OCI_RUNTIME={name}: not found")))
-        }
+        Ok(name) if !name.is_empty() => find(&name)
+            .ok_or_else(|| ExecError::Runtime(format!("WARE_OCI_RUNTIME={name}: not found"))),
         _ => find("runc")
             .or_else(|| find("crun"))
             .ok_or_else(|| ExecError::Runtime("neither runc nor crun found in PATH".into())),
@@ -50,14 +52,18 @@ pub(crate) fn runtime() -> Result<PathBuf, ExecError> {
 }
 
 fn utf8(what: &str, s: &std::ffi::OsStr) -> Result<String, ExecError> {
-    s.to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ExecError::InvalidJob(format!("{what} {s:?} is not UTF-8 (OCI config is JSON)")))
+    s.to_str().map(str::to_owned).ok_or_else(|| {
+        ExecError::InvalidJob(format!("{what} {s:?} is not UTF-8 (OCI config is JSON)"))
+    })
 }
 
 /// The bundle's config.json.
 pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> {
-    let args = job.argv.iter().map(|a| utf8("argument", a)).collect::<Result<Vec<_>, _>>()?;
+    let args = job
+        .argv
+        .iter()
+        .map(|a| utf8("argument", a))
+        .collect::<Result<Vec<_>, _>>()?;
     let env = job
         .env
         .iter()
@@ -68,7 +74,11 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
             utf8("environment entry", &kv)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let caps: Vec<&str> = if job.uid == 0 { CAPS.to_vec() } else { Vec::new() };
+    let caps: Vec<&str> = if job.uid == 0 {
+        CAPS.to_vec()
+    } else {
+        Vec::new()
+    };
     let nosuid_nodev = ["nosuid", "nodev"];
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -78,7 +88,11 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}),
     ];
     // runc knows "rro" (recursively read-only, Linux 5.12); for other runtimes plain "ro".
-    let ro = if runtime_name.contains("runc") { "rro" } else { "ro" };
+    let ro = if runtime_name.contains("runc") {
+        "rro"
+    } else {
+        "ro"
+    };
     for b in &job.mounts {
         let mut options = vec!["rbind", if b.writable { "rw" } else { ro }];
         options.extend(nosuid_nodev);
@@ -89,7 +103,12 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
             "options": options,
         }));
     }
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"}), json!({"type": "ipc"}), json!({"type": "uts"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+    ];
     if !job.network {
         namespaces.push(json!({"type": "network"}));
     }
@@ -133,16 +152,32 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
         ));
     }
     let rt = runtime()?;
-    let rt_name = rt.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let rt_name = rt
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if job.hostname.is_empty() {
-        return Err(ExecError::InvalidJob("the runc executor needs a hostname".into()));
+        return Err(ExecError::InvalidJob(
+            "the runc executor needs a hostname".into(),
+        ));
     }
     let config = config(job, &rt_name)?;
     let config_path = job.work.join("config.json");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap_or_default())
-        .map_err(|e| ExecError::host("writing", &config_path, e))?;
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )
+    .map_err(|e| ExecError::host("writing", &config_path, e))?;
     let state = work_subdir(&job.work, "state")?;
-    let id = format!("ware-{}-{}", std::process::id(), job.work.as_os_str().as_bytes().iter().fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(b as u32)));
+    let id = format!(
+        "ware-{}-{}",
+        std::process::id(),
+        job.work
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(b as u32))
+    );
     let argv: Vec<OsString> = vec![
         rt.clone().into(),
         "--root".into(),
@@ -158,8 +193,12 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
     let notices = Vec::new();
     let kill = |pid: libc::pid_t| {
         let ok = Command::new(&rt)
-            .arg("--root").arg(&state).args(["kill", &id, "KILL"])
-            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+            .arg("--root")
+            .arg(&state)
+            .args(["kill", &id, "KILL"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
@@ -171,8 +210,12 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
     let waited = spawn::spawn_and_wait(&plan, job.limits.wall, None, &kill);
     // Whatever happened, leave no container state behind.
     let _ = Command::new(&rt)
-        .arg("--root").arg(&state).args(["delete", "--force", &id])
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+        .arg("--root")
+        .arg(&state)
+        .args(["delete", "--force", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status();
     let mut out = outcome(job, waited?, notices)?;
     // The runtime exits 128+n when the container's process was killed by signal n.
@@ -184,5 +227,3 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
     }
     Ok(out)
 }
-
-use crate::Outcome;

@@ -17,12 +17,18 @@ fn dpkg_lists_packages(kind: ExecutorKind) {
     if !ready(kind) {
         return;
     }
-    let c = Case::new(Path::new(MINBASE), "dpkg -l > /out/dpkg.txt && echo done > /out/flag");
+    let c = Case::new(
+        Path::new(MINBASE),
+        "dpkg -l > /out/dpkg.txt && echo done > /out/flag",
+    );
     let o = c.run(kind);
     assert_eq!(o.status, JobStatus::Exited(0), "{o:?}");
     let list = c.output("dpkg.txt");
     assert!(list.lines().any(|l| l.starts_with("ii  dpkg ")), "{list}");
-    assert!(list.lines().any(|l| l.starts_with("ii  base-files ")), "{list}");
+    assert!(
+        list.lines().any(|l| l.starts_with("ii  base-files ")),
+        "{list}"
+    );
     assert_eq!(c.output("flag"), "done\n");
     assert!(o.started <= o.ended);
 }
@@ -38,7 +44,11 @@ fn status_comes_back(kind: ExecutorKind) {
     // Under runc the job is the container's pid 1, which cannot be killed by a signal from
     // inside its own pid namespace: there the shell's child is killed and the runtime's
     // 128+9 comes back as Signaled(9).
-    let script = if kind == ExecutorKind::Runc { "sh -c 'kill -9 $$'" } else { "kill -9 $$" };
+    let script = if kind == ExecutorKind::Runc {
+        "sh -c 'kill -9 $$'"
+    } else {
+        "kill -9 $$"
+    };
     let o = Case::new(Path::new(MINBASE), script).run(kind);
     assert_eq!(o.status, JobStatus::Signaled(9));
     assert_eq!(o.status.exit_code(), 137);
@@ -52,7 +62,9 @@ fn root_writes_are_discarded(kind: ExecutorKind) {
     let probe = format!("ware-probe-{kind}-{}", std::process::id());
     let c = Case::new(
         Path::new(MINBASE),
-        &format!("echo scratch > /etc/{probe} && cat /etc/{probe} > /out/seen && rm /usr/bin/dpkg && test ! -e /usr/bin/dpkg && echo gone > /out/rm"),
+        &format!(
+            "echo scratch > /etc/{probe} && cat /etc/{probe} > /out/seen && rm /usr/bin/dpkg && test ! -e /usr/bin/dpkg && echo gone > /out/rm"
+        ),
     );
     let o = c.run(kind);
     assert_eq!(o.status, JobStatus::Exited(0));
@@ -74,7 +86,11 @@ fn readonly_bind_is_erofs(kind: ExecutorKind) {
     let input = c.tmp.path().join("in");
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("data"), "input\n").unwrap();
-    c.job.mounts.push(Bind { source: input.clone(), target: "/in".into(), writable: false });
+    c.job.mounts.push(Bind {
+        source: input.clone(),
+        target: "/in".into(),
+        writable: false,
+    });
     let o = c.run(kind);
     assert_eq!(o.status, JobStatus::Exited(0));
     assert_eq!(c.output("read"), "input\n");
@@ -82,7 +98,10 @@ fn readonly_bind_is_erofs(kind: ExecutorKind) {
     let err = c.output("err");
     assert_eq!(err.matches("Read-only file system").count(), 2, "{err}");
     assert!(!input.join("new").exists());
-    assert_eq!(std::fs::read_to_string(input.join("data")).unwrap(), "input\n");
+    assert_eq!(
+        std::fs::read_to_string(input.join("data")).unwrap(),
+        "input\n"
+    );
 }
 
 /// The wall limit kills the job and everything it started (also what escaped with setsid), on

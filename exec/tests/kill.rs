@@ -11,7 +11,10 @@ use ware_exec::{ExecutorKind, JobStatus};
 /// `kill_running_jobs` (for a caller's SIGINT/SIGTERM handler) ends running jobs, whole.
 fn kill_running_jobs_ends_them(kind: ExecutorKind) {
     let marker = format!("{}.{}", 600 + kind as u32, std::process::id());
-    let c = Case::new(Path::new(MINBASE), &format!("(setsid sleep {marker} &); echo up > /out/up; sleep {marker}"));
+    let c = Case::new(
+        Path::new(MINBASE),
+        &format!("(setsid sleep {marker} &); echo up > /out/up; sleep {marker}"),
+    );
     let up = c.out.join("up");
     let killer = std::thread::spawn(move || {
         let t = Instant::now();

@@ -40,7 +40,11 @@ fn namespaces_are_the_jobs_own() {
         .collect();
     assert_eq!(ifaces, ["lo"]);
     // With lo down this would be "Network is unreachable".
-    assert!(c.output("lo").contains("Connection refused"), "{}", c.output("lo"));
+    assert!(
+        c.output("lo").contains("Connection refused"),
+        "{}",
+        c.output("lo")
+    );
     assert_eq!(c.output("pid"), "2\n");
     let nproc: u32 = c.output("nproc").trim().parse().unwrap();
     assert!(nproc <= 5, "{nproc} processes visible");
@@ -66,7 +70,10 @@ fn leftovers_die_with_the_job() {
         return;
     }
     let marker = format!("{}.{}", 800 + std::process::id() % 100, std::process::id());
-    let c = Case::new(Path::new(MINBASE), &format!("(setsid sleep {marker} &); exit 3"));
+    let c = Case::new(
+        Path::new(MINBASE),
+        &format!("(setsid sleep {marker} &); exit 3"),
+    );
     let o = c.run(NS);
     assert_eq!(o.status, JobStatus::Exited(3));
     assert_eq!(common::processes_with(&marker), Vec::<String>::new());
@@ -78,7 +85,10 @@ fn job_runs_as_nobody() {
     if !common::can_run() {
         return;
     }
-    let mut c = Case::new(Path::new(MINBASE), "id -u > /out/uid; id -g > /out/gid; id -G > /out/groups; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status > /out/status");
+    let mut c = Case::new(
+        Path::new(MINBASE),
+        "id -u > /out/uid; id -g > /out/gid; id -G > /out/groups; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status > /out/status",
+    );
     c.job.uid = 65534;
     c.job.gid = 65534;
     ok(&c);
@@ -112,23 +122,41 @@ fn root_job_is_confined() {
     ok(&c);
     // SAFETY: closing the descriptor opened above.
     unsafe { libc::close(leak) };
-    assert_eq!(c.output("fds").split_whitespace().collect::<Vec<_>>(), ["0", "1", "2", "3"]);
+    assert_eq!(
+        c.output("fds").split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
     assert_ne!(c.output("mount_rc").trim(), "0", "{}", c.output("mount"));
-    assert!(c.output("sysctl").contains("Read-only file system"), "{}", c.output("sysctl"));
-    assert!(c.output("init_root_err").contains("Permission denied"), "{}", c.output("init_root_err"));
-    assert!(c.output("init_exe").contains("Permission denied"), "{}", c.output("init_exe"));
+    assert!(
+        c.output("sysctl").contains("Read-only file system"),
+        "{}",
+        c.output("sysctl")
+    );
+    assert!(
+        c.output("init_root_err").contains("Permission denied"),
+        "{}",
+        c.output("init_root_err")
+    );
+    assert!(
+        c.output("init_exe").contains("Permission denied"),
+        "{}",
+        c.output("init_exe")
+    );
 }
 
 /// A root directory with planted symlinks: a read-only overlay of `planted` over the minbase
 /// (nothing is ever written into the cached rootfs), unmounted on drop.
 struct PlantedRoot {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     root: PathBuf,
 }
 
 impl PlantedRoot {
     fn new(links: &[(&str, &str)]) -> PlantedRoot {
-        let dir = tempfile::Builder::new().prefix("ware-planted").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ware-planted")
+            .tempdir()
+            .unwrap();
         let planted = dir.path().join("planted");
         let root = dir.path().join("root");
         std::fs::create_dir(&planted).unwrap();
@@ -140,10 +168,21 @@ impl PlantedRoot {
         let target = CString::new(root.as_os_str().as_bytes()).unwrap();
         // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
         let r = unsafe {
-            libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), libc::MS_RDONLY, opts.as_ptr().cast())
+            libc::mount(
+                c"overlay".as_ptr(),
+                target.as_ptr(),
+                c"overlay".as_ptr(),
+                libc::MS_RDONLY,
+                opts.as_ptr().cast(),
+            )
         };
-        assert_eq!(r, 0, "mount planted overlay: {}", std::io::Error::last_os_error());
-        PlantedRoot { dir, root }
+        assert_eq!(
+            r,
+            0,
+            "mount planted overlay: {}",
+            std::io::Error::last_os_error()
+        );
+        PlantedRoot { _dir: dir, root }
     }
 }
 
@@ -163,7 +202,10 @@ fn mount_targets_stay_inside_the_root() {
         return;
     }
     // Not under /tmp: the planted /tmp link points into it.
-    let host = tempfile::Builder::new().prefix("ware-hostside").tempdir_in("/var/tmp").unwrap();
+    let host = tempfile::Builder::new()
+        .prefix("ware-hostside")
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let hostside = host.path().to_str().unwrap().to_owned();
     let planted = PlantedRoot::new(&[
         ("evil-abs", &hostside),
@@ -181,8 +223,16 @@ fn mount_targets_stay_inside_the_root() {
     let out2 = c.tmp.path().join("out2");
     std::fs::create_dir(&out2).unwrap();
     std::fs::write(out2.join("marker"), "m").unwrap();
-    for (src, target) in [(c.out.clone(), "/evil-abs/sub/out"), (c.out.clone(), "/evil-rel/deeper/out"), (out2, "/etc-link/out2")] {
-        c.job.mounts.push(Bind { source: src, target: target.into(), writable: true });
+    for (src, target) in [
+        (c.out.clone(), "/evil-abs/sub/out"),
+        (c.out.clone(), "/evil-rel/deeper/out"),
+        (out2, "/etc-link/out2"),
+    ] {
+        c.job.mounts.push(Bind {
+            source: src,
+            target: target.into(),
+            writable: true,
+        });
     }
     ok(&c);
     assert_eq!(c.output("a"), "a\n");
@@ -190,7 +240,11 @@ fn mount_targets_stay_inside_the_root() {
     assert_eq!(c.output("tmpfs"), "tmpfs\n");
     assert_eq!(c.output("etc_out2"), "marker\n");
     // Nothing was created on the host side of any planted link.
-    let left: Vec<_> = std::fs::read_dir(host.path()).unwrap().flatten().map(|e| e.path()).collect();
+    let left: Vec<_> = std::fs::read_dir(host.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(left.is_empty(), "created on the host: {left:?}");
     drop(planted);
 }
@@ -202,7 +256,10 @@ fn host_is_invisible() {
     if !common::can_run() {
         return;
     }
-    let canary_dir = tempfile::Builder::new().prefix("ware-canary").tempdir().unwrap();
+    let canary_dir = tempfile::Builder::new()
+        .prefix("ware-canary")
+        .tempdir()
+        .unwrap();
     let canary = canary_dir.path().join("canary");
     std::fs::write(&canary, "host").unwrap();
     let canary = canary.to_str().unwrap();
@@ -237,7 +294,11 @@ fn setup_errors_name_the_culprit() {
     let e = ware_exec::run(NS, &c.job).unwrap_err();
     assert!(matches!(e, ware_exec::ExecError::Exec { .. }), "{e}");
     let mut c = Case::new(Path::new(MINBASE), "true");
-    c.job.mounts.push(Bind { source: "/nonexistent-src".into(), target: "/x".into(), writable: false });
+    c.job.mounts.push(Bind {
+        source: "/nonexistent-src".into(),
+        target: "/x".into(),
+        writable: false,
+    });
     let e = ware_exec::run(NS, &c.job).unwrap_err().to_string();
     assert!(e.contains("/nonexistent-src"), "{e}");
 }
@@ -255,8 +316,17 @@ fn limits_are_enforced_or_noticed() {
     assert_eq!(o.status, JobStatus::Exited(0));
     let cg = c.output("cgroup");
     for ctl in ["memory", "pids"] {
-        let noticed = o.notices.iter().any(|n| n.starts_with(&format!("{ctl} limit not enforced")));
-        let enforced = cg.lines().any(|l| l.starts_with("0::") && l.contains("ware-job-"));
-        assert!(noticed ^ enforced, "{ctl}: notices {:?}, cgroup {cg}", o.notices);
+        let noticed = o
+            .notices
+            .iter()
+            .any(|n| n.starts_with(&format!("{ctl} limit not enforced")));
+        let enforced = cg
+            .lines()
+            .any(|l| l.starts_with("0::") && l.contains("ware-job-"));
+        assert!(
+            noticed ^ enforced,
+            "{ctl}: notices {:?}, cgroup {cg}",
+            o.notices
+        );
     }
 }

@@ -23,7 +23,10 @@ struct ReachableRoot {
 
 impl ReachableRoot {
     fn new() -> ReachableRoot {
-        let dir = tempfile::Builder::new().prefix("ware-rootless").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ware-rootless")
+            .tempdir()
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let lower = dir.path().join("lower");
         std::fs::create_dir(&lower).unwrap();
@@ -31,7 +34,13 @@ impl ReachableRoot {
         let dst = CString::new(lower.as_os_str().as_bytes()).unwrap();
         // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
         let r = unsafe {
-            libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+            libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
         };
         assert_eq!(r, 0, "bind {MINBASE}: {}", std::io::Error::last_os_error());
         ReachableRoot { _dir: dir, lower }
@@ -58,22 +67,40 @@ fn unprivileged_caller_runs_ns_jobs() {
     let c = Case::new(&root.lower, "");
     std::fs::set_permissions(c.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::chown(&c.job.work, Some(65534), Some(65534)).unwrap();
-    std::fs::write(c.tmp.path().join("lower-path"), root.lower.as_os_str().as_bytes()).unwrap();
+    std::fs::write(
+        c.tmp.path().join("lower-path"),
+        root.lower.as_os_str().as_bytes(),
+    )
+    .unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "unprivileged_caller_runs_ns_jobs", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "unprivileged_caller_runs_ns_jobs",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, c.tmp.path())
         .uid(65534)
         .gid(65534)
         .output()
         .unwrap();
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{log}");
     assert!(log.contains("rootless outcome"), "{log}");
     assert_eq!(c.output("uid"), "0\n");
     assert!(c.output("dpkg").lines().any(|l| l.starts_with("ii  dpkg ")));
     assert_eq!(c.output("tmp"), "scratch\n");
     assert_eq!(c.output("hostname"), "warejob\n");
-    assert_eq!(c.output("netdev").lines().count(), 3, "{}", c.output("netdev"));
+    assert_eq!(
+        c.output("netdev").lines().count(),
+        3,
+        "{}",
+        c.output("netdev")
+    );
     // The output file belongs to the unprivileged caller on the host.
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(c.out.join("uid")).unwrap().uid(), 65534);
@@ -83,7 +110,9 @@ fn unprivileged_caller_runs_ns_jobs() {
 fn child(dir: &Path) {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 65534);
-    let lower = PathBuf::from(std::ffi::OsStr::from_bytes(&std::fs::read(dir.join("lower-path")).unwrap()));
+    let lower = PathBuf::from(std::ffi::OsStr::from_bytes(
+        &std::fs::read(dir.join("lower-path")).unwrap(),
+    ));
     let mut c = Case::new(
         &lower,
         "id -u > /out/uid; dpkg -l > /out/dpkg; echo scratch > /tmp/x && cat /tmp/x > /out/tmp; \

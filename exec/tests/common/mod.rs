@@ -48,7 +48,10 @@ pub struct Case {
 impl Case {
     /// `sh -c script` on `root` with /out bound writable.
     pub fn new(root: &Path, script: &str) -> Case {
-        let tmp = tempfile::Builder::new().prefix("ware-exec-test").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("ware-exec-test")
+            .tempdir()
+            .unwrap();
         let out = tmp.path().join("out");
         let work = tmp.path().join("work");
         std::fs::create_dir(&out).unwrap();
@@ -57,7 +60,11 @@ impl Case {
         std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
         let job = Job {
             root: root.to_path_buf(),
-            mounts: vec![Bind { source: out.clone(), target: "/out".into(), writable: true }],
+            mounts: vec![Bind {
+                source: out.clone(),
+                target: "/out".into(),
+                writable: true,
+            }],
             argv: ["sh", "-c", script].iter().map(OsString::from).collect(),
             env: vec![
                 ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
