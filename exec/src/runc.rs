@@ -119,7 +119,7 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
     if let Some(p) = job.limits.pids {
         resources["pids"] = json!({"limit": p});
     }
-    Ok(json!({
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -131,7 +131,6 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
             "noNewPrivileges": true,
         },
         "root": {"path": "rootfs", "readonly": false},
-        "hostname": job.hostname,
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
@@ -141,7 +140,11 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
                 "/sys/firmware"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
-    }))
+    });
+    if !job.hostname.is_empty() {
+        config["hostname"] = json!(job.hostname);
+    }
+    Ok(config)
 }
 
 pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
@@ -156,11 +159,6 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if job.hostname.is_empty() {
-        return Err(ExecError::InvalidJob(
-            "the runc executor needs a hostname".into(),
-        ));
-    }
     let config = config(job, &rt_name)?;
     let config_path = job.work.join("config.json");
     std::fs::write(
