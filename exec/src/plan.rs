@@ -290,3 +290,36 @@ impl Plan {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_normalised_and_never_climb() {
+        assert_eq!(
+            relative_target("t", Path::new("/a//b/./c/")).unwrap(),
+            b"a/b/c"
+        );
+        assert_eq!(relative_target("t", Path::new("/")).unwrap(), b"");
+        assert!(relative_target("t", Path::new("a/b")).is_err());
+        assert!(relative_target("t", Path::new("/a/../../etc")).is_err());
+    }
+
+    #[test]
+    fn argv0_is_looked_up_in_the_jobs_path() {
+        let env = vec![("PATH".into(), "/x/bin::/y".into())];
+        let c = candidates(OsStr::new("sh"), &env).unwrap();
+        assert_eq!(
+            c,
+            [
+                c"/x/bin/sh".to_owned(),
+                c"./sh".to_owned(),
+                c"/y/sh".to_owned()
+            ]
+        );
+        let c = candidates(OsStr::new("./run"), &env).unwrap();
+        assert_eq!(c, [c"./run".to_owned()]);
+        assert_eq!(candidates(OsStr::new("ls"), &[]).unwrap().len(), 6);
+    }
+}

@@ -225,3 +225,57 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Bind, Limits};
+
+    #[test]
+    fn config_describes_the_job() {
+        let job = Job {
+            root: "/r".into(),
+            mounts: vec![
+                Bind {
+                    source: "/in".into(),
+                    target: "/in".into(),
+                    writable: false,
+                },
+                Bind {
+                    source: "/out".into(),
+                    target: "/out".into(),
+                    writable: true,
+                },
+            ],
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec![("A".into(), "b".into())],
+            cwd: "/w".into(),
+            uid: 1000,
+            gid: 100,
+            hostname: "h".into(),
+            network: false,
+            limits: Limits {
+                wall: None,
+                memory_bytes: Some(1 << 20),
+                pids: Some(9),
+            },
+            work: "/work".into(),
+        };
+        let c = config(&job, "runc").unwrap();
+        assert_eq!(c["process"]["args"], json!(["sh", "-c", "true"]));
+        assert_eq!(c["process"]["env"], json!(["A=b"]));
+        assert_eq!(c["process"]["user"]["uid"], 1000);
+        assert_eq!(c["process"]["capabilities"]["effective"], json!([]));
+        assert_eq!(c["process"]["noNewPrivileges"], true);
+        assert_eq!(c["root"]["path"], "rootfs");
+        let mounts = c["mounts"].as_array().unwrap();
+        let input = mounts.iter().find(|m| m["destination"] == "/in").unwrap();
+        assert_eq!(input["options"], json!(["rbind", "rro", "nosuid", "nodev"]));
+        let output = mounts.iter().find(|m| m["destination"] == "/out").unwrap();
+        assert_eq!(output["options"], json!(["rbind", "rw", "nosuid", "nodev"]));
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "network"})));
+        assert_eq!(c["linux"]["resources"]["pids"]["limit"], 9);
+        assert_eq!(c["hostname"], "h");
+    }
+}
