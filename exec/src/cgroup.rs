@@ -34,7 +34,8 @@ fn cgroup2_mount() -> Option<PathBuf> {
 /// This process's cgroup v2 path ("0::/path" in /proc/self/cgroup).
 fn own_cgroup() -> Option<String> {
     let s = fs::read_to_string("/proc/self/cgroup").ok()?;
-    s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+    s.lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
 }
 
 fn list(path: &Path) -> Vec<String> {
@@ -45,7 +46,10 @@ fn list(path: &Path) -> Vec<String> {
 
 impl Cgroup {
     /// A cgroup with `limits` applied, or `None` (with a notice per limit not enforced).
-    pub(crate) fn create(limits: &Limits, notices: &mut Vec<String>) -> Result<Option<Cgroup>, ExecError> {
+    pub(crate) fn create(
+        limits: &Limits,
+        notices: &mut Vec<String>,
+    ) -> Result<Option<Cgroup>, ExecError> {
         let mut wanted: Vec<(&str, &str, String)> = Vec::new();
         if let Some(m) = limits.memory_bytes {
             wanted.push(("memory", "memory.max", m.to_string()));
@@ -97,12 +101,17 @@ impl Cgroup {
         ));
         if let Err(e) = fs::create_dir(&dir) {
             for (c, _, _) in &wanted {
-                notices.push(format!("{c} limit not enforced: cannot create {}: {e}", dir.display()));
+                notices.push(format!(
+                    "{c} limit not enforced: cannot create {}: {e}",
+                    dir.display()
+                ));
             }
             return Ok(None);
         }
         let cg = Cgroup {
-            fd: fs::File::open(&dir).map_err(|e| ExecError::host("opening cgroup", &dir, e))?.into(),
+            fd: fs::File::open(&dir)
+                .map_err(|e| ExecError::host("opening cgroup", &dir, e))?
+                .into(),
             dir,
         };
         for (c, file, value) in &wanted {
@@ -129,7 +138,9 @@ impl Cgroup {
                 .and_then(|n| n.trim().parse::<u64>().ok())
                 .unwrap_or(0);
             if kills > 0 {
-                notices.push(format!("the memory limit was hit: {kills} process(es) killed"));
+                notices.push(format!(
+                    "the memory limit was hit: {kills} process(es) killed"
+                ));
             }
         }
         drop(self.fd);

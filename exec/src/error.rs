@@ -49,6 +49,10 @@ pub enum ExecError {
 
 impl ExecError {
     pub(crate) fn host(step: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        ExecError::Host { step, path: path.into(), source }
+        ExecError::Host {
+            step,
+            path: path.into(),
+            source,
+        }
     }
 }

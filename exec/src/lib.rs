@@ -23,6 +23,7 @@
 //!   why it is sound (`// SAFETY:`). It depends on no internal crate.
 #![deny(missing_docs)]
 
+mod assemble;
 mod cgroup;
 mod child;
 mod error;
@@ -51,6 +52,9 @@ pub enum ExecutorKind {
     /// pids, network, hostname and IPC: not a security boundary.
     Chroot,
     /// An OCI runtime (runc, or crun; `WARE_OCI_RUNTIME` picks one) on a bundle in `Job::work`.
+    /// The job is the container's pid 1 (signals from inside its own namespace without a
+    /// handler do not kill it), and the runtime's exit code 128+n is reported as
+    /// `Signaled(n)`. Needs root.
     Runc,
 }
 
@@ -97,7 +101,8 @@ pub struct Job {
     pub uid: u32,
     /// Group id inside the job (also its only supplementary group).
     pub gid: u32,
-    /// Hostname inside the job (ns and runc executors).
+    /// Hostname inside the job (ns and runc executors; empty: the host's name, in a private
+    /// UTS namespace).
     pub hostname: String,
     /// false: a new network namespace with only `lo`, up; true: the host's network.
     pub network: bool,

@@ -77,7 +77,10 @@ pub(crate) struct Plan {
 /// rejects `..` (a target must say where it is, not climb) and NUL bytes.
 pub(crate) fn relative_target(what: &str, p: &Path) -> Result<Vec<u8>, ExecError> {
     if !p.is_absolute() {
-        return Err(ExecError::InvalidJob(format!("{what} {} is not absolute", p.display())));
+        return Err(ExecError::InvalidJob(format!(
+            "{what} {} is not absolute",
+            p.display()
+        )));
     }
     let mut out = Vec::new();
     for c in p.components() {
@@ -98,7 +101,10 @@ pub(crate) fn relative_target(what: &str, p: &Path) -> Result<Vec<u8>, ExecError
         }
     }
     if out.contains(&0) || out.len() >= libc::PATH_MAX as usize {
-        return Err(ExecError::InvalidJob(format!("{what} {} is not a usable path", p.display())));
+        return Err(ExecError::InvalidJob(format!(
+            "{what} {} is not a usable path",
+            p.display()
+        )));
     }
     Ok(out)
 }
@@ -129,7 +135,11 @@ fn candidates(argv0: &OsStr, env: &[(OsString, OsString)]) -> Result<Vec<CString
         .unwrap_or_else(|| DEFAULT_PATH.as_bytes().to_vec());
     path.split(|&b| b == b':')
         .map(|dir| {
-            let mut c = if dir.is_empty() { b".".to_vec() } else { dir.to_vec() };
+            let mut c = if dir.is_empty() {
+                b".".to_vec()
+            } else {
+                dir.to_vec()
+            };
             c.push(b'/');
             c.extend_from_slice(a);
             cstring("PATH entry", c)
@@ -172,7 +182,10 @@ impl ExecPlan {
         let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|c| c.as_ptr()).collect();
         envp_ptrs.push(std::ptr::null());
         if !cwd.is_absolute() {
-            return Err(ExecError::InvalidJob(format!("cwd {} is not absolute", cwd.display())));
+            return Err(ExecError::InvalidJob(format!(
+                "cwd {} is not absolute",
+                cwd.display()
+            )));
         }
         Ok(ExecPlan {
             _argv: argv,
@@ -211,10 +224,13 @@ impl Plan {
     pub(crate) fn new(mode: Mode, job: &Job, exec: ExecPlan) -> Result<Plan, ExecError> {
         let (euid, egid) = euid_egid();
         let rootless = euid != 0;
-        let meta =
-            std::fs::metadata(&job.root).map_err(|e| ExecError::host("reading root", &job.root, e))?;
+        let meta = std::fs::metadata(&job.root)
+            .map_err(|e| ExecError::host("reading root", &job.root, e))?;
         if !meta.is_dir() {
-            return Err(ExecError::InvalidJob(format!("root {} is not a directory", job.root.display())));
+            return Err(ExecError::InvalidJob(format!(
+                "root {} is not a directory",
+                job.root.display()
+            )));
         }
         let scratch = work_subdir(&job.work, "scratch")?;
         let newroot = work_subdir(&job.work, "rootfs")?;
@@ -266,7 +282,44 @@ impl Plan {
             loopback_up: mode == Mode::Ns && !job.network,
             devpts_gid: !rootless,
             exec,
-            init_deathsig: if mode == Mode::Ns { libc::SIGKILL } else { libc::SIGTERM },
+            init_deathsig: if mode == Mode::Ns {
+                libc::SIGKILL
+            } else {
+                libc::SIGTERM
+            },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_normalised_and_never_climb() {
+        assert_eq!(
+            relative_target("t", Path::new("/a//b/./c/")).unwrap(),
+            b"a/b/c"
+        );
+        assert_eq!(relative_target("t", Path::new("/")).unwrap(), b"");
+        assert!(relative_target("t", Path::new("a/b")).is_err());
+        assert!(relative_target("t", Path::new("/a/../../etc")).is_err());
+    }
+
+    #[test]
+    fn argv0_is_looked_up_in_the_jobs_path() {
+        let env = vec![("PATH".into(), "/x/bin::/y".into())];
+        let c = candidates(OsStr::new("sh"), &env).unwrap();
+        assert_eq!(
+            c,
+            [
+                c"/x/bin/sh".to_owned(),
+                c"./sh".to_owned(),
+                c"/y/sh".to_owned()
+            ]
+        );
+        let c = candidates(OsStr::new("./run"), &env).unwrap();
+        assert_eq!(c, [c"./run".to_owned()]);
+        assert_eq!(candidates(OsStr::new("ls"), &[]).unwrap().len(), 6);
     }
 }

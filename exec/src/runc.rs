@@ -8,11 +8,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::plan::{euid_egid, work_subdir, ExecPlan, Mode, Plan};
+use crate::plan::{ExecPlan, Mode, Plan, euid_egid, work_subdir};
 use crate::spawn::{self, outcome};
-use crate::{ExecError, Job, JobStatus};
+use crate::{ExecError, Job, JobStatus, Outcome};
 
 /// Capability names matching [`crate::child::KEPT_CAPS`].
 const CAPS: [&str; 11] = [
@@ -36,13 +36,15 @@ pub(crate) fn runtime() -> Result<PathBuf, ExecError> {
         if name.contains('/') {
             return Path::new(name).is_file().then(|| PathBuf::from(name));
         }
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-        std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     };
     match std::env::var("WARE_OCI_RUNTIME") {
-        Ok(name) if !name.is_empty() => {
-            find(&name).ok_or_else(|| ExecError::Runtime(format!("WARE_OCI_RUNTIME={name}: not found")))
-        }
+        Ok(name) if !name.is_empty() => find(&name)
+            .ok_or_else(|| ExecError::Runtime(format!("WARE_OCI_RUNTIME={name}: not found"))),
         _ => find("runc")
             .or_else(|| find("crun"))
             .ok_or_else(|| ExecError::Runtime("neither runc nor crun found in PATH".into())),
@@ -50,14 +52,18 @@ pub(crate) fn runtime() -> Result<PathBuf, ExecError> {
 }
 
 fn utf8(what: &str, s: &std::ffi::OsStr) -> Result<String, ExecError> {
-    s.to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ExecError::InvalidJob(format!("{what} {s:?} is not UTF-8 (OCI config is JSON)")))
+    s.to_str().map(str::to_owned).ok_or_else(|| {
+        ExecError::InvalidJob(format!("{what} {s:?} is not UTF-8 (OCI config is JSON)"))
+    })
 }
 
 /// The bundle's config.json.
 pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> {
-    let args = job.argv.iter().map(|a| utf8("argument", a)).collect::<Result<Vec<_>, _>>()?;
+    let args = job
+        .argv
+        .iter()
+        .map(|a| utf8("argument", a))
+        .collect::<Result<Vec<_>, _>>()?;
     let env = job
         .env
         .iter()
@@ -68,7 +74,11 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
             utf8("environment entry", &kv)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let caps: Vec<&str> = if job.uid == 0 { CAPS.to_vec() } else { Vec::new() };
+    let caps: Vec<&str> = if job.uid == 0 {
+        CAPS.to_vec()
+    } else {
+        Vec::new()
+    };
     let nosuid_nodev = ["nosuid", "nodev"];
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -78,7 +88,11 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}),
     ];
     // runc knows "rro" (recursively read-only, Linux 5.12); for other runtimes plain "ro".
-    let ro = if runtime_name.contains("runc") { "rro" } else { "ro" };
+    let ro = if runtime_name.contains("runc") {
+        "rro"
+    } else {
+        "ro"
+    };
     for b in &job.mounts {
         let mut options = vec!["rbind", if b.writable { "rw" } else { ro }];
         options.extend(nosuid_nodev);
@@ -89,7 +103,12 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
             "options": options,
         }));
     }
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"}), json!({"type": "ipc"}), json!({"type": "uts"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+    ];
     if !job.network {
         namespaces.push(json!({"type": "network"}));
     }
@@ -100,7 +119,7 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
     if let Some(p) = job.limits.pids {
         resources["pids"] = json!({"limit": p});
     }
-    Ok(json!({
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -112,7 +131,6 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
             "noNewPrivileges": true,
         },
         "root": {"path": "rootfs", "readonly": false},
-        "hostname": job.hostname,
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
@@ -122,7 +140,11 @@ pub(crate) fn config(job: &Job, runtime_name: &str) -> Result<Value, ExecError> 
                 "/sys/firmware"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
-    }))
+    });
+    if !job.hostname.is_empty() {
+        config["hostname"] = json!(job.hostname);
+    }
+    Ok(config)
 }
 
 pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
@@ -133,16 +155,27 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
         ));
     }
     let rt = runtime()?;
-    let rt_name = rt.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if job.hostname.is_empty() {
-        return Err(ExecError::InvalidJob("the runc executor needs a hostname".into()));
-    }
+    let rt_name = rt
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let config = config(job, &rt_name)?;
     let config_path = job.work.join("config.json");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap_or_default())
-        .map_err(|e| ExecError::host("writing", &config_path, e))?;
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )
+    .map_err(|e| ExecError::host("writing", &config_path, e))?;
     let state = work_subdir(&job.work, "state")?;
-    let id = format!("ware-{}-{}", std::process::id(), job.work.as_os_str().as_bytes().iter().fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(b as u32)));
+    let id = format!(
+        "ware-{}-{}",
+        std::process::id(),
+        job.work
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(b as u32))
+    );
     let argv: Vec<OsString> = vec![
         rt.clone().into(),
         "--root".into(),
@@ -158,8 +191,12 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
     let notices = Vec::new();
     let kill = |pid: libc::pid_t| {
         let ok = Command::new(&rt)
-            .arg("--root").arg(&state).args(["kill", &id, "KILL"])
-            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+            .arg("--root")
+            .arg(&state)
+            .args(["kill", &id, "KILL"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
@@ -171,8 +208,12 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
     let waited = spawn::spawn_and_wait(&plan, job.limits.wall, None, &kill);
     // Whatever happened, leave no container state behind.
     let _ = Command::new(&rt)
-        .arg("--root").arg(&state).args(["delete", "--force", &id])
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+        .arg("--root")
+        .arg(&state)
+        .args(["delete", "--force", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status();
     let mut out = outcome(job, waited?, notices)?;
     // The runtime exits 128+n when the container's process was killed by signal n.
@@ -185,4 +226,56 @@ pub(crate) fn run(job: &Job) -> Result<Outcome, ExecError> {
     Ok(out)
 }
 
-use crate::Outcome;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Bind, Limits};
+
+    #[test]
+    fn config_describes_the_job() {
+        let job = Job {
+            root: "/r".into(),
+            mounts: vec![
+                Bind {
+                    source: "/in".into(),
+                    target: "/in".into(),
+                    writable: false,
+                },
+                Bind {
+                    source: "/out".into(),
+                    target: "/out".into(),
+                    writable: true,
+                },
+            ],
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec![("A".into(), "b".into())],
+            cwd: "/w".into(),
+            uid: 1000,
+            gid: 100,
+            hostname: "h".into(),
+            network: false,
+            limits: Limits {
+                wall: None,
+                memory_bytes: Some(1 << 20),
+                pids: Some(9),
+            },
+            work: "/work".into(),
+        };
+        let c = config(&job, "runc").unwrap();
+        assert_eq!(c["process"]["args"], json!(["sh", "-c", "true"]));
+        assert_eq!(c["process"]["env"], json!(["A=b"]));
+        assert_eq!(c["process"]["user"]["uid"], 1000);
+        assert_eq!(c["process"]["capabilities"]["effective"], json!([]));
+        assert_eq!(c["process"]["noNewPrivileges"], true);
+        assert_eq!(c["root"]["path"], "rootfs");
+        let mounts = c["mounts"].as_array().unwrap();
+        let input = mounts.iter().find(|m| m["destination"] == "/in").unwrap();
+        assert_eq!(input["options"], json!(["rbind", "rro", "nosuid", "nodev"]));
+        let output = mounts.iter().find(|m| m["destination"] == "/out").unwrap();
+        assert_eq!(output["options"], json!(["rbind", "rw", "nosuid", "nodev"]));
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "network"})));
+        assert_eq!(c["linux"]["resources"]["pids"]["limit"], 9);
+        assert_eq!(c["hostname"], "h");
+    }
+}

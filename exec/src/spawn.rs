@@ -8,18 +8,20 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cgroup::Cgroup;
-use crate::child::{self, ChildFds, Step, REPORT_FAILURE, REPORT_LEN, REPORT_STATUS};
-use crate::plan::{euid_egid, ExecPlan, Mode, Plan};
+use crate::child::{self, ChildFds, REPORT_FAILURE, REPORT_LEN, REPORT_STATUS, Step};
+use crate::plan::{ExecPlan, Mode, Plan, euid_egid};
 use crate::{ExecError, ExecutorKind, Job, JobStatus, Outcome};
 
-/// Inits of running jobs and the signal that kills each one's whole tree.
-static RUNNING: Mutex<Vec<(libc::pid_t, libc::c_int)>> = Mutex::new(Vec::new());
+/// Inits of running jobs.
+static RUNNING: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 
 pub(crate) fn kill_all_running() {
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    for &(pid, sig) in running.iter() {
+    for &pid in running.iter() {
+        // SIGTERM makes the init kill every other process of the job, reap them and report
+        // the job's status (SIGKILL would kill the init before it could report).
         // SAFETY: kill with integer arguments; the pid is not reaped while registered.
-        unsafe { libc::kill(pid, sig) };
+        unsafe { libc::kill(pid, libc::SIGTERM) };
     }
 }
 
@@ -27,7 +29,11 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), ExecError> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the two-element array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(ExecError::host("creating a pipe", "", io::Error::last_os_error()));
+        return Err(ExecError::host(
+            "creating a pipe",
+            "",
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: both descriptors are fresh and owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
@@ -82,14 +88,21 @@ pub(crate) fn spawn_and_wait(
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cg.dir_fd() as u64;
     }
-    let fds = ChildFds { report: report_w.as_raw_fd(), alive: alive_r.as_raw_fd() };
+    let fds = ChildFds {
+        report: report_w.as_raw_fd(),
+        alive: alive_r.as_raw_fd(),
+    };
     let started = SystemTime::now();
     let t0 = Instant::now();
     // SAFETY: clone3 without CLONE_VM and with no stack is a fork into new namespaces. The
     // child runs only `child_main`, which allocates nothing, takes no lock and ends in execve
     // or _exit, so the copy of this multithreaded process's state is never used unsafely.
     let pid = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            size_of::<CloneArgs>(),
+        )
     } as libc::pid_t;
     if pid == 0 {
         // SAFETY: closing the parent's ends in the child's copy of the descriptor table.
@@ -108,7 +121,7 @@ pub(crate) fn spawn_and_wait(
     }
     drop(report_w);
     drop(alive_r);
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((pid, plan.init_deathsig));
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
 
     let deadline = wall.map(|w| t0 + w);
     let mut timed_out = false;
@@ -118,11 +131,16 @@ pub(crate) fn spawn_and_wait(
         let timeout_ms = match deadline {
             Some(d) if !timed_out => {
                 let left = d.saturating_duration_since(Instant::now());
-                left.as_millis().min(i32::MAX as u128) as i32 + i32::from(left.subsec_nanos() % 1_000_000 != 0)
+                left.as_millis().min(i32::MAX as u128) as i32
+                    + i32::from(left.subsec_nanos() % 1_000_000 != 0)
             }
             _ => -1,
         };
-        let mut p = libc::pollfd { fd: report_r.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: report_r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
         if r < 0 {
@@ -148,7 +166,10 @@ pub(crate) fn spawn_and_wait(
         }
         bytes.extend_from_slice(&buf[..n as usize]);
     }
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|&(p, _)| p != pid);
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&p| p != pid);
     let mut init_status = 0;
     loop {
         // SAFETY: waitpid on our own child, writing a status we own.
@@ -173,7 +194,14 @@ pub(crate) fn spawn_and_wait(
             _ => {}
         }
     }
-    Ok(Waited { failure, job_status, init_status, timed_out, started, ended })
+    Ok(Waited {
+        failure,
+        job_status,
+        init_status,
+        timed_out,
+        started,
+        ended,
+    })
 }
 
 /// Maps a wait status.
@@ -206,7 +234,11 @@ pub(crate) fn setup_error(job: &Job, step: Step, index: u32, errno: i32) -> Exec
         Step::Tmp => "/tmp".into(),
         _ => PathBuf::new(),
     };
-    ExecError::Setup { step: step.describe(), path, source }
+    ExecError::Setup {
+        step: step.describe(),
+        path,
+        source,
+    }
 }
 
 /// Turns what the wait saw into an outcome.
@@ -224,7 +256,12 @@ pub(crate) fn outcome(job: &Job, w: Waited, notices: Vec<String>) -> Result<Outc
             other => format!("exit code {}", other.exit_code()),
         }));
     };
-    Ok(Outcome { status, started: w.started, ended: w.ended, notices })
+    Ok(Outcome {
+        status,
+        started: w.started,
+        ended: w.ended,
+        notices,
+    })
 }
 
 /// The ns and chroot executors.
@@ -232,10 +269,15 @@ pub(crate) fn run_native(kind: ExecutorKind, job: &Job) -> Result<Outcome, ExecE
     let (euid, _) = euid_egid();
     let rootless = euid != 0;
     let mut notices = Vec::new();
-    let mode = if kind == ExecutorKind::Ns { Mode::Ns } else { Mode::Chroot };
+    let mode = if kind == ExecutorKind::Ns {
+        Mode::Ns
+    } else {
+        Mode::Chroot
+    };
     if mode == Mode::Chroot {
         if !job.network {
-            notices.push("network not isolated: the chroot executor shares the host's network".into());
+            notices
+                .push("network not isolated: the chroot executor shares the host's network".into());
         }
         if !job.hostname.is_empty() {
             notices.push("hostname not set: the chroot executor shares the host's hostname".into());
@@ -251,7 +293,9 @@ pub(crate) fn run_native(kind: ExecutorKind, job: &Job) -> Result<Outcome, ExecE
             );
         }
     }
-    let exec = ExecPlan::new(&job.argv, &job.env, &job.cwd, job.uid, job.gid, !rootless, true)?;
+    let exec = ExecPlan::new(
+        &job.argv, &job.env, &job.cwd, job.uid, job.gid, !rootless, true,
+    )?;
     let plan = Plan::new(mode, job, exec)?;
     let cgroup = Cgroup::create(&job.limits, &mut notices)?;
     let sig = plan.init_deathsig;

@@ -73,11 +73,26 @@ pub(crate) fn open_in_root(dirfd: c_int, path: *const c_char, flags: c_int) -> S
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    // SAFETY: `path` is NUL-terminated (callers pass CString/NUL-terminated buffers) and `how`
-    // lives across the call; the kernel copies both.
-    check(unsafe {
-        libc::syscall(SYS_OPENAT2, dirfd, path, &how as *const OpenHow, size_of::<OpenHow>())
-    })
+    // A scoped lookup fails with EAGAIN when any mount or rename happened on the system during
+    // the walk (the kernel cannot then prove it stayed inside): retry, boundedly.
+    let mut tries = 0;
+    loop {
+        // SAFETY: `path` is NUL-terminated (callers pass CString/NUL-terminated buffers) and
+        // `how` lives across the call; the kernel copies both.
+        let r = check(unsafe {
+            libc::syscall(
+                SYS_OPENAT2,
+                dirfd,
+                path,
+                &how as *const OpenHow,
+                size_of::<OpenHow>(),
+            )
+        });
+        match r {
+            Err(libc::EAGAIN) | Err(libc::EINTR) if tries < 10_000 => tries += 1,
+            r => return r,
+        }
+    }
 }
 
 /// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount tree at `path`.
@@ -92,7 +107,12 @@ pub(crate) fn clone_tree(dirfd: c_int, path: *const c_char, recursive: bool) -> 
 
 /// mount_setattr(2) on a mount fd (AT_EMPTY_PATH), optionally on every mount below it.
 pub(crate) fn set_mount_attr(mntfd: c_int, set: u64, recursive: bool) -> SysResult<()> {
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     let mut flags = libc::AT_EMPTY_PATH as c_uint;
     if recursive {
         flags |= AT_RECURSIVE;
@@ -135,7 +155,11 @@ pub(crate) fn fs_open(fstype: *const c_char) -> SysResult<c_int> {
 
 /// fsconfig(2) FSCONFIG_SET_STRING (or SET_FLAG when `value` is null).
 pub(crate) fn fs_set(fsfd: c_int, key: *const c_char, value: *const c_char) -> SysResult<()> {
-    let cmd = if value.is_null() { FSCONFIG_SET_FLAG } else { FSCONFIG_SET_STRING };
+    let cmd = if value.is_null() {
+        FSCONFIG_SET_FLAG
+    } else {
+        FSCONFIG_SET_STRING
+    };
     // SAFETY: key and value (when non-null) are NUL-terminated.
     check(unsafe { libc::syscall(SYS_FSCONFIG, fsfd, cmd, key, value, 0) }).map(drop)
 }
@@ -158,8 +182,15 @@ pub(crate) fn pivot_root(new: *const c_char, old: *const c_char) -> SysResult<()
 /// close_range(2) with CLOSE_RANGE_CLOEXEC: every descriptor from `first` up is closed at exec.
 pub(crate) fn cloexec_from(first: c_uint) -> SysResult<()> {
     // SAFETY: marks descriptors close-on-exec; no memory is touched.
-    check(unsafe { libc::syscall(libc::SYS_close_range, first, c_uint::MAX, CLOSE_RANGE_CLOEXEC) })
-        .map(drop)
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    })
+    .map(drop)
 }
 
 /// close(2), errors ignored (the descriptor is gone either way).
