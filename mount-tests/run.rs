@@ -193,8 +193,10 @@ fn the_job_is_contained() {
         .unwrap();
     assert!(cp.success());
     std::os::unix::fs::symlink(&host, trap.join("out")).unwrap();
+    let host_tmp = w.path("host-tmp");
+    std::fs::create_dir(&host_tmp).unwrap();
     std::fs::remove_dir_all(trap.join("tmp")).unwrap();
-    std::os::unix::fs::symlink(&host, trap.join("tmp")).unwrap();
+    std::os::unix::fs::symlink(&host_tmp, trap.join("tmp")).unwrap();
     let root = w.pack(&trap);
     // A data input with links out of it.
     let data = w.path("data");
@@ -265,6 +267,11 @@ fn the_job_is_contained() {
             .collect();
         on_host.sort();
         assert_eq!(on_host, ["secret"], "{executor} wrote to the host");
+        assert_eq!(
+            std::fs::read_dir(&host_tmp).unwrap().count(),
+            0,
+            "{executor}: /tmp"
+        );
         assert_eq!(std::fs::read(&secret).unwrap(), b"host secret\n");
         assert_eq!(std::fs::read(data.join("file")).unwrap(), b"data\n");
 
@@ -363,6 +370,45 @@ fn time_limits_and_failures_have_their_exit_codes() {
     }
     assert!(!running("sleep 1001"), "the job outlived ware run");
     assert!(!mounted(&w), "the inputs' mount outlived ware run");
+
+    // SIGTERM to `ware run` stops its job, and what the job wrote is still packed.
+    let f_term = write_formula(
+        &w,
+        "term.json",
+        &json!({"inputs": {"/": root},
+                "action": {"argv": ["/bin/sh", "-c", "echo partial > /out/p; sleep 1002"]},
+                "outputs": {"/out": {}}}),
+    );
+    let rec_term = w.path("term.record");
+    let child = w
+        .command()
+        .args(["run", "--record", rec_term.to_str().unwrap()])
+        .arg(&f_term)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !running("sleep 1002") && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec = record(&rec_term);
+    assert_eq!(rec["status"], "signaled");
+    let partial = w.ok([
+        "cat",
+        &format!("{}/p", rec["outputs"]["/out"].as_str().unwrap()),
+    ]);
+    assert_eq!(partial, "partial\n");
+    assert!(!running("sleep 1002"));
 
     // A signal: 128 + N.
     let f = write_formula(

@@ -209,8 +209,11 @@ fn run_once(
             },
             work: work.clone(),
         };
-        let outcome = ware_exec::run(req.executor, &job)
-            .with_context(|| format!("running formula {formula_id}"))?;
+        let outcome = {
+            let _signals = JobSignals::install()?;
+            ware_exec::run(req.executor, &job)
+                .with_context(|| format!("running formula {formula_id}"))?
+        };
         let mut notices = outcome.notices.clone();
 
         let mut outputs = BTreeMap::new();
@@ -265,6 +268,54 @@ fn run_once(
         .add_run(now_ms, &serde_json::to_value(&record)?)
         .context("keeping the run record in the store")?;
     Ok(record)
+}
+
+/// What `ware run` does with signals while its job runs. Ctrl-C (SIGINT, SIGQUIT) reaches the
+/// job directly (it shares the terminal's process group), so `ware` itself waits, as a shell
+/// does, and then packs what the job left and exits with its status. SIGTERM and SIGHUP kill
+/// the job's whole tree, after which the run ends the same way.
+struct JobSignals {
+    ids: Vec<signal_hook::SigId>,
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl JobSignals {
+    fn install() -> Result<JobSignals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut ids = Vec::new();
+        for sig in [SIGINT, SIGQUIT] {
+            // A registered handler replaces the default action (death); the job gets the
+            // signal from the terminal by itself.
+            ids.push(signal_hook::flag::register(sig, flag.clone())?);
+        }
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])?;
+        let handle = signals.handle();
+        let thread = std::thread::spawn(move || {
+            for sig in signals.forever() {
+                tracing::warn!("signal {sig}: stopping the job");
+                ware_exec::kill_running_jobs();
+            }
+        });
+        Ok(JobSignals {
+            ids,
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for JobSignals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// One `--all` mount of the store, alive while a thread waits on the daemon's answer.
