@@ -45,9 +45,14 @@ impl Dag {
     fn dir(&self, entries: &[(&str, Cid)]) -> Cid {
         let mut sorted = entries.to_vec();
         sorted.sort_by(|a, b| a.0.cmp(b.0));
-        let links: Vec<(Cid, &str, u64)> = sorted.iter().map(|(n, c)| (*c, *n, 1)).collect();
+        let links: Vec<(Cid, &str, u64)> = sorted.iter().map(|(n, c)| (*c, *n, self.tsize(c))).collect();
         let data = encode::unixfs(DataType::Directory, b"", None, &[], None, None, None);
         self.put(DAG_PB, encode::pb(&links, &data))
+    }
+    /// A link's Tsize: for a raw leaf, its length (readers take it as the file's size).
+    fn tsize(&self, cid: &Cid) -> u64 {
+        use ware_store::BlockSource;
+        self.store.block(cid).map(|b| b.len() as u64).unwrap_or(0)
     }
     fn tree(&self) -> UnixfsTree {
         UnixfsTree::new(self.store.clone(), Vec::new(), Duration::from_secs(2))
@@ -191,7 +196,7 @@ fn reads_hamt_sharded_directories() {
     let shard = |links: Vec<(Cid, String)>| {
         let mut links = links;
         links.sort_by(|a, b| a.1.cmp(&b.1));
-        let pl: Vec<(Cid, &str, u64)> = links.iter().map(|(c, n)| (*c, n.as_str(), 1)).collect();
+        let pl: Vec<(Cid, &str, u64)> = links.iter().map(|(c, n)| (*c, n.as_str(), dag.tsize(c))).collect();
         dag.put(DAG_PB, encode::pb(&pl, &encode::unixfs(DataType::HamtShard, b"bitfield", None, &[], Some(16), None, None)))
     };
     let mut top = Vec::new();
