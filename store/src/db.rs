@@ -356,6 +356,8 @@ pub enum Damage {
     Chunk(ChunkId),
     /// A node.
     Node(NodeId),
+    /// A foreign (IPFS) block.
+    Block(cid::Cid),
 }
 
 pub(crate) fn parse_chunk_meta(v: &[u8]) -> Option<(u32, u32)> {
