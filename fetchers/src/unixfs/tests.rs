@@ -270,3 +270,22 @@ fn damaged_or_missing_blocks_are_errors_naming_the_cid() {
     let mh = multihash::Multihash::<64>::wrap(0x13, &[0u8; 64]).unwrap();
     assert!(matches!(t.root(&Cid::new_v1(DAG_PB, mh)).unwrap_err(), Error::BadId(_)));
 }
+
+#[test]
+fn reads_cidv0_dag_pb_leaves() {
+    let dag = Dag::new();
+    let put_v0 = |bytes: Vec<u8>| {
+        let v1 = dag.put(DAG_PB, bytes);
+        Cid::new_v0(*v1.hash()).unwrap()
+    };
+    let leaf = put_v0(encode::pb(&[], &encode::unixfs(DataType::File, b"deep\n", Some(5), &[], None, None, None)));
+    let empty = put_v0(encode::pb(&[], &encode::unixfs(DataType::File, b"", Some(0), &[], None, None, None)));
+    let data = encode::unixfs(DataType::Directory, b"", None, &[], None, None, None);
+    let root = put_v0(encode::pb(&[(leaf, "deep.txt", 13), (empty, "empty", 6)], &data));
+    let t = dag.tree();
+    let r = t.root(&root).unwrap();
+    let listed = t.list(&r).unwrap();
+    assert_eq!(listed.iter().map(|e| e.size).collect::<Vec<_>>(), [5, 0]);
+    let d = t.lookup(&r, b"deep.txt").unwrap().unwrap();
+    assert_eq!(t.read(&d, 0, 100).unwrap(), b"deep\n");
+}
