@@ -186,7 +186,7 @@ fn the_job_is_contained() {
     std::fs::write(&secret, "host secret\n").unwrap();
     let trap = w.path("trap-root");
     let cp = Command::new("cp")
-        .args(["-al"])
+        .args(["-a"])
         .arg(&rootfs)
         .arg(&trap)
         .status()

@@ -286,6 +286,7 @@ impl StoreApi for LocalStore {
         Ok(match what {
             Damage::Chunk(c) => format!("chunk {c}"),
             Damage::Node(n) => format!("node {n}"),
+            Damage::Block(b) => format!("block {b}"),
         })
     }
 

@@ -422,7 +422,10 @@ impl Daemon {
     ) -> Result<MountInfo> {
         // Fetching a remote ware's metadata may take a while: not while holding the map,
         // which every other request and the main loop need.
-        let src: Arc<dyn BlockSource> = if remote.warehouses.is_empty() {
+        // IPFS content is read through a ReadThrough even without warehouses: it is what shows
+        // foreign trees, from the blocks the store has cached.
+        let unixfs = matches!(what, MountWhat::Unixfs(_));
+        let src: Arc<dyn BlockSource> = if remote.warehouses.is_empty() && !unixfs {
             self.store.clone()
         } else {
             let rt = ReadThrough::new(
@@ -460,6 +463,13 @@ impl Daemon {
             MountWhat::All => (
                 MountRoot::All(Arc::new(StoreCatalog(self.store.clone()))),
                 "ware:all".to_string(),
+            ),
+            MountWhat::Unixfs(cid) => (
+                MountRoot::Foreign(
+                    cid.parse()
+                        .with_context(|| format!("{cid:?} is not a CID"))?,
+                ),
+                format!("ipfs:{cid}"),
             ),
         };
         // Without root, entries show as the daemon's user's (MountConfig::owner): a job in a

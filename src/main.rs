@@ -706,7 +706,12 @@ fn run(cli: &Cli) -> Result<()> {
             );
             let daemon = client::ensure_daemon(&store_dir(cli), None)?;
             let what = match id {
-                Some(id) => MountWhat::Ware(resolve_ware(id, &daemon)?),
+                Some(id) => match id.parse::<ware_fetchers::Cid>() {
+                    Ok(cid) if ware_fetchers::unixfs::is_unixfs_cid(&cid) => {
+                        MountWhat::Unixfs(id.to_string())
+                    }
+                    _ => MountWhat::Ware(resolve_ware(id, &daemon)?),
+                },
                 None => MountWhat::All,
             };
             let quiet = cli.quiet;
@@ -808,6 +813,7 @@ fn run(cli: &Cli) -> Result<()> {
                         let what = match m.what {
                             MountWhat::Ware(id) => id.to_string(),
                             MountWhat::All => "--all".to_string(),
+                            MountWhat::Unixfs(cid) => cid,
                         };
                         println!("{} {what}", m.mountpoint.display());
                     }

@@ -35,6 +35,8 @@ pub enum MountWhat {
     Ware(WareId),
     /// The whole store (`ware mount --all`).
     All,
+    /// An IPFS UnixFS directory, by its CID (`Qm…`, `bafy…`), read from the IPFS warehouses.
+    Unixfs(String),
 }
 
 /// A live mount of the daemon.

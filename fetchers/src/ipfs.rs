@@ -250,7 +250,8 @@ impl Warehouse for IpfsRpcWarehouse {
             }
             Err(e) => return Err(e),
         };
-        if theirs != cid {
+        // A node may name a dag-pb SHA2-256 block by its CIDv0 (js-ipfs does): the same block.
+        if theirs.hash() != cid.hash() || theirs.codec() != cid.codec() {
             tracing::warn!(url, ours = %cid, %theirs, "node stored the block under another CID");
             return Err(Error::BadResponse {
                 url: url.to_owned(),

@@ -84,6 +84,7 @@ pub mod read_through;
 mod runtime;
 mod s3;
 pub mod transfer;
+pub mod unixfs;
 
 use std::ops::Range;
 use std::sync::Arc;

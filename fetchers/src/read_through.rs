@@ -55,6 +55,8 @@ struct State {
 /// Local store first, warehouses second.
 pub struct ReadThrough {
     inner: Arc<Inner>,
+    /// IPFS UnixFS trees, read through the same store and warehouses.
+    unixfs: crate::unixfs::UnixfsTree,
     /// Background fetches asked for by [`BlockSource::prefetch`], started on first use.
     prefetch: Mutex<Option<std::sync::mpsc::SyncSender<(ChunkId, Location)>>>,
 }
@@ -91,6 +93,7 @@ impl ReadThrough {
         deadline: Duration,
     ) -> ReadThrough {
         ReadThrough {
+            unixfs: crate::unixfs::UnixfsTree::new(local.clone(), warehouses.clone(), deadline),
             inner: Arc::new(Inner {
                 local,
                 warehouses,
@@ -377,6 +380,10 @@ impl BlockSource for ReadThrough {
 
     fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
         self.inner.chunk(id)
+    }
+
+    fn foreign(&self) -> Option<&dyn ware_store::ForeignTree> {
+        Some(&self.unixfs)
     }
 
     fn prefetch(&self, ids: &[ChunkId]) {

@@ -75,8 +75,13 @@ pub trait Catalog: Send + Sync {
 pub enum MountRoot {
     /// One ware: the mount's root is the ware's root directory.
     Ware(WareId),
-    /// The whole store: `MNT/<id>/` for every ware, `MNT/names/<name>` → `../<id>`.
+    /// The whole store: `MNT/<id>/` for every ware, `MNT/names/<name>` → `../<id>`; when the
+    /// source shows foreign trees ([`ware_store::BlockSource::foreign`]), also `MNT/<cid>/`
+    /// for any such tree's CID, on lookup.
     All(Arc<dyn Catalog>),
+    /// A foreign tree (an IPFS UnixFS directory), read through the source's
+    /// [`ware_store::ForeignTree`].
+    Foreign(ware_store::Cid),
 }
 
 impl std::fmt::Debug for MountRoot {
@@ -84,6 +89,7 @@ impl std::fmt::Debug for MountRoot {
         match self {
             MountRoot::Ware(id) => f.debug_tuple("Ware").field(id).finish(),
             MountRoot::All(_) => f.write_str("All"),
+            MountRoot::Foreign(cid) => f.debug_tuple("Foreign").field(cid).finish(),
         }
     }
 }
@@ -139,11 +145,12 @@ impl Default for MountConfig {
 /// errno values for the program that made the request.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
-    /// The ware to mount cannot be read (missing or corrupt root node).
-    #[error("cannot mount ware {id}: {source}")]
+    /// The ware (or foreign tree) to mount cannot be read (missing or corrupt root node), or
+    /// is not a directory.
+    #[error("cannot mount {id}: {source}")]
     Ware {
-        /// The ware asked for.
-        id: WareId,
+        /// The ware (or foreign tree root) asked for.
+        id: ware_store::Cid,
         /// Why its root node cannot be read.
         #[source]
         source: ware_store::Error,

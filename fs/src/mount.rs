@@ -37,8 +37,23 @@ pub fn mount(
         MountRoot::Ware(id) => Some(
             Reader::new(&*src)
                 .root(id)
-                .map_err(|source| FsError::Ware { id: *id, source })?,
+                .map_err(|source| FsError::Ware { id: id.0, source })?,
         ),
+        MountRoot::Foreign(cid) => {
+            let fail = |source| FsError::Ware { id: *cid, source };
+            let tree = src.foreign().ok_or_else(|| {
+                fail(ware_store::Error::BadId(format!(
+                    "{cid}: this source shows no foreign (IPFS) trees"
+                )))
+            })?;
+            let root = tree.root(cid).map_err(fail)?;
+            if root.kind != ware_store::node::Kind::Dir {
+                return Err(fail(ware_store::Error::BadId(format!(
+                    "{cid} is not a directory (only directories can be mounted; try `ware cat`)"
+                ))));
+            }
+            Some(root)
+        }
         MountRoot::All(_) => None,
     };
     let bad = |why: String| FsError::Mountpoint {

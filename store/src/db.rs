@@ -7,6 +7,8 @@
 //!   known without reading a chunk;
 //! - `nodes`: node CID (binary) → DAG-CBOR bytes;
 //! - `names`: human names and their history (see [`crate::names`]);
+//! - `blocks`: multihash (binary) → a foreign (IPFS UnixFS) block, cached by lazy mounts of
+//!   IPFS content and verified against its multihash on every read;
 //! - `meta`: `format` → the store format; `ware/<cid>` → a complete ware's record;
 //!   `partial/<cid>` → a ware cached piece by piece.
 //!
@@ -27,7 +29,7 @@ use rocksdb::{
 
 use crate::chunk::decode_chunk;
 use crate::error::{Error, Result};
-use crate::id::{ChunkId, NodeId, WareId};
+use crate::id::{ChunkId, NodeId, WareId, verify_block};
 use crate::source::{BlockSink, BlockSource, WareRecord};
 
 /// The store format this code reads and writes.
@@ -39,6 +41,7 @@ pub(crate) const CF_NODES: &str = "nodes";
 pub(crate) const CF_NAMES: &str = "names";
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_RUNS: &str = "runs";
+pub(crate) const CF_BLOCKS: &str = "blocks";
 
 const WARE_PREFIX: &[u8] = b"ware/";
 const PARTIAL_PREFIX: &[u8] = b"partial/";
@@ -86,6 +89,17 @@ pub(crate) fn db_err(e: rocksdb::Error) -> Error {
 fn cf_options() -> Options {
     let mut o = Options::default();
     o.set_write_buffer_size(64 << 20);
+    o
+}
+
+/// Foreign blocks are chunk-sized data mostly (UnixFS leaves of 256 KiB to 1 MiB): blob files,
+/// as for `chunks`.
+fn blocks_options() -> Options {
+    let mut o = cf_options();
+    o.set_compression_type(DBCompressionType::None);
+    o.set_enable_blob_files(true);
+    o.set_min_blob_size(1024);
+    o.set_blob_compression_type(DBCompressionType::None);
     o
 }
 
@@ -169,6 +183,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_NAMES, cf_options()),
             ColumnFamilyDescriptor::new(CF_META, cf_options()),
             ColumnFamilyDescriptor::new(CF_RUNS, cf_options()),
+            ColumnFamilyDescriptor::new(CF_BLOCKS, blocks_options()),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
             .map_err(|e| bad(&format!("cannot open the database: {}", e.into_string())))?;
@@ -318,6 +333,7 @@ impl Store {
         let (cf, key) = match what {
             Damage::Chunk(id) => (CF_CHUNKS, id.0.to_vec()),
             Damage::Node(id) => (CF_NODES, id.to_bytes()),
+            Damage::Block(cid) => (CF_BLOCKS, cid.hash().to_bytes()),
         };
         let mut v = self
             .db
@@ -342,6 +358,8 @@ pub enum Damage {
     Chunk(ChunkId),
     /// A node.
     Node(NodeId),
+    /// A foreign (IPFS) block.
+    Block(cid::Cid),
 }
 
 pub(crate) fn parse_chunk_meta(v: &[u8]) -> Option<(u32, u32)> {
@@ -401,6 +419,20 @@ impl BlockSource for Store {
         )?;
         Ok(stored)
     }
+
+    fn block(&self, cid: &cid::Cid) -> Result<Vec<u8>> {
+        let bytes = self
+            .db
+            .get_cf(self.cf(CF_BLOCKS), cid.hash().to_bytes())
+            .map_err(db_err)?
+            .ok_or_else(|| Error::NotFound {
+                what: "block",
+                id: cid.to_string(),
+            })?;
+        verify_block(cid, &bytes)
+            .inspect_err(|e| tracing::error!(block = %cid, "stored block: {e}"))?;
+        Ok(bytes)
+    }
 }
 
 impl BlockSink for Store {
@@ -435,6 +467,14 @@ impl BlockSink for Store {
 
     fn has_ware(&self, id: &WareId) -> Result<bool> {
         Ok(self.ware(id)?.is_some())
+    }
+
+    fn put_blocks(&self, blocks: &[(cid::Cid, Vec<u8>)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (cid, bytes) in blocks {
+            batch.put_cf(self.cf(CF_BLOCKS), cid.hash().to_bytes(), bytes);
+        }
+        self.db.write(batch).map_err(db_err)
     }
 
     fn note_partial(&self, id: &WareId) -> Result<()> {

@@ -46,6 +46,15 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+    /// A foreign (IPFS) block whose bytes do not match its CID, or that does not decode as
+    /// what its place in the tree says it is.
+    #[error("block {cid} is corrupt: {why}")]
+    CorruptBlock {
+        /// The block's CID.
+        cid: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Bytes that should be a node do not decode as one.
     #[error("malformed node: {0}")]
     Malformed(String),
@@ -121,7 +130,10 @@ impl Error {
 
     /// True for errors that mean "this data is damaged" (as opposed to absent or refused).
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::CorruptChunk(_) | Error::CorruptNode { .. })
+        matches!(
+            self,
+            Error::CorruptChunk(_) | Error::CorruptNode { .. } | Error::CorruptBlock { .. }
+        )
     }
 
     /// True for errors that mean "no such thing".

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use rocksdb::IteratorMode;
 
 use crate::chunk::decode_chunk;
-use crate::db::{CF_CHUNK_META, CF_CHUNKS, CF_NODES, Store, parse_chunk_meta};
+use crate::db::{CF_BLOCKS, CF_CHUNK_META, CF_CHUNKS, CF_NODES, Store, parse_chunk_meta};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, NodeId};
 use crate::node::{DirNode, Entry, FileNode, RootNode};
@@ -22,6 +22,10 @@ pub struct FsckReport {
     pub chunks_checked: u64,
     /// Nodes re-hashed.
     pub nodes_checked: u64,
+    /// Foreign (IPFS) blocks re-hashed: a cache of lazily mounted IPFS content, which no ware
+    /// names.
+    #[serde(default)]
+    pub blocks_checked: u64,
     /// Complete wares walked.
     pub wares_checked: u64,
     /// Partly cached wares walked.
@@ -144,6 +148,30 @@ fn check(store: &Store, progress: &dyn Progress) -> Result<FsckReport> {
                 }
             }
             Err(e) => push_limited(&mut r.corrupt, format!("node key: {e}")),
+        }
+    }
+
+    for item in store
+        .db
+        .iterator_cf(store.cf(CF_BLOCKS), IteratorMode::Start)
+    {
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                r.database_errors
+                    .push(format!("blocks: {}", e.into_string()));
+                break;
+            }
+        };
+        r.blocks_checked += 1;
+        match multihash::Multihash::<64>::from_bytes(&k) {
+            Ok(mh) => {
+                let cid = cid::Cid::new_v1(crate::id::RAW, mh);
+                if let Err(e) = crate::id::verify_block(&cid, &v) {
+                    push_limited(&mut r.corrupt, e.to_string());
+                }
+            }
+            Err(e) => push_limited(&mut r.corrupt, format!("block key: {e}")),
         }
     }
 

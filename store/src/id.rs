@@ -149,6 +149,34 @@ impl<'de> serde::Deserialize<'de> for NodeId {
     }
 }
 
+/// Multihash code of SHA2-256, IPFS's default hash.
+pub const SHA2_256: u64 = 0x12;
+
+/// Checks foreign (IPFS) block bytes against their CID's multihash: SHA2-256 or BLAKE3 with a
+/// 32-byte digest (the codec is not checked: the same bytes under another codec are the same
+/// bytes). A CID of any other hash is an [`Error::BadId`] naming it, since it cannot be verified.
+pub fn verify_block(cid: &Cid, data: &[u8]) -> Result<()> {
+    use sha2::Digest;
+    let mh = cid.hash();
+    let digest: [u8; 32] = match (mh.code(), mh.size()) {
+        (SHA2_256, 32) => sha2::Sha256::digest(data).into(),
+        (BLAKE3, 32) => *blake3::hash(data).as_bytes(),
+        (code, size) => {
+            return Err(Error::BadId(format!(
+                "{cid}: multihash 0x{code:x} ({size} bytes) cannot be verified (sha2-256 and \
+                 blake3 can)"
+            )));
+        }
+    };
+    if digest != mh.digest() {
+        return Err(Error::CorruptBlock {
+            cid: cid.to_string(),
+            why: format!("its {} bytes do not match its hash", data.len()),
+        });
+    }
+    Ok(())
+}
+
 fn blake3_multihash(digest: &[u8; 32]) -> Multihash<64> {
     // A 32-byte digest always fits a 64-byte multihash, so this cannot fail.
     Multihash::wrap(BLAKE3, digest).expect("32-byte digest fits in a 64-byte multihash")
@@ -172,6 +200,22 @@ mod tests {
         let c = ChunkId::of(b"hello\n");
         assert!(c.to_string().starts_with("bafkr4i"), "{c}");
         assert_eq!(ChunkId::from_cid(&c.to_cid()).unwrap(), c);
+    }
+
+    #[test]
+    fn foreign_blocks_verify_by_their_multihash() {
+        let hello: Cid = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
+            .parse()
+            .unwrap();
+        verify_block(&hello, b"hello\n").unwrap();
+        let err = verify_block(&hello, b"hellO\n").unwrap_err();
+        assert!(
+            err.is_corruption() && err.to_string().contains(&hello.to_string()),
+            "{err}"
+        );
+        verify_block(&ChunkId::of(b"x").to_cid(), b"x").unwrap();
+        let sha512 = Cid::new_v1(RAW, Multihash::wrap(0x13, &[0u8; 64]).unwrap());
+        assert!(matches!(verify_block(&sha512, b""), Err(Error::BadId(_))));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod bundle;
 pub mod chunk;
 pub mod error;
+pub mod foreign;
 pub mod id;
 pub mod node;
 pub mod pack;
@@ -34,7 +35,9 @@ pub mod names;
 #[cfg(feature = "rocksdb")]
 pub mod runs;
 
+pub use cid::Cid;
 pub use error::{Error, Result};
+pub use foreign::ForeignTree;
 pub use id::{ChunkId, NodeId, WareId};
 pub use source::{BlockSink, BlockSource, MemStore, WareRecord};
 pub use tree::Reader;

@@ -9,7 +9,9 @@ use std::sync::RwLock;
 
 use crate::chunk::decode_chunk;
 use crate::error::{Error, Result};
-use crate::id::{ChunkId, NodeId, WareId};
+use crate::foreign::ForeignTree;
+use crate::id::{ChunkId, NodeId, WareId, verify_block};
+use cid::Cid;
 
 /// Reads nodes and chunks, verified against their IDs.
 pub trait BlockSource: Send + Sync {
@@ -25,6 +27,18 @@ pub trait BlockSource: Send + Sync {
     /// A hint: these chunks will be read soon. A source that fetches from far away may start
     /// now, in the background; it never blocks and never fails. Local sources ignore it.
     fn prefetch(&self, _ids: &[ChunkId]) {}
+    /// A foreign (IPFS) block by its CID, verified against the CID's multihash
+    /// ([`crate::id::verify_block`]). Sources that hold none answer [`Error::NotFound`].
+    fn block(&self, cid: &Cid) -> Result<Vec<u8>> {
+        Err(Error::NotFound {
+            what: "block",
+            id: cid.to_string(),
+        })
+    }
+    /// The reader of foreign trees (IPFS UnixFS) this source can show, if any.
+    fn foreign(&self) -> Option<&dyn ForeignTree> {
+        None
+    }
 }
 
 /// What a pack records about a finished ware.
@@ -62,6 +76,11 @@ pub trait BlockSink: Send + Sync {
     }
     /// True when the ware is recorded complete here.
     fn has_ware(&self, id: &WareId) -> Result<bool>;
+    /// Caches foreign (IPFS) blocks, already verified by the caller, under their multihash.
+    /// Sinks without such a cache ignore them.
+    fn put_blocks(&self, _blocks: &[(Cid, Vec<u8>)]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An in-memory store: for tests, and for tools that need no database.
@@ -70,6 +89,9 @@ pub struct MemStore {
     chunks: RwLock<HashMap<ChunkId, Vec<u8>>>,
     nodes: RwLock<HashMap<NodeId, Vec<u8>>>,
     wares: RwLock<HashMap<WareId, WareRecord>>,
+    /// Foreign blocks by the bytes of their multihash (a CIDv0 and a CIDv1 of the same bytes
+    /// name one block).
+    blocks: RwLock<HashMap<Vec<u8>, Vec<u8>>>,
 }
 
 impl MemStore {
@@ -126,6 +148,17 @@ impl BlockSource for MemStore {
         decode_chunk(*id, stored)?;
         Ok(stored.clone())
     }
+    fn block(&self, cid: &Cid) -> Result<Vec<u8>> {
+        let blocks = self.blocks.read().map_err(|_| poisoned())?;
+        let bytes = blocks
+            .get(&cid.hash().to_bytes())
+            .ok_or_else(|| Error::NotFound {
+                what: "block",
+                id: cid.to_string(),
+            })?;
+        verify_block(cid, bytes)?;
+        Ok(bytes.clone())
+    }
 }
 
 impl BlockSink for MemStore {
@@ -155,5 +188,22 @@ impl BlockSink for MemStore {
             .map_err(|_| poisoned())?
             .insert(*id, record.clone());
         Ok(())
+    }
+    fn put_blocks(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<()> {
+        let mut map = self.blocks.write().map_err(|_| poisoned())?;
+        for (cid, bytes) in blocks {
+            map.insert(cid.hash().to_bytes(), bytes.clone());
+        }
+        Ok(())
+    }
+}
+
+impl MemStore {
+    /// Replaces a stored foreign block's bytes without any check: a testing aid for the
+    /// "never serve wrong bytes" checks.
+    pub fn damage_block(&self, cid: &Cid, bytes: Vec<u8>) {
+        if let Ok(mut map) = self.blocks.write() {
+            map.insert(cid.hash().to_bytes(), bytes);
+        }
     }
 }

@@ -331,6 +331,7 @@ impl S3s {
 /// A js-ipfs node, offline, with its RPC API on a free port.
 pub struct JsIpfs {
     _dir: tempfile::TempDir,
+    bin: PathBuf,
     pub api: SocketAddr,
     _guard: Guard,
 }
@@ -435,9 +436,30 @@ impl JsIpfs {
         let api = api.ok_or_else(|| anyhow!("no RPC address in {seen:?}"))?;
         Ok(JsIpfs {
             _dir: dir,
+            bin,
             api,
             _guard: guard,
         })
+    }
+}
+
+impl JsIpfs {
+    /// Runs the `jsipfs` command line on this node (it talks to the running daemon); its
+    /// stdout, trimmed.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .env("IPFS_PATH", self._dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("jsipfs {args:?}"))?;
+        if !out.status.success() {
+            bail!(
+                "jsipfs {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
 
@@ -539,7 +561,7 @@ async fn serve(client: tokio::net::TcpStream, upstream: SocketAddr, fault: Fault
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if let Fault::Reset(_) = fault {
         // Closing with a zero linger time sends RST instead of FIN.
-        let _ = client.set_linger(Some(Duration::ZERO));
+        let _ = client.set_zero_linger();
     }
     let (mut client_r, mut client_w) = client.into_split();
     if let Fault::Stall = fault {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use parking_lot::{Mutex, RwLock};
 use ware_store::node::{DirNode, Entry, Kind};
-use ware_store::{BlockSource, ChunkId, NodeId, Reader, WareId};
+use ware_store::{BlockSource, ChunkId, Cid, ForeignTree, NodeId, Reader, WareId};
 
 use crate::cache::ByteLru;
 use crate::{Catalog, MountRoot};
@@ -135,9 +135,13 @@ pub(crate) struct Statfs {
     pub namelen: u32,
 }
 
-/// One ware shown by the mount.
+/// One ware shown by the mount, or one foreign tree (IPFS UnixFS).
 struct WareCtx {
-    id: WareId,
+    /// The ware ID, or the foreign tree's root CID.
+    id: Cid,
+    /// A foreign tree: its entries are read through the source's [`ForeignTree`], not as
+    /// ware nodes and chunks.
+    foreign: bool,
     root_ino: u64,
     root: Entry,
     /// Names per hardlink group, counted by one metadata walk the first time they are needed.
@@ -236,7 +240,7 @@ pub(crate) struct Core {
     owner: Option<(u32, u32)>,
 }
 
-fn ware_fault(ware: &WareId, path: &str, what: &str, e: &ware_store::Error) -> Fault {
+fn ware_fault(ware: &Cid, path: &str, what: &str, e: &ware_store::Error) -> Fault {
     tracing::error!(%ware, path, "{what}: {e}");
     Fault::Io
 }
@@ -278,10 +282,16 @@ impl Core {
     ) -> Self {
         let mut inodes = Inodes::default();
         let catalog = match root {
-            MountRoot::Ware(id) => {
+            MountRoot::Ware(_) | MountRoot::Foreign(_) => {
+                let (id, foreign) = match root {
+                    MountRoot::Foreign(cid) => (*cid, true),
+                    MountRoot::Ware(id) => (id.0, false),
+                    MountRoot::All(_) => unreachable!("matched above"),
+                };
                 let entry = root_entry.unwrap_or_else(|| Entry::new(Vec::new(), Kind::Dir));
                 let ware = Arc::new(WareCtx {
-                    id: *id,
+                    id,
+                    foreign,
                     root_ino: ROOT_INO,
                     root: entry.clone(),
                     links: Mutex::new(None),
@@ -393,6 +403,17 @@ impl Core {
     /// The root inode of a ware in an `--all` mount, made on first lookup: the ware must have a
     /// readable root node.
     fn ware_root(&self, id: &WareId) -> R<Arc<Node>> {
+        self.tree_root(&id.0, false)
+    }
+
+    /// The foreign tree a source can show, if any.
+    fn foreign(&self) -> Option<&dyn ForeignTree> {
+        self.src.foreign()
+    }
+
+    /// The root inode of a ware (or, with `foreign`, of a foreign tree such as an IPFS UnixFS
+    /// CID) in an `--all` mount, made on first lookup: its root must be readable.
+    fn tree_root(&self, id: &Cid, foreign: bool) -> R<Arc<Node>> {
         let name = id.to_string().into_bytes();
         let key = (ROOT_INO, name.clone());
         if let Some(node) = {
@@ -401,7 +422,15 @@ impl Core {
         } {
             return Ok(node);
         }
-        let root = match Reader::new(&*self.src).root(id) {
+        let read = if foreign {
+            match self.foreign() {
+                Some(tree) => tree.root(id),
+                None => return Err(Fault::NoEntry),
+            }
+        } else {
+            Reader::new(&*self.src).root(&WareId::from_cid(*id).map_err(|_| Fault::NoEntry)?)
+        };
+        let root = match read {
             Ok(r) => r,
             Err(e) if e.is_not_found() => {
                 tracing::debug!(ware = %id, "lookup: {e}");
@@ -416,6 +445,7 @@ impl Core {
         let ino = inodes.nodes.len() as u64 + 1;
         let ware = Arc::new(WareCtx {
             id: *id,
+            foreign,
             root_ino: ino,
             root: root.clone(),
             links: Mutex::new(None),
@@ -532,11 +562,19 @@ impl Core {
                 if name == NAMES {
                     (self.node(ROOT_INO + 1)?, SHORT_TTL)
                 } else {
-                    let id = std::str::from_utf8(name)
+                    let cid = std::str::from_utf8(name)
                         .ok()
-                        .and_then(|s| WareId::from_str(s).ok())
+                        .and_then(|s| Cid::from_str(s).ok())
                         .ok_or(Fault::NoEntry)?;
-                    (self.ware_root(&id)?, SHORT_TTL)
+                    let node = match WareId::from_cid(cid) {
+                        Ok(id) => self.ware_root(&id)?,
+                        // Not a ware ID: a foreign tree's, if the source shows such trees.
+                        Err(_) if self.foreign().is_some_and(|t| t.accepts(&cid)) => {
+                            self.tree_root(&cid, true)?
+                        }
+                        Err(_) => return Err(Fault::NoEntry),
+                    };
+                    (node, SHORT_TTL)
                 }
             }
             NodeKind::NamesDir => {
@@ -550,7 +588,12 @@ impl Core {
                 if entry.kind != Kind::Dir {
                     return Err(Fault::NotDir);
                 }
-                match self.find(entry, name) {
+                let found = if ware.foreign {
+                    self.foreign().ok_or(Fault::Io)?.lookup(entry, name)
+                } else {
+                    self.find(entry, name)
+                };
+                match found {
                     Ok(Some(child)) => (self.intern(dir.ino, ware, child), LONG_TTL),
                     Ok(None) => return Ok(Lookup::Absent { ttl: LONG_TTL }),
                     Err(e) => {
@@ -599,7 +642,7 @@ impl Core {
             Kind::Dir => return Err(Fault::IsDir),
             _ => return Err(Fault::Invalid),
         }
-        let chunk_map = if entry.inline.is_some() || entry.size == 0 {
+        let chunk_map = if ware.foreign || entry.inline.is_some() || entry.size == 0 {
             None
         } else {
             let mut shared = map.lock();
@@ -646,6 +689,13 @@ impl Core {
         let NodeKind::Ware { ware, entry, .. } = &node.kind else {
             return Err(Fault::BadHandle);
         };
+        if ware.foreign {
+            let tree = self.foreign().ok_or(Fault::Io)?;
+            return tree
+                .read(entry, offset, size)
+                .map(ReadData::Owned)
+                .map_err(|e| ware_fault(&ware.id, &self.path(&node), "read", &e));
+        }
         if let Some(d) = &entry.inline {
             let start = usize::try_from(offset).unwrap_or(usize::MAX).min(d.len());
             let end = start.saturating_add(size as usize).min(d.len());
@@ -736,7 +786,12 @@ impl Core {
                 if entry.kind != Kind::Dir {
                     return Err(Fault::NotDir);
                 }
-                let entries = self.list(entry).map_err(|e| {
+                let entries = if ware.foreign {
+                    self.foreign().ok_or(Fault::Io)?.list(entry)
+                } else {
+                    self.list(entry)
+                };
+                let entries = entries.map_err(|e| {
                     ware_fault(&ware.id, &self.path(&node), "listing the directory", &e)
                 })?;
                 (
