@@ -90,6 +90,47 @@ fn round_trip(push_url: &str, read_url: &str, env: &[(&str, String)], objects: b
         ok(c);
     }
 
+    // `ls`, `stat` and `cat` read through the warehouse too, fetching only what they show.
+    let peek = Ware::new();
+    let mut c = ware_at(&peek, env);
+    c.args(["ls", &id]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "without a warehouse: not found");
+    let mut c = ware_at(&peek, env);
+    c.args(["--warehouse", read_url, "ls", &format!("{id}/sub")]);
+    let listing = ok(c);
+    assert!(
+        ["empty", "mid", "small"]
+            .iter()
+            .all(|n| listing.contains(n)),
+        "{listing}"
+    );
+    let mut c = ware_at(&peek, env);
+    c.args([
+        "--warehouse",
+        read_url,
+        "--json",
+        "stat",
+        &format!("{id}/big"),
+    ]);
+    let st: serde_json::Value = serde_json::from_str(&ok(c)).unwrap();
+    assert_eq!(st["size"], 24 << 20, "{st}");
+    let mut c = ware_at(&peek, env);
+    c.args(["--warehouse", read_url, "cat", &format!("{id}/sub/mid")]);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, noise(2, 3 << 20));
+    let s = stats(&peek);
+    assert!(
+        s["chunk_bytes"].as_u64().unwrap() < 8 << 20,
+        "ls, stat and a 3 MiB cat fetched {} bytes",
+        s["chunk_bytes"]
+    );
+
     if !can_mount() {
         return;
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ware_fetchers::read_through::ReadThrough;
 use ware_fetchers::transfer::{PullReport, PushReport};
 use ware_fetchers::{FetchOptions, Warehouse};
 use ware_store::db::{Damage, Store, StoreStats};
@@ -20,7 +21,7 @@ use ware_store::names::NameChange;
 use ware_store::node::{Entry, Kind};
 use ware_store::pack::{PackOptions, PackReport, Progress};
 use ware_store::unpack::UnpackReport;
-use ware_store::{Reader, WareId, WareRecord};
+use ware_store::{BlockSource, Reader, WareId, WareRecord};
 
 /// A ware and a path inside it (`ID` or `ID/some/path`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -127,11 +128,11 @@ pub trait StoreApi {
     fn unpack(&self, ware: &WareId, target: &Path, progress: &dyn Progress)
     -> Result<UnpackReport>;
     /// The entry at a path.
-    fn stat(&self, at: &WarePath) -> Result<Entry>;
+    fn stat(&self, at: &WarePath, remote: &RemoteOptions) -> Result<Entry>;
     /// The entries of the directory at a path.
-    fn list(&self, at: &WarePath) -> Result<Vec<Entry>>;
+    fn list(&self, at: &WarePath, remote: &RemoteOptions) -> Result<Vec<Entry>>;
     /// Writes the file at a path to the open file or pipe `out` (such as stdout).
-    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>) -> Result<u64>;
+    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>, remote: &RemoteOptions) -> Result<u64>;
     /// Complete wares in the store.
     fn wares(&self) -> Result<Vec<(WareId, WareRecord)>>;
     /// Verifies the whole store.
@@ -189,8 +190,24 @@ impl LocalStore {
         self.store.clone()
     }
 
-    fn resolve(&self, at: &WarePath) -> Result<Entry> {
-        Ok(Reader::new(&*self.store).resolve(&at.ware, &at.path)?)
+    /// What to read a ware through: the store, or — when warehouses are given and the store
+    /// does not hold the ware whole — the store first and the warehouses second, every piece
+    /// verified and cached as a lazy mount does.
+    fn source(&self, ware: &WareId, remote: &RemoteOptions) -> Result<Arc<dyn BlockSource>> {
+        if remote.warehouses.is_empty() || self.store.ware(ware)?.is_some() {
+            return Ok(self.store.clone());
+        }
+        let rt = ReadThrough::new(
+            self.store.clone(),
+            remote.open()?,
+            Duration::from_millis(remote.read_deadline_ms.max(1)),
+        );
+        rt.prepare(ware)?;
+        Ok(Arc::new(rt))
+    }
+
+    fn resolve(&self, at: &WarePath, src: &dyn BlockSource) -> Result<Entry> {
+        Ok(Reader::new(src).resolve(&at.ware, &at.path)?)
     }
 }
 
@@ -224,25 +241,27 @@ impl StoreApi for LocalStore {
         )?)
     }
 
-    fn stat(&self, at: &WarePath) -> Result<Entry> {
-        self.resolve(at)
+    fn stat(&self, at: &WarePath, remote: &RemoteOptions) -> Result<Entry> {
+        self.resolve(at, &*self.source(&at.ware, remote)?)
     }
 
-    fn list(&self, at: &WarePath) -> Result<Vec<Entry>> {
-        let e = self.resolve(at)?;
+    fn list(&self, at: &WarePath, remote: &RemoteOptions) -> Result<Vec<Entry>> {
+        let src = self.source(&at.ware, remote)?;
+        let e = self.resolve(at, &*src)?;
         if e.kind != Kind::Dir {
             return Ok(vec![e]);
         }
-        Ok(Reader::new(&*self.store).list(&e)?)
+        Ok(Reader::new(&*src).list(&e)?)
     }
 
-    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>) -> Result<u64> {
-        let e = self.resolve(at)?;
+    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>, remote: &RemoteOptions) -> Result<u64> {
+        let src = self.source(&at.ware, remote)?;
+        let e = self.resolve(at, &*src)?;
         match e.kind {
             Kind::File => {
                 let file = std::fs::File::from(out.try_clone_to_owned()?);
                 let mut out = BufWriter::with_capacity(256 * 1024, file);
-                let n = Reader::new(&*self.store).copy_file(&e, &mut out)?;
+                let n = Reader::new(&*src).copy_file(&e, &mut out)?;
                 out.flush()?;
                 Ok(n)
             }
@@ -273,7 +292,7 @@ impl StoreApi for LocalStore {
     }
 
     fn damage(&self, at: &WarePath) -> Result<String> {
-        let e = self.resolve(at)?;
+        let e = self.resolve(at, &*self.store)?;
         let reader = Reader::new(&*self.store);
         let what = if e.kind == Kind::File && e.inline.is_none() && e.size > 0 {
             Damage::Chunk(reader.chunks(&e)?[0].id()?)

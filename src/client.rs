@@ -363,17 +363,26 @@ impl StoreApi for RemoteStore {
         )
     }
 
-    fn stat(&self, at: &WarePath) -> Result<Entry> {
-        self.call(&Request::Stat { at: at.clone() })
+    fn stat(&self, at: &WarePath, remote: &RemoteOptions) -> Result<Entry> {
+        self.call(&Request::Stat {
+            at: at.clone(),
+            remote: remote.clone(),
+        })
     }
 
-    fn list(&self, at: &WarePath) -> Result<Vec<Entry>> {
-        self.call(&Request::List { at: at.clone() })
+    fn list(&self, at: &WarePath, remote: &RemoteOptions) -> Result<Vec<Entry>> {
+        self.call(&Request::List {
+            at: at.clone(),
+            remote: remote.clone(),
+        })
     }
 
-    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>) -> Result<u64> {
+    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>, remote: &RemoteOptions) -> Result<u64> {
         self.call_progress(
-            &Request::Cat { at: at.clone() },
+            &Request::Cat {
+                at: at.clone(),
+                remote: remote.clone(),
+            },
             Some(out),
             &ware_store::pack::NoProgress,
         )

@@ -350,11 +350,11 @@ impl Daemon {
             Request::Unpack { ware, target } => {
                 serde_json::to_value(s.unpack(&ware, &target, progress)?)?
             }
-            Request::Stat { at } => serde_json::to_value(s.stat(&at)?)?,
-            Request::List { at } => serde_json::to_value(s.list(&at)?)?,
-            Request::Cat { at } => {
+            Request::Stat { at, remote } => serde_json::to_value(s.stat(&at, &remote)?)?,
+            Request::List { at, remote } => serde_json::to_value(s.list(&at, &remote)?)?,
+            Request::Cat { at, remote } => {
                 let out = need_fd()?;
-                match s.cat(&at, out.as_fd()) {
+                match s.cat(&at, out.as_fd(), &remote) {
                     Ok(n) => serde_json::to_value(n)?,
                     // The client's reader went away (`ware cat … | head`): nothing to report.
                     Err(e) if broken_pipe(&e) => json!(0),

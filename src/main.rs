@@ -557,7 +557,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Ls { at: Some(at) } => {
             let store = open(cli)?;
             let at = WarePath::parse(at, &*store)?;
-            let entries = store.list(&at)?;
+            let entries = store.list(&at, &remote_options(cli))?;
             if cli.json {
                 print_json(&json!(entries.iter().map(entry_json).collect::<Vec<_>>()))?;
             } else {
@@ -571,12 +571,12 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Cat { at } => {
             let store = open(cli)?;
             let at = WarePath::parse(at, &*store)?;
-            store.cat(&at, std::io::stdout().as_fd())?;
+            store.cat(&at, std::io::stdout().as_fd(), &remote_options(cli))?;
         }
         Command::Stat { at } => {
             let store = open(cli)?;
             let at = WarePath::parse(at, &*store)?;
-            let e = store.stat(&at)?;
+            let e = store.stat(&at, &remote_options(cli))?;
             if cli.json {
                 let mut v = entry_json(&e);
                 v["path"] = json!(at.to_string());

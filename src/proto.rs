@@ -76,16 +76,25 @@ pub enum Request {
     Stat {
         /// Where.
         at: WarePath,
+        /// Warehouses for what the store lacks.
+        #[serde(default)]
+        remote: RemoteOptions,
     },
     /// [`crate::api::StoreApi::list`].
     List {
         /// Where.
         at: WarePath,
+        /// Warehouses for what the store lacks.
+        #[serde(default)]
+        remote: RemoteOptions,
     },
     /// Write a file to the descriptor that comes with the request.
     Cat {
         /// Which file.
         at: WarePath,
+        /// Warehouses for what the store lacks.
+        #[serde(default)]
+        remote: RemoteOptions,
     },
     /// Complete wares.
     Wares,
