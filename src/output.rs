@@ -139,8 +139,30 @@ pub fn human_bytes(n: u64) -> String {
 
 /// Seconds since the epoch as an RFC 3339 UTC time (`2026-11-25T11:32:52Z`).
 pub fn utc_time(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
+    let (date, sod) = civil(secs as i64);
+    format!(
+        "{date}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time (`2026-11-25T11:32:52.123Z`).
+pub fn utc_time_ms(ms: i64) -> String {
+    let (date, sod) = civil(ms.div_euclid(1000));
+    format!(
+        "{date}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// The date (`YYYY-MM-DD`) and the second of the day of a time in seconds since the epoch.
+fn civil(secs: i64) -> (String, i64) {
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -151,12 +173,7 @@ pub fn utc_time(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (format!("{y:04}-{m:02}-{d:02}"), sod)
 }
 
 #[cfg(test)]
