@@ -139,6 +139,7 @@ fn run_once(
     }
 
     let mount = ForegroundMount::start(req.store, &mnt, remote)?;
+    tracing::debug!("inputs mounted at {}", mnt.display());
     let result = (|| -> Result<RunRecord> {
         let mut mounts = Vec::new();
         let mut inputs = BTreeMap::new();
@@ -214,6 +215,7 @@ fn run_once(
             ware_exec::run(req.executor, &job)
                 .with_context(|| format!("running formula {formula_id}"))?
         };
+        tracing::debug!("job ended: {:?}", outcome.status);
         let mut notices = outcome.notices.clone();
 
         let mut outputs = BTreeMap::new();
@@ -261,12 +263,16 @@ fn run_once(
         })
     })();
     // Outputs are packed (or the run failed): the mount is no longer needed.
+    tracing::debug!("outputs packed");
     mount.stop();
+    tracing::debug!("inputs unmounted");
     drop(cleanup);
+    tracing::debug!("run directory removed");
     let record = result?;
     daemon
         .add_run(now_ms, &serde_json::to_value(&record)?)
         .context("keeping the run record in the store")?;
+    tracing::debug!("run record kept");
     Ok(record)
 }
 
@@ -374,14 +380,21 @@ impl ForegroundMount {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        if let Some(d) = client::running_daemon(&self.store) {
-            // The job and its namespaces are gone, so nothing should hold the mount; if
-            // something still does, detach it rather than leave it behind.
-            if d.umount(&self.mnt, false).is_err() {
-                let _ = d.umount(&self.mnt, true);
+        match client::running_daemon(&self.store) {
+            Some(d) => {
+                // The job and its namespaces are gone, so nothing should hold the mount; if
+                // something still does, detach it rather than leave it behind.
+                if d.umount(&self.mnt, false).is_err() {
+                    let _ = d.umount(&self.mnt, true);
+                }
+                // The mount is gone now; the daemon notices on its next tick and only then
+                // answers the thread's call, which nobody needs to wait for.
+                drop(thread);
+            }
+            None => {
+                let _ = thread.join();
             }
         }
-        let _ = thread.join();
     }
 }
 
