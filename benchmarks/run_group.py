@@ -68,7 +68,7 @@ def init(module) -> None:
 
 
 def doc_fields(args) -> dict:
-    return {"cache": "cold and warm (ware: warm = daemon running, store cached)",
+    return {"cache": "warm only (--warm)" if args.warm else "cold and warm",
             "timing": TIMING}
 
 
@@ -391,6 +391,19 @@ def figure(v: dict, job: str) -> tuple[float, float, float] | None:
     return v["median_s"], v["min_s"], v["max_s"]
 
 
+def tar_anomaly(res: dict) -> str | None:
+    """A warm `tar -x` much slower than a cold one is the machine, not tar: say so."""
+    c = med(res.get("cold", {}).get("true", {}).get("tar+chroot"), "ready_s")
+    w = med(res.get("warm", {}).get("true", {}).get("tar+chroot"), "ready_s")
+    if c and w and w > 3 * c:
+        return (f"⚠ In this run the warm `tar -x` took {ms(w)} ms against {ms(c)} ms cold: "
+                "a warm extract cannot be slower than a cold one on an idle machine, so the "
+                "warm tar rows (and every warm ratio against them) reflect something else on "
+                "the machine (other jobs' I/O, writeback) and are not trustworthy; the "
+                "20x target is judged on the cold rows.")
+    return None
+
+
 def targets(res: dict) -> list[str]:
     out = []
     goal = f"`ware run` to `/bin/true` under {TARGET_TRUE_S * 1e3:.0f} ms"
@@ -417,6 +430,9 @@ def targets(res: dict) -> list[str]:
             if not w or not p:
                 continue
             x = p[0] / w[0]
+            if mode == "warm" and tar_anomaly(res):
+                parts.append(f"warm {j}: {x:.1f}x (not judged: warm tar -x anomalous)")
+                continue
             parts.append(f"{mode} {JOB_LABEL[j] if j != 'start' else 'job start'}: "
                          f"{x:.1f}x ({ms(p[0])} vs {ms(w[0])} ms) — "
                          f"**{'met' if x >= TARGET_X else 'NOT met'}**")
@@ -509,6 +525,8 @@ def render_run(doc: dict | None, where: str | None, charts: dict | None = None) 
             if bad:
                 out += [f"⚠ the daemon did not stay up across every warm run of: "
                         f"{sorted(set(bad))}.", ""]
+    if tar_anomaly(res):
+        out += [tar_anomaly(res), ""]
     notes = sorted({n for mode in ("cold", "warm") for js in res.get(mode, {}).values()
                     for v in js.values() for n in v.get("notices", [])})
     if notes:
