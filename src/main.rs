@@ -953,20 +953,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon logs what it serves (to its log file); commands only warn. Commands end
     // quietly when their reader goes away (`ware ls | head`); the daemon must not.
+    // fuser unmounts again what `ware-fs` already unmounted (to tell a busy mount from a
+    // gone one) and warns about the EINVAL it gets: not worth a line per unmount.
     let default_level = match cli.command {
-        Command::Daemon(DaemonCommand::Run { .. }) => "info",
+        Command::Daemon(DaemonCommand::Run { .. }) => "info,fuser::mnt=error",
         _ => {
             ware_exec::default_sigpipe();
-            "warn"
+            "warn,fuser::mnt=error"
         }
     };
+    let daemon = default_level.starts_with("info");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
                 .unwrap_or_else(|_| default_level.into()),
         )
         // The daemon writes to its log file: no colour codes there.
-        .with_ansi(default_level != "info" && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(!daemon && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     raise_fd_limit();
