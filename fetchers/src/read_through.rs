@@ -7,8 +7,14 @@
 //!   cached, the ware is noted partial, and the indexes of its packs are loaded so that later
 //!   chunk misses know where to read. IPFS warehouses answer the single block instead.
 //! - A chunk the store lacks is read by byte range from its pack, together with the chunks
-//!   that follow it in the pack up to [`READ_WINDOW`] bytes (a pack holds a file's chunks in
-//!   order, so this is readahead at the source); every chunk is verified, then cached.
+//!   that follow it back to back in the pack up to [`READ_WINDOW`] bytes (a pack holds a
+//!   file's chunks in order, then the next file's: this is a small readahead at the source);
+//!   every chunk is verified, then cached. The window stops before the first follower already
+//!   cached or being fetched, and a chunk being fetched (by a prefetch or another read) is
+//!   waited for: no byte is fetched twice.
+//! - A prefetch hint (the chunks a sequential reader will read next, from the file it reads)
+//!   fetches those chunks only: runs of them that lie back to back in a pack go in one
+//!   request of up to [`PREFETCH_SPAN`] bytes; the chunks around them are not read.
 //! - Each call gives up after the source's deadline across all warehouses and retries:
 //!   the caller gets an error, never a hang.
 //!
@@ -29,11 +35,70 @@ use crate::transfer::{fetch_index, fetch_manifest};
 use crate::{Kind, Warehouse};
 
 /// Bytes read from a pack in one request when a chunk is missed (the chunk and those after it).
-pub const READ_WINDOW: u64 = 1 << 20;
+///
+/// Measured on a cold chroot job (`ls /usr/bin; dpkg -l; python3 -c "import numpy"`) on the
+/// large benchmark rootfs; see docs/benchmarks.md, "Bytes fetched at start".
+pub const READ_WINDOW: u64 = 256 << 10;
+
+/// Largest request of a prefetch (hinted chunks back to back in one pack).
+pub const PREFETCH_SPAN: u64 = 1 << 20;
 
 /// The local store as the read-through source needs it.
 pub trait LocalCache: BlockSource + BlockSink {}
 impl<T: BlockSource + BlockSink> LocalCache for T {}
+
+/// Pack indexes fetched at once when a ware's metadata is fetched (each is a round trip).
+const INDEX_FETCHERS: usize = 8;
+
+/// The indexes of `names` from `wh`, in that order, fetched by up to [`INDEX_FETCHERS`]
+/// threads (this one included); those not started by `deadline` fail with a timeout.
+fn fetch_indexes(
+    wh: &dyn Warehouse,
+    names: &[String],
+    deadline: Instant,
+    budget: Duration,
+) -> Vec<crate::Result<Vec<PackEntry>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<crate::Result<Vec<PackEntry>>>>> =
+        names.iter().map(|_| Mutex::new(None)).collect();
+    let timeout = || crate::Error::Timeout {
+        url: wh.url().to_string(),
+        deadline: budget,
+    };
+    let work = || {
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(name) = names.get(k) else { return };
+            let got = if Instant::now() >= deadline {
+                Err(timeout())
+            } else {
+                fetch_index(wh, name)
+            };
+            *slots[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(got);
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..INDEX_FETCHERS.min(names.len()) {
+            // A thread that cannot start leaves its share to the others and to this one.
+            if std::thread::Builder::new().spawn_scoped(s, work).is_err() {
+                break;
+            }
+        }
+        work();
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(timeout()))
+        })
+        .collect()
+}
+
+/// A prefetch job: `n` entries of a pack from the one at `loc`.
+type Job = (ChunkId, Location, usize);
 
 #[derive(Clone)]
 struct Location {
@@ -58,7 +123,7 @@ pub struct ReadThrough {
     /// IPFS UnixFS trees, read through the same store and warehouses.
     unixfs: crate::unixfs::UnixfsTree,
     /// Background fetches asked for by [`BlockSource::prefetch`], started on first use.
-    prefetch: Mutex<Option<std::sync::mpsc::SyncSender<(ChunkId, Location)>>>,
+    prefetch: Mutex<Option<std::sync::mpsc::SyncSender<Job>>>,
 }
 
 struct Inner {
@@ -66,8 +131,13 @@ struct Inner {
     warehouses: Vec<Arc<dyn Warehouse>>,
     deadline: Duration,
     state: Mutex<State>,
-    /// Chunks a prefetch worker is fetching (with their window).
+    /// Chunks a prefetch job is fetching or about to fetch.
     inflight: Mutex<HashSet<ChunkId>>,
+    /// Chunks being fetched now (by a prefetch worker or a read that missed): a read of one
+    /// waits for that fetch instead of fetching it again.
+    started: Mutex<HashSet<ChunkId>>,
+    /// Signalled when a fetch ends (with `started` as its mutex).
+    done: std::sync::Condvar,
 }
 
 /// Threads fetching prefetched windows, per source.
@@ -100,6 +170,8 @@ impl ReadThrough {
                 deadline,
                 state: Mutex::new(State::default()),
                 inflight: Mutex::new(HashSet::new()),
+                started: Mutex::new(HashSet::new()),
+                done: std::sync::Condvar::new(),
             }),
             prefetch: Mutex::new(None),
         }
@@ -113,10 +185,10 @@ impl ReadThrough {
     }
 
     /// The queue of the prefetch threads, started on first use.
-    fn prefetch_queue(&self) -> Option<std::sync::mpsc::SyncSender<(ChunkId, Location)>> {
+    fn prefetch_queue(&self) -> Option<std::sync::mpsc::SyncSender<Job>> {
         let mut q = self.prefetch.lock().unwrap_or_else(|p| p.into_inner());
         if q.is_none() {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(ChunkId, Location)>(PREFETCH_QUEUE);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(PREFETCH_QUEUE);
             let rx = Arc::new(Mutex::new(rx));
             for n in 0..PREFETCHERS {
                 let (inner, rx) = (self.inner.clone(), rx.clone());
@@ -125,15 +197,18 @@ impl ReadThrough {
                     .spawn(move || {
                         loop {
                             let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                            let Ok((id, loc)) = job else { return };
-                            if let Err(e) = inner.read_window(&id, &loc) {
-                                tracing::debug!(chunk = %id, "prefetch: {e}");
+                            let Ok((id, loc, n)) = job else { return };
+                            let entries = run_of(&loc, n);
+                            // Read meanwhile (the reader did not wait): nothing left to do.
+                            let needed = !inner.local.has_chunk(&id).unwrap_or(false);
+                            if needed {
+                                inner.mark_started(entries, true);
+                                if let Err(e) = inner.read_entries(&id, &loc, entries) {
+                                    tracing::debug!(chunk = %id, "prefetch: {e}");
+                                }
+                                inner.mark_started(entries, false);
                             }
-                            let mut inflight =
-                                inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                            for e in inner.window(&loc) {
-                                inflight.remove(&e.chunk);
-                            }
+                            inner.forget_inflight(entries);
                         }
                     });
                 if let Err(e) = spawned {
@@ -179,17 +254,10 @@ impl Inner {
             };
             let mut locations = Vec::new();
             let mut ok = true;
-            for name in &manifest.packs {
-                // One deadline for the whole ware, not one per index.
-                if Instant::now() >= deadline {
-                    last_err = Some(crate::Error::Timeout {
-                        url: wh.url().to_string(),
-                        deadline: self.deadline,
-                    });
-                    ok = false;
-                    break;
-                }
-                match fetch_index(&**wh, name) {
+            // One deadline for the whole ware, not one per index; the indexes side by side.
+            let indexes = fetch_indexes(&**wh, &manifest.packs, deadline, self.deadline);
+            for (name, got) in manifest.packs.iter().zip(indexes) {
+                match got {
                     Ok(mut entries) => {
                         entries.sort_by_key(|e| e.offset);
                         let by_offset = Arc::new(entries);
@@ -312,32 +380,88 @@ impl Inner {
         Err(not_found("chunk", id.to_string()))
     }
 
-    /// The pack entries read together with the one at `loc`: it and those that follow it
-    /// back to back, up to [`READ_WINDOW`] bytes.
-    fn window<'a>(&self, loc: &'a Location) -> &'a [PackEntry] {
-        let entries = loc.by_offset.get(loc.at..).unwrap_or_default();
-        let Some(first) = entries.first() else {
-            return entries;
-        };
-        let start = first.offset;
-        let mut end = start.saturating_add(u64::from(first.stored_len));
-        let mut n = 1;
-        for e in &entries[1..] {
-            let e_end = e.offset.saturating_add(u64::from(e.stored_len));
-            if e.offset != end || e_end - start > READ_WINDOW {
-                break;
-            }
-            end = e_end;
-            n += 1;
-        }
-        &entries[..n]
-    }
-
     /// Reads the chunk and its followers in the pack (up to [`READ_WINDOW`]), verifies and
     /// caches each, and returns the one asked for.
+    ///
+    /// The window stops before the first follower already cached or being fetched, so that
+    /// no byte is fetched twice; a chunk another reader is fetching is waited for.
     fn read_window(&self, id: &ChunkId, loc: &Location) -> ware_store::Result<Vec<u8>> {
+        let all = window(loc, READ_WINDOW);
+        let deadline = Instant::now() + self.deadline;
+        if self.wait_started(id, deadline) {
+            match self.local.chunk(id) {
+                Err(ware_store::Error::NotFound { .. }) => {}
+                other => return other,
+            }
+        }
+        let n = {
+            let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+            let mut n = 1;
+            for e in all.iter().skip(1) {
+                if started.contains(&e.chunk) || self.local.has_chunk(&e.chunk).unwrap_or(true) {
+                    break;
+                }
+                n += 1;
+            }
+            for e in &all[..n.min(all.len())] {
+                started.insert(e.chunk);
+            }
+            n.min(all.len())
+        };
+        let got = self.read_entries(id, loc, &all[..n]);
+        self.mark_started(&all[..n], false);
+        self.done.notify_all();
+        got
+    }
+
+    fn mark_started(&self, entries: &[PackEntry], on: bool) {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        for e in entries {
+            if on {
+                started.insert(e.chunk);
+            } else {
+                started.remove(&e.chunk);
+            }
+        }
+    }
+
+    fn forget_inflight(&self, entries: &[PackEntry]) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        for e in entries {
+            inflight.remove(&e.chunk);
+        }
+        drop(inflight);
+        self.done.notify_all();
+    }
+
+    /// Waits (until `deadline`) while `id` is being fetched; true if it was.
+    fn wait_started(&self, id: &ChunkId, deadline: Instant) -> bool {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        if !started.contains(id) {
+            return false;
+        }
+        while started.contains(id) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            started = match self.done.wait_timeout(started, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+
+    /// Reads `entries` (back to back in the pack at `loc`) in one request, verifies and
+    /// caches each, and returns the chunk `id` (one of them).
+    fn read_entries(
+        &self,
+        id: &ChunkId,
+        loc: &Location,
+        entries: &[PackEntry],
+    ) -> ware_store::Result<Vec<u8>> {
         let wh = &self.warehouses[loc.warehouse];
-        let entries = self.window(loc);
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Err(ware_store::Error::CorruptChunk(*id));
         };
@@ -373,6 +497,34 @@ impl Inner {
     }
 }
 
+/// The pack entries read together with the one at `loc`: it and those that follow it back to
+/// back, up to `limit` bytes (at least the one).
+fn window(loc: &Location, limit: u64) -> &[PackEntry] {
+    let entries = loc.by_offset.get(loc.at..).unwrap_or_default();
+    let Some(first) = entries.first() else {
+        return entries;
+    };
+    let start = first.offset;
+    let mut end = start.saturating_add(u64::from(first.stored_len));
+    let mut n = 1;
+    for e in &entries[1..] {
+        let e_end = e.offset.saturating_add(u64::from(e.stored_len));
+        if e.offset != end || e_end - start > limit {
+            break;
+        }
+        end = e_end;
+        n += 1;
+    }
+    &entries[..n]
+}
+
+/// The `n` entries from the one at `loc`.
+fn run_of(loc: &Location, n: usize) -> &[PackEntry] {
+    let all = &loc.by_offset[..];
+    let from = loc.at.min(all.len());
+    &all[from..(from + n).min(all.len())]
+}
+
 impl BlockSource for ReadThrough {
     fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
         self.inner.node(id)
@@ -387,7 +539,7 @@ impl BlockSource for ReadThrough {
     }
 
     fn prefetch(&self, ids: &[ChunkId]) {
-        let mut jobs = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
         {
             let state = self.inner.state();
             let mut inflight = self
@@ -395,6 +547,8 @@ impl BlockSource for ReadThrough {
                 .inflight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            // The hinted chunks only; those back to back in one pack make one request.
+            let mut want: Vec<Location> = Vec::new();
             for id in ids {
                 if inflight.contains(id) || self.inner.local.has_chunk(id).unwrap_or(true) {
                     continue;
@@ -402,11 +556,36 @@ impl BlockSource for ReadThrough {
                 let Some(loc) = state.chunks.get(id) else {
                     continue;
                 };
-                // The whole window goes in one request: mark it all as on its way.
-                for e in self.inner.window(loc) {
-                    inflight.insert(e.chunk);
+                inflight.insert(*id);
+                want.push(loc.clone());
+            }
+            want.sort_by(|a, b| (a.warehouse, &*a.pack, a.at).cmp(&(b.warehouse, &*b.pack, b.at)));
+            want.dedup_by(|b, a| a.warehouse == b.warehouse && a.pack == b.pack && a.at == b.at);
+            let mut i = 0;
+            while i < want.len() {
+                let head = &want[i];
+                let first = &head.by_offset[head.at];
+                let start = first.offset;
+                let mut end = start.saturating_add(u64::from(first.stored_len));
+                let mut n = 1;
+                while let Some(next) = want.get(i + n) {
+                    let Some(e) = head.by_offset.get(head.at + n) else {
+                        break;
+                    };
+                    let e_end = e.offset.saturating_add(u64::from(e.stored_len));
+                    if next.warehouse != head.warehouse
+                        || next.pack != head.pack
+                        || next.at != head.at + n
+                        || e.offset != end
+                        || e_end - start > PREFETCH_SPAN
+                    {
+                        break;
+                    }
+                    end = e_end;
+                    n += 1;
                 }
-                jobs.push((*id, loc.clone()));
+                jobs.push((first.chunk, head.clone(), n));
+                i += n;
             }
         }
         if jobs.is_empty() {
@@ -415,17 +594,10 @@ impl BlockSource for ReadThrough {
         let Some(q) = self.prefetch_queue() else {
             return;
         };
-        for (id, loc) in jobs {
-            if q.try_send((id, loc.clone())).is_err() {
+        for (id, loc, n) in jobs {
+            if q.try_send((id, loc.clone(), n)).is_err() {
                 // Queue full: forget the hint, and let the chunks be fetched when read.
-                let mut inflight = self
-                    .inner
-                    .inflight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                for e in self.inner.window(&loc) {
-                    inflight.remove(&e.chunk);
-                }
+                self.inner.forget_inflight(run_of(&loc, n));
             }
         }
     }
@@ -479,6 +651,14 @@ impl Inner {
             Err(ware_store::Error::NotFound { .. }) => {}
             other => return other,
         }
-        self.fetch_chunk(id, Instant::now() + self.deadline)
+        let deadline = Instant::now() + self.deadline;
+        // Being fetched (a prefetch, another read): wait for that rather than fetch it twice.
+        if self.wait_started(id, deadline) {
+            match self.local.chunk(id) {
+                Err(ware_store::Error::NotFound { .. }) => {}
+                other => return other,
+            }
+        }
+        self.fetch_chunk(id, deadline)
     }
 }
