@@ -357,22 +357,7 @@ impl JsIpfs {
     pub fn start() -> Result<JsIpfs> {
         let bin = jsipfs_path()?;
         let dir = tempfile::tempdir()?;
-        let run = |args: &[&str]| -> Result<()> {
-            let out = Command::new(&bin)
-                .args(args)
-                .env("IPFS_PATH", dir.path())
-                .stdin(Stdio::null())
-                .output()
-                .with_context(|| format!("jsipfs {args:?}"))?;
-            if !out.status.success() {
-                bail!(
-                    "jsipfs {args:?}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(())
-        };
-        run(&["init", "--profile", "test"])?;
+        jsipfs_cli(&bin, dir.path(), &["init", "--profile", "test"])?;
         // The test profile listens on free ports already but for the gRPC endpoint ("RPC",
         // 5003); edit the file rather than run `jsipfs config` (a second of Node start-up).
         let config_path = dir.path().join("config");
@@ -447,20 +432,26 @@ impl JsIpfs {
     /// Runs the `jsipfs` command line on this node (it talks to the running daemon); its
     /// stdout, trimmed.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .env("IPFS_PATH", self._dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("jsipfs {args:?}"))?;
-        if !out.status.success() {
-            bail!(
-                "jsipfs {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        jsipfs_cli(&self.bin, self._dir.path(), args)
     }
+}
+
+/// Runs `jsipfs ARGS` on the repository in `repo`; its stdout, trimmed, or its stderr as the
+/// error.
+fn jsipfs_cli(bin: &Path, repo: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .env("IPFS_PATH", repo)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("jsipfs {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "jsipfs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 // --- the fault proxy ----------------------------------------------------------------------------
