@@ -91,9 +91,20 @@ pub struct RemoteOptions {
 }
 
 impl RemoteOptions {
+    /// One read's deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.read_deadline_ms.max(1))
+    }
+
+    /// The source a lazy read uses: `store` first, these warehouses second, every piece
+    /// verified and cached.
+    pub fn read_through(&self, store: Arc<Store>) -> Result<ReadThrough> {
+        Ok(ReadThrough::new(store, self.open()?, self.deadline()))
+    }
+
     /// The fetch options these stand for.
     pub fn fetch_options(&self) -> FetchOptions {
-        let deadline = Duration::from_millis(self.read_deadline_ms.max(1));
+        let deadline = self.deadline();
         FetchOptions {
             deadline,
             request_timeout: FetchOptions::default().request_timeout.min(deadline),
@@ -197,11 +208,7 @@ impl LocalStore {
         if remote.warehouses.is_empty() || self.store.ware(ware)?.is_some() {
             return Ok(self.store.clone());
         }
-        let rt = ReadThrough::new(
-            self.store.clone(),
-            remote.open()?,
-            Duration::from_millis(remote.read_deadline_ms.max(1)),
-        );
+        let rt = remote.read_through(self.store.clone())?;
         rt.prepare(ware)?;
         Ok(Arc::new(rt))
     }

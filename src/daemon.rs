@@ -31,7 +31,6 @@ use crate::api::{LocalStore, PackSource, RemoteOptions, StoreApi};
 use crate::client::{canonical_store, runtime_dir, socket_path};
 use crate::exit::exit_code;
 use crate::proto::{MountInfo, MountWhat, Reply, Request, recv_request, send_reply};
-use ware_fetchers::read_through::ReadThrough;
 
 /// How often the daemon looks at its flags, mounts and idle time.
 const TICK: Duration = Duration::from_millis(200);
@@ -428,11 +427,7 @@ impl Daemon {
         let src: Arc<dyn BlockSource> = if remote.warehouses.is_empty() && !unixfs {
             self.store.clone()
         } else {
-            let rt = ReadThrough::new(
-                self.store.clone(),
-                remote.open()?,
-                Duration::from_millis(remote.read_deadline_ms.max(1)),
-            );
+            let rt = remote.read_through(self.store.clone())?;
             if let MountWhat::Ware(id) = &what
                 && self.store.ware(id)?.is_none()
             {
