@@ -207,6 +207,7 @@ pub fn running_daemon(dir: &Path) -> Option<RemoteStore> {
 }
 
 /// A store reached through its daemon. Each request is one connection.
+#[derive(Clone)]
 pub struct RemoteStore {
     store: PathBuf,
 }

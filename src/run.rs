@@ -138,7 +138,7 @@ fn run_once(
         std::fs::DirBuilder::new().mode(0o700).create(d)?;
     }
 
-    let mount = ForegroundMount::start(req.store, &mnt, remote)?;
+    let mount = ForegroundMount::start(daemon, &mnt, remote)?;
     tracing::debug!("inputs mounted at {}", mnt.display());
     let result = (|| -> Result<RunRecord> {
         let mut mounts = Vec::new();
@@ -326,22 +326,21 @@ impl Drop for JobSignals {
 
 /// One `--all` mount of the store, alive while a thread waits on the daemon's answer.
 struct ForegroundMount {
-    store: PathBuf,
+    daemon: RemoteStore,
     mnt: PathBuf,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl ForegroundMount {
-    fn start(store: &Path, mnt: &Path, remote: &RemoteOptions) -> Result<ForegroundMount> {
+    fn start(daemon: &RemoteStore, mnt: &Path, remote: &RemoteOptions) -> Result<ForegroundMount> {
         let (ready_tx, ready_rx) = mpsc::channel();
-        let daemon = client::ensure_daemon(store, None)?;
-        let (mnt_t, remote) = (mnt.to_path_buf(), remote.clone());
+        let (daemon_t, mnt_t, remote) = (daemon.clone(), mnt.to_path_buf(), remote.clone());
         // As root the job may run as any uid: the mount lets other users in (the kernel
         // checks each entry's mode; the run directory around it is 0700). Otherwise the job
         // runs as this user, mapped into its user namespace.
         let allow_other = rustix::process::geteuid().is_root();
         let thread = std::thread::spawn(move || {
-            daemon
+            daemon_t
                 .mount(
                     MountWhat::All,
                     &mnt_t,
@@ -356,7 +355,7 @@ impl ForegroundMount {
         });
         match ready_rx.recv() {
             Ok(()) => Ok(ForegroundMount {
-                store: store.to_path_buf(),
+                daemon: daemon.clone(),
                 mnt: mnt.to_path_buf(),
                 thread: Some(thread),
             }),
@@ -380,21 +379,15 @@ impl ForegroundMount {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        match client::running_daemon(&self.store) {
-            Some(d) => {
-                // The job and its namespaces are gone, so nothing should hold the mount; if
-                // something still does, detach it rather than leave it behind.
-                if d.umount(&self.mnt, false).is_err() {
-                    let _ = d.umount(&self.mnt, true);
-                }
-                // The mount is gone now; the daemon notices on its next tick and only then
-                // answers the thread's call, which nobody needs to wait for.
-                drop(thread);
-            }
-            None => {
-                let _ = thread.join();
-            }
+        // The job and its namespaces are gone, so nothing should hold the mount; if something
+        // still does, detach it rather than leave it behind. (A daemon that is gone took the
+        // mount with it.)
+        if self.daemon.umount(&self.mnt, false).is_err() {
+            let _ = self.daemon.umount(&self.mnt, true);
         }
+        // The daemon notices the unmount on its next tick and only then answers the thread's
+        // call, which nobody needs to wait for.
+        drop(thread);
     }
 }
 
