@@ -9,90 +9,60 @@ use crate::assemble;
 use crate::plan::{Mode, Plan};
 use crate::sys::{self, Errno, SysResult};
 
-/// A step of the setup, reported to the parent on failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum Step {
-    ParentGone = 1,
-    UserNs,
-    MakePrivate,
-    Scratch,
-    Overlay,
-    Proc,
-    Dev,
-    Tmp,
-    BindSource,
-    BindTarget,
-    BindMount,
-    PivotRoot,
-    Chroot,
-    Hostname,
-    Loopback,
-    Signals,
-    Fork,
-    Capabilities,
-    Ids,
-    NoNewPrivs,
-    Cwd,
-    Exec,
+/// Declares [`Step`] and its descriptions from one list, numbered from 1 in list order.
+macro_rules! steps {
+    ($first:ident => $first_what:literal, $($name:ident => $what:literal,)*) => {
+        /// A step of the setup, reported to the parent on failure.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u32)]
+        pub(crate) enum Step {
+            $first = 1,
+            $($name,)*
+        }
+
+        impl Step {
+            const ALL: &[Step] = &[Step::$first, $(Step::$name,)*];
+
+            /// What the step does, for error messages.
+            pub(crate) fn describe(self) -> &'static str {
+                match self {
+                    Step::$first => $first_what,
+                    $(Step::$name => $what,)*
+                }
+            }
+        }
+    };
+}
+
+steps! {
+    ParentGone => "checking the caller is alive",
+    UserNs => "writing the user namespace id maps",
+    MakePrivate => "making mounts private",
+    Scratch => "mounting the scratch tmpfs",
+    Overlay => "mounting the overlay root",
+    Proc => "mounting /proc",
+    Dev => "assembling /dev",
+    Tmp => "mounting /tmp",
+    BindSource => "opening bind source",
+    BindTarget => "resolving bind target",
+    BindMount => "mounting bind",
+    PivotRoot => "pivot_root",
+    Chroot => "chroot",
+    Hostname => "setting the hostname",
+    Loopback => "bringing up lo",
+    Signals => "setting signal dispositions",
+    Fork => "forking the job",
+    Capabilities => "bounding capabilities",
+    Ids => "setting user and group ids",
+    NoNewPrivs => "setting no_new_privs",
+    Cwd => "changing to the working directory",
+    Exec => "execve",
 }
 
 impl Step {
+    /// The step a report's number names.
     pub(crate) fn from_u32(v: u32) -> Option<Step> {
-        use Step::*;
-        const ALL: [Step; 22] = [
-            ParentGone,
-            UserNs,
-            MakePrivate,
-            Scratch,
-            Overlay,
-            Proc,
-            Dev,
-            Tmp,
-            BindSource,
-            BindTarget,
-            BindMount,
-            PivotRoot,
-            Chroot,
-            Hostname,
-            Loopback,
-            Signals,
-            Fork,
-            Capabilities,
-            Ids,
-            NoNewPrivs,
-            Cwd,
-            Exec,
-        ];
-        ALL.into_iter().find(|s| *s as u32 == v)
-    }
-
-    pub(crate) fn describe(self) -> &'static str {
-        use Step::*;
-        match self {
-            ParentGone => "checking the caller is alive",
-            UserNs => "writing the user namespace id maps",
-            MakePrivate => "making mounts private",
-            Scratch => "mounting the scratch tmpfs",
-            Overlay => "mounting the overlay root",
-            Proc => "mounting /proc",
-            Dev => "assembling /dev",
-            Tmp => "mounting /tmp",
-            BindSource => "opening bind source",
-            BindTarget => "resolving bind target",
-            BindMount => "mounting bind",
-            PivotRoot => "pivot_root",
-            Chroot => "chroot",
-            Hostname => "setting the hostname",
-            Loopback => "bringing up lo",
-            Signals => "setting signal dispositions",
-            Fork => "forking the job",
-            Capabilities => "bounding capabilities",
-            Ids => "setting user and group ids",
-            NoNewPrivs => "setting no_new_privs",
-            Cwd => "changing to the working directory",
-            Exec => "execve",
-        }
+        Step::ALL.iter().copied().find(|s| *s as u32 == v)
     }
 }
 
