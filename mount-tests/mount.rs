@@ -13,7 +13,7 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::generate::{Spec, materialise, name, tree};
 use common::*;
@@ -22,18 +22,6 @@ use proptest::prelude::*;
 /// True when `mnt` is a ware mount now (per /proc/self/mountinfo).
 fn is_mounted(mnt: &Path) -> bool {
     ware_fs::ware_mounts().iter().any(|m| m == mnt)
-}
-
-/// Polls `cond` until it holds or `limit` passes; returns whether it held.
-fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
 }
 
 impl Ware {

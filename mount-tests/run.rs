@@ -46,6 +46,15 @@ fn run(w: &Ware, formula: &Path, extra: &[&str]) -> Output {
         .expect("run ware")
 }
 
+/// `ware run --executor EXECUTOR --record RECORD FORMULA`.
+fn run_by(w: &Ware, formula: &Path, executor: &str, record: &Path) -> Output {
+    run(
+        w,
+        formula,
+        &["--executor", executor, "--record", record.to_str().unwrap()],
+    )
+}
+
 fn record(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("run record written"))
         .expect("run record is JSON")
@@ -81,16 +90,7 @@ fn each_executor_runs_a_job_on_a_lazily_mounted_rootfs() {
     let mut outputs = Vec::new();
     for executor in ["ns", "chroot", "runc"] {
         let rec_path = w.path(&format!("{executor}.record.json"));
-        let out = run(
-            &w,
-            &f,
-            &[
-                "--executor",
-                executor,
-                "--record",
-                rec_path.to_str().unwrap(),
-            ],
-        );
+        let out = run_by(&w, &f, executor, &rec_path);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(7), "{executor}: {stderr}");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -235,16 +235,7 @@ fn the_job_is_contained() {
     );
     for executor in ["ns", "runc"] {
         let rec_path = w.path(&format!("contain-{executor}.json"));
-        let out = run(
-            &w,
-            &f,
-            &[
-                "--executor",
-                executor,
-                "--record",
-                rec_path.to_str().unwrap(),
-            ],
-        );
+        let out = run_by(&w, &f, executor, &rec_path);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{executor}: {stdout}\n{stderr}");
@@ -357,17 +348,15 @@ fn time_limits_and_failures_have_their_exit_codes() {
             .stdout
             .is_empty()
     };
-    let t = Instant::now();
-    while !running("sleep 1001") && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(running("sleep 1001"), "the job did not start");
+    assert!(
+        wait_for(Duration::from_secs(30), || running("sleep 1001")),
+        "the job did not start"
+    );
     child.kill().unwrap();
     let _ = child.wait();
-    let t = Instant::now();
-    while (running("sleep 1001") || mounted(&w)) && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(Duration::from_secs(30), || {
+        !running("sleep 1001") && !mounted(&w)
+    });
     assert!(!running("sleep 1001"), "the job outlived ware run");
     assert!(!mounted(&w), "the inputs' mount outlived ware run");
 
@@ -388,10 +377,8 @@ fn time_limits_and_failures_have_their_exit_codes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while !running("sleep 1002") && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The sleep itself, not the shell whose command line names it: by then /out/p is written.
+    wait_for(Duration::from_secs(30), || running("^sleep 1002"));
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let out = child.wait_with_output().unwrap();

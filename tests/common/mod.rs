@@ -138,6 +138,18 @@ impl Drop for Ware {
     }
 }
 
+/// Polls `cond` every 20 ms until it holds or `limit` passes; its last answer.
+pub fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cond()
+}
+
 /// Deterministic incompressible bytes (xorshift), the same on every machine.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
