@@ -296,12 +296,19 @@ fn time_limits_and_failures_have_their_exit_codes() {
     let Some((w, root, _)) = debian() else {
         return;
     };
+    // Sleeps with this test's own lengths, so only its own processes are looked for.
+    let me = std::process::id();
+    let (slow, sleeper, term) = (
+        format!("1000.{me}"),
+        format!("1001.{me}"),
+        format!("1002.{me}"),
+    );
     let f = write_formula(
         &w,
         "slow.json",
         &json!({
             "inputs": {"/": root},
-            "action": {"argv": ["/bin/sh", "-c", "sleep 1000 & sleep 1000"]},
+            "action": {"argv": ["/bin/sh", "-c", format!("sleep {slow} & sleep {slow}")]},
             "limits": {"wall_seconds": 1},
         }),
     );
@@ -317,21 +324,17 @@ fn time_limits_and_failures_have_their_exit_codes() {
     // Bounded, not timed: a kill that did not take would wait 1000 s.
     assert!(t.elapsed() < Duration::from_secs(60));
     assert_eq!(record(&rec_path)["status"], "timed_out");
-    let leftover = Command::new("pgrep")
-        .args(["-f", "sleep 1000"])
-        .output()
-        .unwrap();
-    assert!(
-        leftover.stdout.is_empty(),
-        "processes outlived the job: {}",
-        String::from_utf8_lossy(&leftover.stdout)
+    assert_eq!(
+        processes_with(&format!("sleep {slow}")),
+        Vec::<String>::new(),
+        "processes outlived the job"
     );
 
     // `ware run` killed outright: its job dies with it, and its mount goes.
     let f_sleep = write_formula(
         &w,
         "sleeper.json",
-        &json!({"inputs": {"/": root}, "action": {"argv": ["/bin/sh", "-c", "sleep 1001 & sleep 1001"]}}),
+        &json!({"inputs": {"/": root}, "action": {"argv": ["/bin/sh", "-c", format!("sleep {sleeper} & sleep {sleeper}")]}}),
     );
     let mut child = w
         .command()
@@ -340,24 +343,22 @@ fn time_limits_and_failures_have_their_exit_codes() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let running = |pat: &str| {
-        !Command::new("pgrep")
-            .args(["-f", pat])
-            .output()
-            .unwrap()
-            .stdout
-            .is_empty()
-    };
+    let running = |pat: &str| !processes_with(pat).is_empty();
     assert!(
-        wait_for(Duration::from_secs(30), || running("sleep 1001")),
+        wait_for(Duration::from_secs(30), || running(&format!(
+            "sleep {sleeper}"
+        ))),
         "the job did not start"
     );
     child.kill().unwrap();
     let _ = child.wait();
     wait_for(Duration::from_secs(30), || {
-        !running("sleep 1001") && !mounted(&w)
+        !running(&format!("sleep {sleeper}")) && !mounted(&w)
     });
-    assert!(!running("sleep 1001"), "the job outlived ware run");
+    assert!(
+        !running(&format!("sleep {sleeper}")),
+        "the job outlived ware run"
+    );
     assert!(!mounted(&w), "the inputs' mount outlived ware run");
 
     // SIGTERM to `ware run` stops its job, and what the job wrote is still packed.
@@ -365,7 +366,7 @@ fn time_limits_and_failures_have_their_exit_codes() {
         &w,
         "term.json",
         &json!({"inputs": {"/": root},
-                "action": {"argv": ["/bin/sh", "-c", "echo partial > /out/p; sleep 1002"]},
+                "action": {"argv": ["/bin/sh", "-c", format!("echo partial > /out/p; sleep {term}")]},
                 "outputs": {"/out": {}}}),
     );
     let rec_term = w.path("term.record");
@@ -378,7 +379,13 @@ fn time_limits_and_failures_have_their_exit_codes() {
         .spawn()
         .unwrap();
     // The sleep itself, not the shell whose command line names it: by then /out/p is written.
-    wait_for(Duration::from_secs(30), || running("^sleep 1002"));
+    let sleeping = || {
+        processes_with(&format!("sleep {term}")).iter().any(|p| {
+            p.split_once(": ")
+                .is_some_and(|(_, cmd)| cmd.starts_with("sleep "))
+        })
+    };
+    wait_for(Duration::from_secs(30), sleeping);
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -395,7 +402,7 @@ fn time_limits_and_failures_have_their_exit_codes() {
         &format!("{}/p", rec["outputs"]["/out"].as_str().unwrap()),
     ]);
     assert_eq!(partial, "partial\n");
-    assert!(!running("sleep 1002"));
+    assert!(!running(&format!("sleep {term}")));
 
     // A signal: 128 + N.
     let f = write_formula(
@@ -416,14 +423,14 @@ fn time_limits_and_failures_have_their_exit_codes() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&missing));
 
-    // A bad formula names its field; a missing program says so.
+    // A bad formula is a usage error (exit 2) naming its field; a missing program says so.
     let f = write_formula(
         &w,
         "bad.json",
         &json!({"inputs": {"/": root}, "action": {"argv": ["/bin/true"], "cwd": "rel"}}),
     );
     let out = run(&w, &f, &[]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cwd"));
     let f = write_formula(
         &w,

@@ -33,16 +33,30 @@ pub struct WarePath {
 }
 
 impl WarePath {
-    /// Parses `ID[/PATH]` or `NAME[/PATH]`, asking the store what a name points at.
-    pub fn parse(s: &str, store: &dyn StoreApi) -> Result<WarePath> {
-        let (head, path) = s.split_once('/').unwrap_or((s, ""));
+    /// Parses `ID[/PATH]` or `NAME[/PATH]`, asking the store what a name points at. The path
+    /// is taken as bytes (an OS string): names in a ware need not be UTF-8.
+    pub fn parse(s: &std::ffi::OsStr, store: &dyn StoreApi) -> Result<WarePath> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = s.as_bytes();
+        let (head, path) = match bytes.iter().position(|&b| b == b'/') {
+            Some(i) => (&bytes[..i], &bytes[i + 1..]),
+            None => (bytes, &b""[..]),
+        };
+        let shown = crate::output::safe_short(bytes, 120);
+        let head = std::str::from_utf8(head)
+            .map_err(|_| usage_error(format!("{shown}: a ware ID or name is ASCII")))?;
         Ok(WarePath {
             ware: resolve_ware(head, store).with_context(|| {
-                format!("{s:?}: expected a ware ID or name, optionally followed by /PATH")
+                format!("{shown}: expected a ware ID or name, optionally followed by /PATH")
             })?,
-            path: path.as_bytes().to_vec(),
+            path: path.to_vec(),
         })
     }
+}
+
+/// A usage error (exit 2) with its message.
+pub fn usage_error(message: String) -> anyhow::Error {
+    crate::exit::Failure { code: 2, message }.into()
 }
 
 /// A ware ID, or the ID a name points at now.
@@ -57,7 +71,7 @@ pub fn resolve_ware(id_or_name: &str, store: &dyn StoreApi) -> Result<WareId> {
     store.name_get(id_or_name)?.ok_or_else(|| {
         ware_store::Error::NotFound {
             what: "name",
-            id: id_or_name.to_string(),
+            id: crate::output::safe_short(id_or_name.as_bytes(), 120),
         }
         .into()
     })
@@ -88,6 +102,10 @@ pub struct RemoteOptions {
     pub warehouses: Vec<String>,
     /// One read's deadline across every retry and warehouse, in milliseconds.
     pub read_deadline_ms: u64,
+    /// A directory warehouse that a push creates is readable by every user (0755/0644, for a
+    /// web server to serve) rather than private (0700/0600).
+    #[serde(default)]
+    pub shared: bool,
 }
 
 impl RemoteOptions {
@@ -108,6 +126,7 @@ impl RemoteOptions {
         FetchOptions {
             deadline,
             request_timeout: FetchOptions::default().request_timeout.min(deadline),
+            shared: self.shared,
             ..FetchOptions::default()
         }
     }
@@ -193,6 +212,14 @@ impl LocalStore {
     pub fn open(dir: &Path) -> Result<LocalStore> {
         Ok(LocalStore {
             store: Arc::new(Store::open(dir)?),
+        })
+    }
+
+    /// Opens the store in `dir` only if there is one (`no store at DIR`, exit 3, otherwise);
+    /// nothing is created.
+    pub fn open_existing(dir: &Path) -> Result<LocalStore> {
+        Ok(LocalStore {
+            store: Arc::new(Store::open_existing(dir)?),
         })
     }
 
@@ -362,11 +389,15 @@ impl StoreApi for LocalStore {
             "no warehouse to pull {ware} from: give one (`ware pull ID URL` or --warehouse URL)"
         );
         let mut failures = Vec::new();
+        let mut damaged = false;
         for wh in remote.open()? {
             match ware_fetchers::transfer::pull(&*wh, ware, &*self.store, progress) {
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_not_found() => failures.push(format!("{}: not there", wh.url())),
-                Err(e) => failures.push(format!("{}: {e}", wh.url())),
+                Err(e) => {
+                    damaged |= e.is_corruption();
+                    failures.push(format!("{}: {e}", wh.url()));
+                }
             }
         }
         if failures.iter().all(|f| f.ends_with(": not there")) {
@@ -376,7 +407,12 @@ impl StoreApi for LocalStore {
             }
             .into());
         }
-        anyhow::bail!("cannot pull {ware}: {}", failures.join("; "))
+        let message = format!("cannot pull {ware}: {}", failures.join("; "));
+        if damaged {
+            // A warehouse that has the ware's manifest but not all it names is damaged: exit 4.
+            return Err(crate::exit::Failure { code: 4, message }.into());
+        }
+        anyhow::bail!(message)
     }
 
     fn add_run(&self, started_ms: u64, record: &serde_json::Value) -> Result<()> {

@@ -75,15 +75,22 @@ fn connect(store: &Path) -> Option<UnixStream> {
     UnixStream::connect(socket_path(store)).ok()
 }
 
-/// Opens a store for a command: its daemon if one runs, else in this process.
-pub fn open_store(dir: &Path) -> Result<Box<dyn StoreApi>> {
+/// Opens a store for a command: its daemon if one runs, else in this process. With `create`
+/// false (commands that only read), a directory with no store is an error and nothing is
+/// created: a typo in `--store` must not make an empty store that looks clean.
+pub fn open_store(dir: &Path, create: bool) -> Result<Box<dyn StoreApi>> {
     let store = canonical_store(dir);
     let deadline = Instant::now() + BUSY_WAIT;
     loop {
         if connect(&store).is_some() {
             return Ok(Box::new(RemoteStore { store }));
         }
-        match LocalStore::open(&store) {
+        let opened = if create {
+            LocalStore::open(&store)
+        } else {
+            LocalStore::open_existing(&store)
+        };
+        match opened {
             Ok(s) => return Ok(Box::new(s)),
             Err(e) => {
                 let busy = matches!(

@@ -84,6 +84,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `WARE_DAEMON_EXIT_WITH=PID`: the daemon stops, unmounting everything as on SIGTERM, when
+/// process PID ends, however it ends. The daemon is detached by design (a user's mounts outlive
+/// the command that made them); a test harness or supervisor sets this so a daemon its run
+/// started cannot outlive the run. Commands pass their environment to a daemon they start.
+pub const EXIT_WITH_ENV: &str = "WARE_DAEMON_EXIT_WITH";
+
+/// Sets `stop` when process `pid` ends (watched through a pidfd, so a reused pid cannot fool
+/// it); at once if there is no such process.
+fn stop_when_gone(pid: &str, stop: Arc<AtomicBool>) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags};
+    let raw: i32 = pid
+        .parse()
+        .with_context(|| format!("{EXIT_WITH_ENV}={pid}: not a process ID"))?;
+    let pidfd = rustix::process::Pid::from_raw(raw)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    let Some(pidfd) = pidfd else {
+        tracing::info!("process {raw} ({EXIT_WITH_ENV}) is gone already: stopping");
+        stop.store(true, Ordering::SeqCst);
+        return Ok(());
+    };
+    std::thread::Builder::new()
+        .name("exit-with".into())
+        .spawn(move || {
+            let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+            while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut fds, None) {}
+            tracing::info!("process {raw} ({EXIT_WITH_ENV}) ended: stopping");
+            stop.store(true, Ordering::SeqCst);
+        })
+        .context("starting the exit-with watcher")?;
+    Ok(())
+}
+
 /// Runs the daemon of the store in `dir` until it is idle for `idle` or told to stop.
 pub fn run(dir: &Path, idle: Duration) -> Result<()> {
     // Before anything of ours is open: drop whatever the starting command left us.
@@ -124,6 +156,9 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
         signal_hook::consts::SIGHUP,
     ] {
         signal_hook::flag::register(sig, stop.clone())?;
+    }
+    if let Some(pid) = std::env::var_os(EXIT_WITH_ENV) {
+        stop_when_gone(&pid.to_string_lossy(), stop.clone())?;
     }
     let daemon = Arc::new(Daemon {
         local,
@@ -301,7 +336,7 @@ impl Daemon {
                     &conn,
                     &Reply::Err {
                         code: 1,
-                        message: format!("{e:#}"),
+                        message: crate::exit::message(&e),
                     },
                 );
                 return;
@@ -321,7 +356,7 @@ impl Daemon {
             Ok(None) => return,
             Err(e) => Reply::Err {
                 code: exit_code(&e),
-                message: format!("{e:#}"),
+                message: crate::exit::message(&e),
             },
         };
         let _ = send_reply(&conn, &reply);

@@ -12,7 +12,7 @@ Exit codes:
   4  corruption (fsck found damage, or a read hit bytes that do not match their hash)
   5  the store is in use by another process
 `ware run` exits with its job's exit code (128+N after signal N, 124 after its time limit),
-or 125 when ware itself failed.";
+2 when the formula or a flag is refused (before anything runs), or 125 when ware itself failed.";
 
 /// An error whose message has already been printed; only its exit code is left.
 #[derive(Debug)]
@@ -51,11 +51,43 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             return f.code;
         }
         match cause.downcast_ref::<ware_store::Error>() {
+            Some(se) if se.is_usage() => return 2,
             Some(se) if se.is_not_found() => return 3,
             Some(se) if se.is_corruption() => return 4,
             Some(ware_store::Error::Busy { .. }) => return 5,
             _ => {}
         }
+        if cause
+            .downcast_ref::<ware_fetchers::Error>()
+            .is_some_and(|fe| fe.is_corruption())
+        {
+            return 4;
+        }
+        // A path that does not exist (a mountpoint, the parent of an unpack target, a file to
+        // pack) is "not found" too.
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        {
+            return 3;
+        }
     }
     1
+}
+
+/// An error's message with its causes, each said once: a cause whose text its context already
+/// ends with (an I/O error wrapped with its path) is not repeated.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if parts
+            .iter()
+            .any(|p| p.ends_with(&text) || p.contains(&text))
+        {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
 }

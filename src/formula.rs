@@ -23,16 +23,30 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// The largest formula file read.
 const FORMULA_MAX: u64 = 1 << 20;
 
+/// `(uid_t)-1`: to `setresuid` and `setresgid` it means "leave this one unchanged", so a job
+/// asked to run as it would keep the caller's IDs (root's, say). No formula may name it.
+const ID_UNCHANGED: u32 = u32::MAX;
+
+/// The largest wall limit: 30 days. A longer job is better run without one.
+pub const WALL_SECONDS_MAX: u64 = 30 * 24 * 3600;
+/// The largest memory limit: 2^50 bytes (1 PiB); the smallest, 1 MiB.
+pub const MEMORY_BYTES_MAX: u64 = 1 << 50;
+/// The smallest memory limit a job can start in.
+pub const MEMORY_BYTES_MIN: u64 = 1 << 20;
+/// The largest pids limit: the kernel's own `PID_MAX_LIMIT` (2^22).
+pub const PIDS_MAX: u64 = 1 << 22;
+
 /// A job description, as written by a user.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Formula {
     /// Absolute path in the job → the ware shown there. `/` is the root filesystem.
+    #[serde(deserialize_with = "unique_keys")]
     pub inputs: BTreeMap<String, Input>,
     /// What to run.
     pub action: Action,
     /// Absolute path in the job → how to pack what the job leaves there.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub outputs: BTreeMap<String, Output>,
     /// Bounds on the run.
     #[serde(default)]
@@ -83,7 +97,7 @@ pub struct Action {
     /// Program and arguments; a program without `/` is looked up in the job's PATH.
     pub argv: Vec<String>,
     /// The whole environment (nothing is inherited); PATH defaults to [`DEFAULT_PATH`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, String>,
     /// Working directory in the job.
     #[serde(default = "root_dir")]
@@ -100,6 +114,39 @@ pub struct Action {
     /// The host's network; off by default (the job sees only `lo`).
     #[serde(default)]
     pub network: bool,
+}
+
+/// A JSON object as a map, refusing a key given twice (serde would keep the last one
+/// silently, and the formula's author would run something other than what they read).
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "key {key:?} is given twice"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 fn root_dir() -> String {
@@ -284,10 +331,15 @@ impl Formula {
             text.len() as u64 <= FORMULA_MAX,
             "{what}: a formula is at most {FORMULA_MAX} bytes"
         );
-        let mut f: Formula =
-            serde_json::from_str(&text).with_context(|| format!("{what}: not a valid formula"))?;
-        f.check()
-            .with_context(|| format!("{what}: not a valid formula"))?;
+        // A formula that is not well formed is a usage error (exit 2), like a bad flag.
+        let refused = |e: anyhow::Error| {
+            crate::api::usage_error(format!(
+                "{what}: not a valid formula: {}",
+                crate::exit::message(&e)
+            ))
+        };
+        let mut f: Formula = serde_json::from_str(&text).map_err(|e| refused(e.into()))?;
+        f.check().map_err(refused)?;
         f.action
             .env
             .entry("PATH".into())
@@ -349,8 +401,37 @@ impl Formula {
             "action.hostname {:?}: 1 to 64 of A-Z, a-z, 0-9, '-', '.'",
             self.action.hostname
         );
-        if let Some(s) = self.limits.wall_seconds {
-            ensure!(s > 0, "limits.wall_seconds must be above 0");
+        for (what, id) in [
+            ("action.uid", self.action.uid),
+            ("action.gid", self.action.gid),
+        ] {
+            ensure!(
+                id != ID_UNCHANGED,
+                "{what} {id}: 4294967295 is (uid_t)-1, which the kernel reads as \"leave unchanged\"; name a real ID"
+            );
+        }
+        let limits = [
+            (
+                "limits.wall_seconds",
+                self.limits.wall_seconds,
+                1,
+                WALL_SECONDS_MAX,
+            ),
+            (
+                "limits.memory_bytes",
+                self.limits.memory_bytes,
+                MEMORY_BYTES_MIN,
+                MEMORY_BYTES_MAX,
+            ),
+            ("limits.pids", self.limits.pids, 1, PIDS_MAX),
+        ];
+        for (what, value, min, max) in limits {
+            if let Some(v) = value {
+                ensure!(
+                    (min..=max).contains(&v),
+                    "{what} {v}: must be from {min} to {max}"
+                );
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ mod progress;
 mod proto;
 mod run;
 
+use std::ffi::OsString;
 use std::io::{BufWriter, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,7 @@ enum Command {
     /// nodes and fifos out: a root filesystem packs with no flags.
     Pack {
         /// Directory, tar file, or `-` for a tar stream on stdin.
-        path: String,
+        path: OsString,
         #[command(flatten)]
         filters: FilterArgs,
     },
@@ -82,24 +83,24 @@ enum Command {
     /// the ware holds. As non-root, owners are left as the current user (with one notice).
     Unpack {
         /// The ware ID.
-        id: String,
+        id: OsString,
         /// Target directory (created if absent; must be empty).
         dir: PathBuf,
     },
     /// List a directory of a ware (`ID` or `ID/PATH`), or, with no argument, the store's wares.
     Ls {
         /// `ID[/PATH]`.
-        at: Option<String>,
+        at: Option<OsString>,
     },
     /// Write a file of a ware (`ID/PATH`) to stdout, every chunk verified.
     Cat {
         /// `ID/PATH`.
-        at: String,
+        at: OsString,
     },
     /// Show one entry of a ware (`ID` or `ID/PATH`).
     Stat {
         /// `ID[/PATH]`.
-        at: String,
+        at: OsString,
     },
     /// Mount a ware (by ID or name) read-only at MNT, or with `--all` the whole store.
     ///
@@ -117,7 +118,7 @@ enum Command {
     Mount {
         /// `ID|NAME MNT`, or only `MNT` with `--all`. MNT is an existing directory.
         #[arg(required = true, num_args = 1..=2, value_name = "ID|NAME MNT")]
-        args: Vec<String>,
+        args: Vec<OsString>,
         /// Mount the whole store: every ware as MNT/<id>, every name as MNT/names/<name>.
         #[arg(long)]
         all: bool,
@@ -136,6 +137,11 @@ enum Command {
         id: String,
         /// The warehouse URL (file:///DIR, s3://BUCKET/PREFIX, ipfs+http://HOST:PORT).
         url: String,
+        /// A directory warehouse: make what this push creates readable by every user (0755
+        /// directories, 0644 files), for a web server to serve it. Without it, a directory
+        /// warehouse is private to its owner (0700/0600): it holds every byte pushed.
+        #[arg(long)]
+        shared: bool,
     },
     /// Bring a whole ware from a warehouse into the store, every byte verified.
     Pull {
@@ -189,7 +195,7 @@ enum Command {
         record: Option<PathBuf>,
         /// Run the formula N times, each on fresh scratch, and check every run gives the same
         /// outputs and exit code (exit 1 naming what differed if not).
-        #[arg(long, default_value = "1", value_name = "N")]
+        #[arg(long, default_value = "1", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
     },
     /// List the run records the store keeps, oldest first.
@@ -251,7 +257,7 @@ enum DebugCommand {
     /// Flip a bit in the first chunk of a file (or in a directory's node) in the store.
     Damage {
         /// `ID/PATH`.
-        at: String,
+        at: OsString,
     },
 }
 
@@ -369,8 +375,14 @@ fn store_dir(cli: &Cli) -> PathBuf {
     cli.store.clone().unwrap_or_else(default_store)
 }
 
-fn open(cli: &Cli) -> Result<Box<dyn StoreApi>> {
-    client::open_store(&store_dir(cli))
+/// Opens the store; only commands that write (or cache what warehouses send) create one.
+fn open(cli: &Cli, create: bool) -> Result<Box<dyn StoreApi>> {
+    client::open_store(&store_dir(cli), create)
+}
+
+/// Reading through warehouses caches what they send: such a read may create the store.
+fn caches(cli: &Cli) -> bool {
+    !remote_options(cli).warehouses.is_empty()
 }
 
 /// The warehouses to use: `--warehouse` flags, else the configuration file.
@@ -383,6 +395,7 @@ fn remote_options(cli: &Cli) -> api::RemoteOptions {
     api::RemoteOptions {
         warehouses,
         read_deadline_ms: (cli.read_deadline.max(0.001) * 1000.0) as u64,
+        shared: false,
     }
 }
 
@@ -456,7 +469,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Runs => {
-            let runs = open(cli)?.runs()?;
+            let runs = open(cli, false)?.runs()?;
             if cli.json {
                 print_json(&serde_json::Value::Array(runs))?;
             } else {
@@ -489,16 +502,17 @@ fn run(cli: &Cli) -> Result<()> {
                 PackSource::Fd(std::io::stdin().as_fd().try_clone_to_owned()?)
             } else {
                 let p = PathBuf::from(path);
-                let md = std::fs::metadata(&p).with_context(|| format!("{path}: cannot pack"))?;
+                let shown = p.display();
+                let md = std::fs::metadata(&p).with_context(|| format!("{shown}: cannot pack"))?;
                 if md.is_dir() {
                     PackSource::Dir(p)
                 } else {
                     let f =
-                        std::fs::File::open(&p).with_context(|| format!("{path}: cannot open"))?;
+                        std::fs::File::open(&p).with_context(|| format!("{shown}: cannot open"))?;
                     PackSource::Fd(f.into())
                 }
             };
-            let store = open(cli)?;
+            let store = open(cli, true)?;
             let bar = Bar::new("packing", cli.quiet);
             let report = store.pack(source, &opts, &bar);
             bar.finish();
@@ -511,11 +525,11 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Unpack { id, dir } => {
-            let store = open(cli)?;
+            let store = open(cli, false)?;
             let ware = WarePath::parse(id, &*store)?;
             anyhow::ensure!(
                 ware.path.is_empty(),
-                "{id}: unpack takes a ware ID, not a path inside one"
+                "{ware}: unpack takes a ware ID, not a path inside one"
             );
             let bar = Bar::new("unpacking", cli.quiet);
             let r = store.unpack(&ware.ware, dir, &bar);
@@ -536,7 +550,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Ls { at: None } => {
-            let store = open(cli)?;
+            let store = open(cli, false)?;
             let wares = store.wares()?;
             if cli.json {
                 let v: Vec<_> = wares
@@ -555,7 +569,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Ls { at: Some(at) } => {
-            let store = open(cli)?;
+            let store = open(cli, caches(cli))?;
             let at = WarePath::parse(at, &*store)?;
             let entries = store.list(&at, &remote_options(cli))?;
             if cli.json {
@@ -569,17 +583,20 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Cat { at } => {
-            let store = open(cli)?;
+            let store = open(cli, caches(cli))?;
             let at = WarePath::parse(at, &*store)?;
             store.cat(&at, std::io::stdout().as_fd(), &remote_options(cli))?;
         }
         Command::Stat { at } => {
-            let store = open(cli)?;
+            let store = open(cli, caches(cli))?;
             let at = WarePath::parse(at, &*store)?;
             let e = store.stat(&at, &remote_options(cli))?;
             if cli.json {
                 let mut v = entry_json(&e);
                 v["path"] = json!(at.to_string());
+                if std::str::from_utf8(&at.path).is_err() {
+                    v["path_hex"] = json!(output::hex(&at.path));
+                }
                 print_json(&v)?;
             } else {
                 println!("  path: {}", safe(at.to_string().as_bytes()));
@@ -604,7 +621,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Fsck => {
-            let store = open(cli)?;
+            let store = open(cli, false)?;
             let bar = Bar::new("checking", cli.quiet);
             let r = store.fsck(&bar);
             bar.finish();
@@ -630,6 +647,15 @@ fn run(cli: &Cli) -> Result<()> {
                     r.not_yet_fetched,
                     r.unreferenced
                 );
+                if r.unreferenced > 0 {
+                    // Until `ware gc` lands, the one way to drop them is a fresh store.
+                    println!(
+                        "the {} unreferenced objects were left by interrupted packs or pulls: a retry reuses them; \
+                         to reclaim their space now, push the wares you keep to a warehouse and pull them into a fresh store \
+                         (ware push ID file:///DIR; ware --store NEW pull ID file:///DIR)",
+                        r.unreferenced
+                    );
+                }
                 println!(
                     "{}",
                     if r.is_clean() {
@@ -644,7 +670,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Stats => {
-            let s = open(cli)?.stats()?;
+            let s = open(cli, false)?.stats()?;
             if cli.json {
                 print_json(&serde_json::to_value(&s)?)?;
             } else {
@@ -677,7 +703,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Debug(DebugCommand::Damage { at }) => {
-            let store = open(cli)?;
+            let store = open(cli, false)?;
             let at = WarePath::parse(at, &*store)?;
             let what = store.damage(&at)?;
             println!("damaged {what}");
@@ -690,7 +716,15 @@ fn run(cli: &Cli) -> Result<()> {
         } => {
             let (id, mountpoint) = match (args.as_slice(), *all) {
                 ([mnt], true) => (None, PathBuf::from(mnt)),
-                ([id, mnt], false) => (Some(id), PathBuf::from(mnt)),
+                ([id, mnt], false) => (
+                    Some(id.to_str().ok_or_else(|| {
+                        usage(&format!(
+                            "{}: a ware ID or name is ASCII",
+                            safe(id.as_encoded_bytes())
+                        ))
+                    })?),
+                    PathBuf::from(mnt),
+                ),
                 (_, true) => return Err(usage("ware mount --all takes only the mountpoint")),
                 (_, false) => {
                     return Err(usage("ware mount takes a ware ID or name and a mountpoint"));
@@ -752,11 +786,15 @@ fn run(cli: &Cli) -> Result<()> {
                 }
             }
         }
-        Command::Push { id, url } => {
-            let store = open(cli)?;
+        Command::Push { id, url, shared } => {
+            let store = open(cli, false)?;
             let ware = resolve_ware(id, &*store)?;
             let bar = Bar::new("pushing", cli.quiet);
-            let r = store.push(&ware, url, &remote_options(cli), &bar);
+            let remote = api::RemoteOptions {
+                shared: *shared,
+                ..remote_options(cli)
+            };
+            let r = store.push(&ware, url, &remote, &bar);
             bar.finish();
             let r = r?;
             if cli.json {
@@ -775,7 +813,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Pull { id, url } => {
-            let store = open(cli)?;
+            let store = open(cli, true)?;
             let ware = resolve_ware(id, &*store)?;
             let mut opts = remote_options(cli);
             if let Some(u) = url {
@@ -853,7 +891,7 @@ fn usage(msg: &str) -> anyhow::Error {
 }
 
 fn name_command(cli: &Cli, cmd: &NameCommand) -> Result<()> {
-    let store = open(cli)?;
+    let store = open(cli, false)?;
     match cmd {
         NameCommand::Set { name, id } => {
             let id = resolve_ware(id, &*store)?;
@@ -957,12 +995,18 @@ fn main() -> ExitCode {
     // gone one) and warns about the EINVAL it gets: not worth a line per unmount.
     let default_level = match cli.command {
         Command::Daemon(DaemonCommand::Run { .. }) => "info,fuser::mnt=error",
+        // `-q`: no notices, and no warnings either (retries of a flaky warehouse, say); errors
+        // still show.
+        _ if cli.quiet => {
+            ware_exec::default_sigpipe();
+            "error"
+        }
         _ => {
             ware_exec::default_sigpipe();
             "warn,fuser::mnt=error"
         }
     };
-    let daemon = default_level.starts_with("info");
+    let daemon = matches!(cli.command, Command::Daemon(DaemonCommand::Run { .. }));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
@@ -978,8 +1022,9 @@ fn main() -> ExitCode {
         Err(e) => {
             // `ware run` passes the job's exit code through, so its own failures take one a
             // job rarely uses (as docker and podman do).
-            let code = if e.downcast_ref::<RunFailed>().is_some() {
-                125
+            let code = if let Some(RunFailed(inner)) = e.downcast_ref::<RunFailed>() {
+                // A refused formula or flag is a usage error, whoever finds it.
+                if exit_code(inner) == 2 { 2 } else { 125 }
             } else {
                 exit_code(&e)
             };
@@ -993,7 +1038,12 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
                 // Messages carry names from wares and archives: escape them for the terminal.
-                eprintln!("ware: error: {}", safe(format!("{e:#}").as_bytes()));
+                let message = safe(exit::message(&e).as_bytes());
+                eprintln!("ware: error: {message}");
+                if cli.json {
+                    // Scripts read stdout: an error is a document there too.
+                    let _ = print_json(&json!({"error": message, "code": code}));
+                }
             }
             ExitCode::from(code)
         }
@@ -1006,7 +1056,7 @@ struct RunFailed(anyhow::Error);
 
 impl std::fmt::Display for RunFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
+        f.write_str(&crate::exit::message(&self.0))
     }
 }
 impl std::error::Error for RunFailed {}

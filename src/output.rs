@@ -23,6 +23,16 @@ pub fn safe(bytes: &[u8]) -> String {
     out
 }
 
+/// [`safe`], cut after `max` characters (with `…`): for arguments and names echoed in errors,
+/// which may be of any length.
+pub fn safe_short(bytes: &[u8], max: usize) -> String {
+    let s = safe(bytes);
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
 /// `rwxr-xr-x`-style permissions, with setuid/setgid/sticky shown as `ls` does.
 pub fn mode_string(kind: Kind, mode: u32) -> String {
     let mut s = String::with_capacity(10);
@@ -117,7 +127,8 @@ pub fn entry_json(e: &Entry) -> Value {
     v
 }
 
-fn hex(b: &[u8]) -> String {
+/// Bytes as lowercase hex (names that are not UTF-8, in JSON).
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -53,6 +53,10 @@ pub struct RunResult {
 /// Runs a formula `repeat` times.
 pub fn run(req: &RunRequest<'_>) -> Result<RunResult> {
     let formula = Formula::load(req.formula)?;
+    if let Some(path) = req.record {
+        // Found now, not after the job ran: a record that cannot be written is lost work.
+        check_writable(path)?;
+    }
     let daemon = client::ensure_daemon(req.store, None)?;
     let mut resolved = BTreeMap::new();
     for (path, input) in &formula.inputs {
@@ -444,6 +448,18 @@ fn sweep_stale(base: &Path) {
             remove_run_dir(&dir);
         }
     }
+}
+
+/// Fails now if the run record could not be written to `path` later.
+fn check_writable(path: &Path) -> Result<()> {
+    let tmp = path.with_extension("tmp-ware");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .and_then(|_| std::fs::remove_file(&tmp))
+        .with_context(|| format!("{}: cannot write the run record here", path.display()))
 }
 
 fn write_record(path: &Path, rec: &RunRecord) -> Result<()> {

@@ -67,7 +67,13 @@ fn bad_names_and_unknown_wares_are_refused_clearly() {
     let ida = w.pack(&a);
     for bad in ["a/b", "with space", "..", &"x".repeat(256), &ida] {
         let out = w.run(["name", "set", bad, &ida]);
-        assert_eq!(out.status.code(), Some(1), "name {bad:?} accepted");
+        // What is typed is not well formed: a usage error (exit 2).
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "name {bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stderr).contains("name"));
     }
     // A ware this store does not hold cannot be named.

@@ -308,9 +308,9 @@ fn unpack_refuses_a_non_empty_target_and_unknown_ids() {
     let out = w.run(["ls", "not-an-id"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-id"));
-    // Neither an ID nor a possible name: a plain failure, naming it.
+    // Neither an ID nor a possible name: a usage error, naming it.
     let out = w.run(["ls", "not an id!"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an id!"));
 }
 
@@ -336,13 +336,9 @@ fn unprivileged_unpack_skips_owners_with_one_notice() {
     assert!(st.success());
     let target = w.path("out");
     let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_ware"),
-            "--store",
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary_for_others())
+        .arg("--store")
         .arg(w.store())
         .arg("unpack")
         .arg(&id)

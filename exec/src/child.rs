@@ -54,6 +54,7 @@ steps! {
     Fork => "forking the job",
     Capabilities => "bounding capabilities",
     Ids => "setting user and group ids",
+    IdsCheck => "checking the job's real, effective and saved ids are the ones asked for",
     NoNewPrivs => "setting no_new_privs",
     Cwd => "changing to the working directory",
     Exec => "execve",
@@ -486,6 +487,34 @@ fn job(plan: &Plan, fds: &ChildFds, init_pid: libc::pid_t) -> Fail {
                 step: Step::Ids,
                 index: 0,
                 errno: e,
+            };
+        }
+        // Check what the kernel did rather than trust it did what was asked: an ID it reads
+        // specially ((uid_t)-1 is "unchanged") would leave the job with the caller's IDs.
+        let (mut ru, mut eu, mut su, mut rg, mut eg, mut sg) = (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
+        // SAFETY: getresuid/getresgid write three integers each into our locals.
+        let got = unsafe {
+            sys_rc(libc::syscall(
+                libc::SYS_getresuid,
+                &mut ru,
+                &mut eu,
+                &mut su,
+            ))
+            .and_then(|_| {
+                sys_rc(libc::syscall(
+                    libc::SYS_getresgid,
+                    &mut rg,
+                    &mut eg,
+                    &mut sg,
+                ))
+            })
+        };
+        let asked = [x.uid, x.uid, x.uid, x.gid, x.gid, x.gid];
+        if got.is_err() || [ru, eu, su, rg, eg, sg] != asked {
+            return Fail {
+                step: Step::IdsCheck,
+                index: 0,
+                errno: libc::EPERM,
             };
         }
         // Changing credentials clears the parent-death signal: set it again.

@@ -123,7 +123,8 @@ pub(crate) fn spawn_and_wait(
     drop(alive_r);
     RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
 
-    let deadline = wall.map(|w| t0 + w);
+    // A limit past what an Instant can hold is no limit (formulas cap it well before that).
+    let deadline = wall.and_then(|w| t0.checked_add(w));
     let mut timed_out = false;
     let mut bytes = Vec::new();
     let mut buf = [0u8; 256];
@@ -131,8 +132,7 @@ pub(crate) fn spawn_and_wait(
         let timeout_ms = match deadline {
             Some(d) if !timed_out => {
                 let left = d.saturating_duration_since(Instant::now());
-                left.as_millis().min(i32::MAX as u128) as i32
-                    + i32::from(left.subsec_nanos() % 1_000_000 != 0)
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
             }
             _ => -1,
         };

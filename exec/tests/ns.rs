@@ -330,3 +330,47 @@ fn limits_are_enforced_or_noticed() {
         );
     }
 }
+
+/// uid or gid 4294967295 is `(uid_t)-1`, which setresuid/setresgid read as "leave unchanged":
+/// asked for, the job would keep the caller's root. The executor checks the IDs it got after
+/// switching and fails before the job starts. (Formulas refuse the number first; this holds
+/// for any other caller of the library.)
+#[test]
+fn an_id_the_kernel_reads_as_unchanged_never_runs_the_job_as_root() {
+    if !common::can_run() {
+        return;
+    }
+    for kind in [ExecutorKind::Ns, ExecutorKind::Chroot] {
+        for (uid, gid) in [(u32::MAX, 65534), (65534, u32::MAX)] {
+            let mut c = Case::new(Path::new(MINBASE), "id > /out/id");
+            c.job.uid = uid;
+            c.job.gid = gid;
+            let e = ware_exec::run(kind, &c.job).unwrap_err().to_string();
+            // setgroups may refuse the number itself (EINVAL); either way, the job never starts.
+            assert!(
+                e.contains("checking the job's real, effective and saved ids")
+                    || e.contains("setting user and group ids"),
+                "{kind:?}: {e}"
+            );
+            assert!(
+                !c.out.join("id").exists(),
+                "{kind:?}: the job ran: {}",
+                c.output("id")
+            );
+        }
+    }
+}
+
+/// A wall limit past what the clock can add is no panic: the job runs to its end.
+#[test]
+fn a_huge_wall_limit_is_no_panic() {
+    if !common::can_run() {
+        return;
+    }
+    for secs in [u64::MAX, i64::MAX as u64] {
+        let c = Case::new(Path::new(MINBASE), "echo ran > /out/r")
+            .wall(std::time::Duration::from_secs(secs));
+        ok(&c);
+        assert_eq!(c.output("r"), "ran\n");
+    }
+}

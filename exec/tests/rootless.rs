@@ -72,7 +72,12 @@ fn unprivileged_caller_runs_ns_jobs() {
         root.lower.as_os_str().as_bytes(),
     )
     .unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
+    // The checkout (and this binary in its target/) may sit where uid 65534 cannot enter, such
+    // as root's 0700 home: run a copy from the test's own reachable directory.
+    let exe = c.tmp.path().join("rootless-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&exe)
         .args([
             "--exact",
             "unprivileged_caller_runs_ns_jobs",

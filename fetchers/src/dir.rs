@@ -1,10 +1,14 @@
 //! `file:///abs/dir`: a warehouse in a local (or shared, mounted) directory.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -17,13 +21,23 @@ const TMP_PREFIX: &str = ".tmp-";
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A temporary file older than this was left by a put that was killed (a put writes its file
+/// in seconds and renames it at once): the first put into its directory removes it.
+const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
+
 /// A directory warehouse: key `a/b` is the file `ROOT/a/b`. Puts write a temporary file in the
 /// target's directory, fsync it, rename it over the target and fsync the directory, so a
-/// reader sees the old object or the whole new one, and a crash leaves no half object.
+/// reader sees the old object or the whole new one, and a crash leaves no half object; the
+/// temporaries of a killed put are removed by the next process that puts into that directory,
+/// once they are an hour old. What a put creates is private to its owner (0700, 0600) unless
+/// the warehouse is shared (0755, 0644), whatever the process's umask.
 #[derive(Debug)]
 pub struct DirWarehouse {
     url: String,
     root: PathBuf,
+    shared: bool,
+    /// Directories whose stale temporaries this process has swept already.
+    swept: Mutex<HashSet<PathBuf>>,
 }
 
 impl DirWarehouse {
@@ -36,7 +50,75 @@ impl DirWarehouse {
                 reason: "the directory must be an absolute path".into(),
             });
         }
-        Ok(DirWarehouse { url, root })
+        Ok(DirWarehouse {
+            url,
+            root,
+            shared: false,
+            swept: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Makes what puts create readable by every user (0755 directories, 0644 files).
+    pub fn shared(mut self, shared: bool) -> DirWarehouse {
+        self.shared = shared;
+        self
+    }
+
+    fn dir_mode(&self) -> u32 {
+        if self.shared { 0o755 } else { 0o700 }
+    }
+
+    fn file_mode(&self) -> u32 {
+        if self.shared { 0o644 } else { 0o600 }
+    }
+
+    /// Creates `dir` and any missing parents (the root included) with this warehouse's mode,
+    /// set explicitly so the umask does not decide who may read the warehouse.
+    fn create_dirs(&self, dir: &Path) -> std::io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            self.create_dirs(parent)?;
+        }
+        match fs::DirBuilder::new().mode(self.dir_mode()).create(dir) {
+            Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(self.dir_mode())),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Once per directory and process: removes temporaries of puts killed over an hour ago.
+    fn sweep_stale(&self, dir: &Path) {
+        if !self
+            .swept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf())
+        {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                continue;
+            }
+            let Ok(md) = e.metadata() else { continue };
+            let age = md.modified().ok().and_then(|m| now.duration_since(m).ok());
+            if md.is_file() && age.is_some_and(|a| a > STALE_TMP_AGE) {
+                match fs::remove_file(e.path()) {
+                    Ok(()) => tracing::info!(
+                        "removed {}, left by an interrupted put ({} bytes)",
+                        e.path().display(),
+                        md.len()
+                    ),
+                    Err(err) => tracing::warn!("cannot remove stale {}: {err}", e.path().display()),
+                }
+            }
+        }
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
@@ -46,6 +128,53 @@ impl DirWarehouse {
 
     fn key_url(&self, key: &str) -> String {
         format!("{}/{}", self.url.trim_end_matches('/'), key)
+    }
+
+    /// Opens the object of `key` for reading: only a regular file inside the warehouse. The
+    /// open never blocks (`O_NONBLOCK`: a FIFO put in place of a pack would hang a read
+    /// forever), follows no symlink out of the root (`RESOLVE_BENEATH`) nor at the end
+    /// (`O_NOFOLLOW`), and what was opened is checked to be a regular file before a byte is
+    /// read. Returns the file and its size.
+    fn open_object(&self, key: &str) -> Result<(File, u64)> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let path = self.path(key)?;
+        let root = rustix::fs::open(
+            &self.root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.io("open", &self.root, e.into(), key))?;
+        let fd = rustix::fs::openat2(
+            &root,
+            key,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => self.not_regular(key, "a symlink"),
+            e => self.io("open", &path, e.into(), key),
+        })?;
+        let file = File::from(fd);
+        let md = file
+            .metadata()
+            .map_err(|e| self.io("stat", &path, e, key))?;
+        if !md.is_file() {
+            let what = if md.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file (a FIFO, socket or device)"
+            };
+            return Err(self.not_regular(key, what));
+        }
+        Ok((file, md.len()))
+    }
+
+    fn not_regular(&self, key: &str, what: &str) -> Error {
+        Error::BadResponse {
+            url: self.key_url(key),
+            reason: format!("is {what}; a directory warehouse serves only regular files inside it"),
+        }
     }
 
     fn io(&self, op: &'static str, path: &Path, source: std::io::Error, key: &str) -> Error {
@@ -73,20 +202,17 @@ impl Warehouse for DirWarehouse {
     }
 
     fn get(&self, key: &str) -> Result<Bytes> {
-        let path = self.path(key)?;
-        fs::read(&path)
-            .map(Bytes::from)
-            .map_err(|e| self.io("read", &path, e, key))
+        let (mut file, size) = self.open_object(key)?;
+        let mut buf = Vec::with_capacity(size.min(1 << 30) as usize);
+        file.read_to_end(&mut buf)
+            .map_err(|e| self.io("read", &self.root.join(key), e, key))?;
+        Ok(Bytes::from(buf))
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let path = self.path(key)?;
         let len = crate::key::range_len(&self.key_url(key), &range)?;
-        let mut file = File::open(&path).map_err(|e| self.io("open", &path, e, key))?;
-        let size = file
-            .metadata()
-            .map_err(|e| self.io("stat", &path, e, key))?
-            .len();
+        let (mut file, size) = self.open_object(key)?;
         if range.end > size {
             return Err(Error::BadResponse {
                 url: self.key_url(key),
@@ -109,18 +235,24 @@ impl Warehouse for DirWarehouse {
     fn put(&self, key: &str, data: Bytes) -> Result<()> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| Error::Io {
+        self.create_dirs(&dir).map_err(|e| Error::Io {
             op: "create directory",
             path: dir.display().to_string(),
             source: e,
         })?;
+        self.sweep_stale(&dir);
         let tmp = dir.join(format!(
             "{TMP_PREFIX}{}-{}",
             std::process::id(),
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.file_mode())
+                .open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(self.file_mode()))?;
             f.write_all(&data)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;

@@ -142,6 +142,15 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// The warehouse's layout is not one this ware reads: its `warefs-warehouse` marker is
+    /// missing beside a ware's manifest (not a warefs warehouse), or names another version.
+    #[error("warehouse {url}: {why}")]
+    Layout {
+        /// The warehouse URL.
+        url: String,
+        /// What is wrong with the marker.
+        why: String,
+    },
     /// A bug or a crashed worker, not a property of the warehouse.
     #[error("internal error: {0}")]
     Internal(String),
@@ -162,6 +171,16 @@ impl Error {
     /// Whether this is [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// Whether this means damaged or missing data: an object that is not what its name
+    /// promises, a part a manifest names that the warehouse lacks, bytes that fail their hash.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Corrupt { .. } | Error::Verify { .. } => true,
+            Error::Store(e) => e.is_corruption(),
+            _ => false,
+        }
     }
 
     /// Whether this is [`Error::Timeout`].

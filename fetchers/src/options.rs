@@ -32,6 +32,10 @@ pub struct FetchOptions {
     /// The node's answer then becomes [`crate::Error::NotFound`]. Capped by what is left of
     /// the deadline.
     pub ipfs_block_timeout: Duration,
+    /// Directory warehouses: make what a put creates readable by every user (directories
+    /// 0755, files 0644), for a web server to serve. Off by default: 0700 and 0600, since a
+    /// warehouse holds every byte of the wares pushed to it.
+    pub shared: bool,
 }
 
 impl Default for FetchOptions {
@@ -45,6 +49,7 @@ impl Default for FetchOptions {
             backoff_max: Duration::from_secs(5),
             deadline: Duration::from_secs(30),
             ipfs_block_timeout: Duration::from_secs(10),
+            shared: false,
         }
     }
 }

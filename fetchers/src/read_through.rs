@@ -31,7 +31,7 @@ use ware_store::bundle::{PackEntry, pack_key};
 use ware_store::chunk::{decode_chunk, encode_chunk};
 use ware_store::{BlockSink, BlockSource, ChunkId, NodeId, WareId};
 
-use crate::transfer::{fetch_index, fetch_manifest};
+use crate::transfer::{check_warehouse, fetch_index, fetch_manifest, named_by_manifest};
 use crate::{Kind, Warehouse};
 
 /// Bytes read from a pack in one request when a chunk is missed (the chunk and those after it).
@@ -252,12 +252,27 @@ impl Inner {
                     continue;
                 }
             };
+
             let mut locations = Vec::new();
             let mut ok = true;
             // One deadline for the whole ware, not one per index; the indexes side by side.
-            let indexes = fetch_indexes(&**wh, &manifest.packs, deadline, self.deadline);
+            // The layout marker is checked beside them, so it costs no round trip of its own.
+            let (marker, indexes) = std::thread::scope(|s| {
+                let marker = s.spawn(|| check_warehouse(&**wh));
+                let indexes = fetch_indexes(&**wh, &manifest.packs, deadline, self.deadline);
+                let marker = marker.join().unwrap_or_else(|_| {
+                    Err(crate::Error::Internal("the marker check panicked".into()))
+                });
+                (marker, indexes)
+            });
+            if let Err(e) = marker {
+                tracing::warn!(ware = %ware, url = wh.url(), "{e}");
+                last_err = Some(e);
+                continue;
+            }
             for (name, got) in manifest.packs.iter().zip(indexes) {
-                match got {
+                let key = ware_store::bundle::index_key(name);
+                match named_by_manifest(&**wh, ware, &key, got) {
                     Ok(mut entries) => {
                         entries.sort_by_key(|e| e.offset);
                         let by_offset = Arc::new(entries);

@@ -78,6 +78,39 @@ pub fn ensure_marker(wh: &dyn Warehouse) -> Result<()> {
     }
 }
 
+/// Checks, before a ware found in a warehouse is read, that the warehouse is one of the layout
+/// this ware reads: a missing marker (a directory that only looks like a warehouse) or another
+/// version (one written by a future ware) is refused, never read silently.
+pub fn check_warehouse(wh: &dyn Warehouse) -> Result<()> {
+    let layout = |why: String| Error::Layout {
+        url: wh.url().to_string(),
+        why,
+    };
+    match wh.get(MARKER_KEY) {
+        Ok(b) => check_marker(&b).map_err(|e| layout(e.to_string())),
+        Err(e) if e.is_not_found() => Err(layout(format!(
+            "it has a ware's manifest but no {MARKER_KEY} marker: not a warefs warehouse"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// A part that a ware's manifest names but the warehouse lacks is damage, not absence.
+pub(crate) fn named_by_manifest<T>(
+    wh: &dyn Warehouse,
+    ware: &WareId,
+    key: &str,
+    r: Result<T>,
+) -> Result<T> {
+    r.map_err(|e| match e {
+        Error::NotFound { .. } => Error::Corrupt {
+            url: format!("{}/{key}", wh.url().trim_end_matches('/')),
+            why: format!("missing, though the manifest of {ware} names it"),
+        },
+        e => e,
+    })
+}
+
 /// Every node of a ware (root first) with its bytes, and its distinct chunks with their
 /// lengths, in walk order.
 type Walked = (Vec<(NodeId, Vec<u8>)>, Vec<(ChunkId, u64)>);
@@ -347,6 +380,7 @@ pub fn pull(
         });
     }
     let manifest = fetch_manifest(wh, ware)?;
+    check_warehouse(wh)?;
     let nodes = ManifestNodes(manifest.nodes.iter().cloned().collect());
     let (_, chunks) = collect(&nodes, ware)?;
     report.nodes = manifest.nodes.len() as u64;
@@ -360,16 +394,17 @@ pub fn pull(
     }
     progress.total(missing.iter().map(|id| lens[id]).sum());
     for name in &manifest.packs {
-        let wanted: Vec<PackEntry> = fetch_index(wh, name)?
-            .into_iter()
-            .filter(|e| missing.contains(&e.chunk))
-            .collect();
+        let wanted: Vec<PackEntry> =
+            named_by_manifest(wh, ware, &index_key(name), fetch_index(wh, name))?
+                .into_iter()
+                .filter(|e| missing.contains(&e.chunk))
+                .collect();
         if wanted.is_empty() {
             continue;
         }
         // The whole pack: a pull wants all of the ware's chunks its packs hold that the
         // store lacks, usually most of the pack.
-        let data = wh.get(&pack_key(name))?;
+        let data = named_by_manifest(wh, ware, &pack_key(name), wh.get(&pack_key(name)))?;
         report.fetched_bytes += data.len() as u64;
         let mut batch = Vec::new();
         for e in wanted {

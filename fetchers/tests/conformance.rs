@@ -27,6 +27,7 @@ fn opts() -> FetchOptions {
         backoff_max: Duration::from_millis(100),
         deadline: Duration::from_millis(1500),
         ipfs_block_timeout: Duration::from_millis(300),
+        shared: false,
     }
 }
 
@@ -737,4 +738,53 @@ fn s3_config_child() {
     assert_eq!(wh.get(&key).unwrap(), label.as_bytes());
     assert_eq!(wh.list(&format!("{label}/")).unwrap(), [key]);
     println!("CHILD OK");
+}
+
+/// A directory warehouse opens only regular files inside it: a FIFO in place of an object
+/// (which would block an open or a read forever), a symlink out of the root, or a directory
+/// are errors naming the key, at once.
+#[test]
+fn dir_serves_only_regular_files_inside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("wh");
+    let url = format!("file://{}", root.display());
+    let wh = open(&url, &opts()).unwrap();
+    wh.put("packs/real.pack", Bytes::from_static(b"0123456789"))
+        .unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(root.join("packs/fifo.pack"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(tmp.path().join("secret"), b"outside").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("secret"), root.join("packs/out.pack")).unwrap();
+    std::os::unix::fs::symlink("../../secret", root.join("packs/rel.pack")).unwrap();
+    std::fs::create_dir(root.join("packs/dir.pack")).unwrap();
+    for key in [
+        "packs/fifo.pack",
+        "packs/out.pack",
+        "packs/rel.pack",
+        "packs/dir.pack",
+    ] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = wh.clone();
+        let k = key.to_string();
+        std::thread::spawn(move || {
+            let _ = tx.send((
+                w.get(&k).map(|b| b.to_vec()),
+                w.get_range(&k, 0..4).map(|b| b.to_vec()),
+            ));
+        });
+        let (whole, range) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("{key}: a read hangs"));
+        for r in [whole, range] {
+            let e = r.expect_err(key).to_string();
+            assert!(e.contains(key), "{key}: {e}");
+            assert!(!e.contains("outside"), "{e}");
+        }
+    }
+    // A regular file still reads, whole and in part.
+    assert_eq!(&wh.get("packs/real.pack").unwrap()[..], b"0123456789");
+    assert_eq!(&wh.get_range("packs/real.pack", 2..5).unwrap()[..], b"234");
 }

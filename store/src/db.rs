@@ -105,9 +105,20 @@ fn blocks_options() -> Options {
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`. Fails with [`Error::Busy`] when another
-    /// process holds it.
+    /// process holds it. Sets this process's umask to 077 (see `private.rs`): the store is
+    /// private to its owner, 0700 and 0600.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Self::open_with(dir, true)
+    }
+
+    /// Opens the store in `dir` only if there is one: a directory with no store is
+    /// [`Error::NoStore`] and nothing is created (for commands that only read).
+    pub fn open_existing(dir: &Path) -> Result<Store> {
+        Self::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, create: bool) -> Result<Store> {
+        crate::private::prepare(dir, create)?;
         let bad = |why: &str| Error::BadStore {
             dir: dir.to_path_buf(),
             why: why.to_string(),

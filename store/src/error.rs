@@ -66,6 +66,14 @@ pub enum Error {
         /// Why it is refused.
         why: String,
     },
+    /// A name that is not a valid name (its text cut to 64 characters, escaped).
+    #[error("name {name}: {why}")]
+    BadName {
+        /// The name as given, quoted and cut short.
+        name: String,
+        /// Why it is refused.
+        why: String,
+    },
     /// Unpack refused or failed at a path in the target.
     #[error("unpack {path}: {why}")]
     Unpack {
@@ -81,6 +89,24 @@ pub enum Error {
         dir: PathBuf,
         /// " (pid N)" when known.
         holder: String,
+    },
+    /// An ID names a node of the store that is not a ware's root (a directory or file node
+    /// inside some ware): it is no ware, and nothing is damaged.
+    #[error(
+        "{id} is a {kind} node, not a ware; name it as WARE/PATH inside the ware that holds it"
+    )]
+    NotAWare {
+        /// The node asked for as a ware.
+        id: NodeId,
+        /// "directory" or "file".
+        kind: &'static str,
+    },
+    /// A read-only command was pointed at a directory that holds no store (a typo in
+    /// `--store`, say): nothing is created.
+    #[error("no store at {}", dir.display())]
+    NoStore {
+        /// The directory given.
+        dir: PathBuf,
     },
     /// The store directory is not a usable store.
     #[error("store {dir}: {why}")]
@@ -128,6 +154,22 @@ impl Error {
         }
     }
 
+    /// Refuses a name, quoting at most its first 64 characters.
+    pub fn bad_name(name: &str, why: impl Into<String>) -> Self {
+        let shown: String = name.chars().take(64).collect();
+        let more = if shown.len() < name.len() { "…" } else { "" };
+        Error::BadName {
+            name: format!("{shown:?}{more}"),
+            why: why.into(),
+        }
+    }
+
+    /// True for errors that mean "what was typed is not well formed" (exit 2: a bad ID or
+    /// name), as opposed to absent or damaged.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::BadId(_) | Error::BadName { .. })
+    }
+
     /// True for errors that mean "this data is damaged" (as opposed to absent or refused).
     pub fn is_corruption(&self) -> bool {
         matches!(
@@ -140,7 +182,11 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Error::NotFound { .. } | Error::NoSuchPath { .. } | Error::NotADirectory { .. }
+            Error::NotFound { .. }
+                | Error::NoSuchPath { .. }
+                | Error::NotADirectory { .. }
+                | Error::NotAWare { .. }
+                | Error::NoStore { .. }
         )
     }
 }

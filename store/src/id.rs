@@ -118,7 +118,12 @@ pub fn cbor_id<T: serde::Serialize>(value: &T) -> Result<(NodeId, Vec<u8>)> {
 impl FromStr for NodeId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let cid = Cid::from_str(s).map_err(|e| Error::BadId(format!("{s:?} is not a CID: {e}")))?;
+        let cid = Cid::from_str(s).map_err(|e| {
+            // An argument may be anything, of any length: quote only its start.
+            let shown: String = s.chars().take(80).collect();
+            let more = if shown.len() < s.len() { "…" } else { "" };
+            Error::BadId(format!("{shown:?}{more} is not a CID: {e}"))
+        })?;
         Self::from_cid(cid)
     }
 }

@@ -33,6 +33,8 @@ pub mod fsck;
 #[cfg(feature = "rocksdb")]
 pub mod names;
 #[cfg(feature = "rocksdb")]
+mod private;
+#[cfg(feature = "rocksdb")]
 pub mod runs;
 
 pub use cid::Cid;

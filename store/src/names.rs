@@ -28,7 +28,7 @@ pub struct NameChange {
 /// Checks a name: `[A-Za-z0-9._-]{1,255}`, not `.` or `..`, and not something that parses as
 /// a CID (so `NAME/PATH` and `ID/PATH` can never be confused).
 pub fn check_name(name: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::bad_input(format!("name {name:?}"), why));
+    let bad = |why: &str| Err(Error::bad_name(name, why));
     if name.is_empty() || name.len() > NAME_MAX {
         return bad("a name has 1 to 255 characters");
     }
@@ -37,6 +37,9 @@ pub fn check_name(name: &str) -> Result<()> {
         .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     {
         return bad("a name may only hold A-Z, a-z, 0-9, '.', '_' and '-'");
+    }
+    if name.starts_with('-') {
+        return bad("a name must not start with '-' (it would read as a flag)");
     }
     if name == "." || name == ".." {
         return bad("'.' and '..' are not names");

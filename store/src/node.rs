@@ -428,15 +428,35 @@ fn corrupt(id: &NodeId, why: String) -> Error {
 
 fn with_id<T>(id: &NodeId, r: Result<T>) -> Result<T> {
     r.map_err(|e| match e {
-        Error::Malformed(why) => corrupt(id, why),
+        Error::Malformed(why) | Error::BadId(why) => corrupt(id, why),
         other => other,
     })
 }
 
 impl RootNode {
-    /// Decodes and validates a root node.
+    /// Decodes and validates a root node. Verified bytes that are a valid directory or file
+    /// node instead are [`Error::NotAWare`], not corruption: the ID names a part of a ware.
     pub fn decode(id: &NodeId, bytes: &[u8]) -> Result<Self> {
-        let n: RootNode = decode(id, bytes)?;
+        let n: RootNode = match decode(id, bytes) {
+            Ok(n) => n,
+            Err(e) => {
+                // Only bytes that are exactly a canonical directory or file node count (any CBOR
+                // map would decode as an empty directory node otherwise).
+                if DirNode::decode(id, bytes).is_ok_and(|d| encode(&d) == bytes) {
+                    return Err(Error::NotAWare {
+                        id: *id,
+                        kind: "directory",
+                    });
+                }
+                if FileNode::decode(id, bytes).is_ok_and(|f| encode(&f) == bytes) {
+                    return Err(Error::NotAWare {
+                        id: *id,
+                        kind: "file",
+                    });
+                }
+                return Err(e);
+            }
+        };
         if n.format != FORMAT_V1 {
             return Err(corrupt(
                 id,

@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 pub mod generate;
+pub mod procs;
+
+#[allow(unused_imports)]
+pub use procs::processes_with;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -45,6 +49,9 @@ impl Ware {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ware"));
         c.arg("--store").arg(self.store()).arg("--quiet");
         c.env_remove("WARE_STORE");
+        // A daemon a test causes to start stops when the test process ends, however it ends
+        // (a Ctrl-C, a kill -9): no daemon or mount outlives the run.
+        c.env("WARE_DAEMON_EXIT_WITH", std::process::id().to_string());
         c
     }
 
@@ -172,6 +179,23 @@ pub fn stdout_ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A copy of the `ware` binary that every user may run: the checkout (and its `target/`) may
+/// sit in a directory only its owner can enter, such as root's home.
+pub fn binary_for_others() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ware-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("binary dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("ware");
+        std::fs::copy(env!("CARGO_BIN_EXE_ware"), &bin).expect("copy ware");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    })
+    .clone()
 }
 
 /// Where tests put their files: $WARE_TEST_TMP or /var/tmp (a real disk, with xattrs).

@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use ware_exec::{Bind, ExecutorKind, Job, Limits, Outcome};
 
+#[path = "../../../tests/common/procs.rs"]
+mod procs;
+#[allow(unused_imports)]
+pub use procs::processes_with;
+
 pub const MINBASE: &str = "/root/.cache/warefs-build/rootfs-small";
 
 fn skip(reason: &str) -> bool {
@@ -98,22 +103,4 @@ impl Case {
         self.job.limits.wall = Some(d);
         self
     }
-}
-
-/// Processes on the host whose command line contains `needle`.
-pub fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = e.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(format!("{}: {cmd}", name.to_string_lossy()));
-            }
-        }
-    }
-    found
 }

@@ -1,6 +1,14 @@
 //! Real servers for the conformance suite, each started on 127.0.0.1 with a free port, waited
 //! for by polling (no fixed sleeps), and killed with its whole process group when its guard is
-//! dropped, also when a test fails. And a small fault-injecting TCP proxy.
+//! dropped, also when a test fails. And a small fault-injecting TCP proxy (threads of the test
+//! process: it ends with it).
+//!
+//! A server must not outlive the test process either, however that ends (a panic, Ctrl-C,
+//! SIGTERM, kill -9): each is started in its own process group (so a Ctrl-C meant for the test
+//! reaches the test alone) beside a watchdog, `sh` waiting on the test's pid with `tail --pid`,
+//! that kills the server's whole group once the test process is gone. A watchdog ignores
+//! SIGINT, SIGTERM and SIGHUP, and is itself stopped when its guard drops. Server files live
+//! in `$TMPDIR/ware-test-srv*` (what scripts/test clears after an interrupted run).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -48,22 +56,62 @@ fn find_program(name: &str, extra: &[PathBuf]) -> Result<PathBuf> {
     bail!("{name} not found")
 }
 
-/// A child process in its own process group, killed (group and all) on drop.
+/// A fresh directory for a server's files, named so scripts/test can find it.
+pub fn server_dir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix("ware-test-srv").tempdir()
+}
+
+/// Kills process group `pgid` (the server and whatever it forked) once process `watched` (the
+/// test) has ended.
+const WATCHDOG: &str =
+    r#"trap '' INT TERM HUP; tail -s 0.2 --pid="$1" -f /dev/null; kill -KILL -- "-$2" 2>/dev/null"#;
+
+/// Starts a watchdog that kills process group `pgid` when this process ends.
+pub fn watchdog(pgid: u32) -> Result<Child> {
+    Command::new("sh")
+        .args(["-c", WATCHDOG, "ware-test-watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(pgid.to_string())
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the watchdog (sh, tail)")
+}
+
+/// A child process in its own process group, killed (group and all) on drop, and by its
+/// watchdog if the test process ends first.
 pub struct Guard {
     child: Child,
+    watchdog: Child,
     name: String,
 }
 
 impl Guard {
     fn spawn(name: &str, cmd: &mut Command) -> Result<Guard> {
-        let child = cmd
+        let mut child = cmd
             .process_group(0)
             .spawn()
             .with_context(|| format!("start {name}"))?;
+        let watchdog = match watchdog(child.id()) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         Ok(Guard {
             child,
+            watchdog,
             name: name.to_owned(),
         })
+    }
+
+    /// The server's pid (also its process group).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn check_alive(&mut self) -> Result<()> {
@@ -83,6 +131,11 @@ impl Drop for Guard {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.watchdog.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.watchdog.wait();
     }
 }
 
@@ -132,7 +185,7 @@ impl Nginx {
 
     fn start_with(tls: bool) -> Result<Nginx> {
         let nginx = find_program("nginx", &[])?;
-        let dir = tempfile::tempdir()?;
+        let dir = server_dir()?;
         let d = dir.path();
         world_readable(d)?;
         let root = d.join("www");
@@ -294,7 +347,7 @@ pub struct S3s {
 impl S3s {
     pub fn start() -> Result<S3s> {
         let bin = find_program("s3s-fs", &[])?;
-        let dir = tempfile::tempdir()?;
+        let dir = server_dir()?;
         std::fs::create_dir_all(dir.path().join(S3_BUCKET))?;
         let port = free_port();
         let mut guard = Guard::spawn(
@@ -356,7 +409,7 @@ fn jsipfs_path() -> Result<PathBuf> {
 impl JsIpfs {
     pub fn start() -> Result<JsIpfs> {
         let bin = jsipfs_path()?;
-        let dir = tempfile::tempdir()?;
+        let dir = server_dir()?;
         jsipfs_cli(&bin, dir.path(), &["init", "--profile", "test"])?;
         // The test profile listens on free ports already but for the gRPC endpoint ("RPC",
         // 5003); edit the file rather than run `jsipfs config` (a second of Node start-up).
