@@ -63,7 +63,8 @@ fn round_trip(push_url: &str, read_url: &str, env: &[(&str, String)], objects: b
     let src = source(&w);
     let id = w.pack(&src);
     let mut c = ware_at(&w, env);
-    c.args(["push", &id, push_url]);
+    // A directory a web server serves: shared (0755/0644); a private one nginx cannot read.
+    c.args(["push", "--shared", &id, push_url]);
     ok(c);
     if objects {
         // Pushing again uploads nothing.
@@ -234,7 +235,7 @@ fn dead_and_lying_warehouses() {
     let src = source(&w);
     let id = w.pack(&src);
     let push = format!("file://{}", nginx.root().display());
-    w.ok(["push", &id, &push]);
+    w.ok(["push", "--shared", &id, &push]);
 
     // A proxy that flips bytes in every answer, listed before the honest server.
     let big = noise(1, 24 << 20);

@@ -64,7 +64,7 @@ pub fn server_dir() -> std::io::Result<tempfile::TempDir> {
 /// Kills process group `pgid` (the server and whatever it forked) once process `watched` (the
 /// test) has ended.
 const WATCHDOG: &str =
-    r#"trap '' INT TERM HUP; tail -s 0.2 --pid="$1" -f /dev/null; kill -KILL -- "-$2" 2>/dev/null"#;
+    r#"trap '' INT TERM HUP; tail -s 0.2 --pid="$1" -f /dev/null; kill -KILL "-$2" 2>/dev/null"#;
 
 /// Starts a watchdog that kills process group `pgid` when this process ends.
 pub fn watchdog(pgid: u32) -> Result<Child> {
