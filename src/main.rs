@@ -129,6 +129,10 @@ enum Command {
         /// Stay attached: the mount lasts until this command ends (Ctrl-C unmounts).
         #[arg(long)]
         foreground: bool,
+        /// Mount over a directory that is not empty (its contents are hidden while mounted).
+        /// Without it such a mountpoint is refused, as fusermount does.
+        #[arg(long)]
+        nonempty: bool,
     },
     /// Upload a ware to a warehouse: only what the warehouse lacks, packs first and the
     /// ware's manifest last (so an interrupted push is simply run again).
@@ -713,6 +717,7 @@ fn run(cli: &Cli) -> Result<()> {
             all,
             allow_other,
             foreground,
+            nonempty,
         } => {
             let (id, mountpoint) = match (args.as_slice(), *all) {
                 ([mnt], true) => (None, PathBuf::from(mnt)),
@@ -738,6 +743,17 @@ fn run(cli: &Cli) -> Result<()> {
                 "{}: the mountpoint must be a directory",
                 mountpoint.display()
             );
+            // A mount over files hides them until it goes: only when asked. (A ware mounted
+            // there already, live or dead, is the daemon's to judge.)
+            if !*nonempty
+                && !ware_fs::ware_mounts().contains(&mnt)
+                && std::fs::read_dir(&mnt).is_ok_and(|mut d| d.next().is_some())
+            {
+                anyhow::bail!(
+                    "{}: the mountpoint is not empty; mounting would hide what it holds (--nonempty to mount over it)",
+                    mountpoint.display()
+                );
+            }
             let daemon = client::ensure_daemon(&store_dir(cli), None)?;
             let what = match id {
                 Some(id) => match id.parse::<ware_fetchers::Cid>() {

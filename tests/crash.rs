@@ -42,6 +42,14 @@ fn kill_9_during_pack_never_damages_the_store() {
         let finished = out.status.success();
         completed += usize::from(finished);
         let fsck = w.run(["--json", "fsck"]);
+        // Killed before RocksDB wrote its first file: there is no store yet, and a read-only
+        // command says so rather than make one; the next pack starts afresh.
+        if !finished
+            && fsck.status.code() == Some(3)
+            && String::from_utf8_lossy(&fsck.stdout).contains("no store at")
+        {
+            continue;
+        }
         assert!(
             fsck.status.success(),
             "kill {i} at {at:?}: fsck failed:\n{}",

@@ -573,3 +573,34 @@ fn a_damaged_warehouse_is_damage_not_absence() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fresh.ok(["fsck"]).contains("store is clean"));
 }
+
+#[test]
+fn a_mount_over_files_needs_nonempty() {
+    if !can_mount() {
+        return;
+    }
+    let w = Ware::new();
+    let src = w.path("t");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"in the ware\n").unwrap();
+    let id = w.pack(&src);
+    let mnt = w.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::write(mnt.join("mine"), b"the user's file\n").unwrap();
+    let out = w.run(["mount", &id, mnt.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(mnt.join("mine")).unwrap(),
+        b"the user's file\n"
+    );
+    w.ok(["mount", "--nonempty", &id, mnt.to_str().unwrap()]);
+    let seen = std::fs::read(mnt.join("f"));
+    w.ok(["umount", mnt.to_str().unwrap()]);
+    assert_eq!(seen.unwrap(), b"in the ware\n");
+    assert_eq!(
+        std::fs::read(mnt.join("mine")).unwrap(),
+        b"the user's file\n"
+    );
+    w.ok(["daemon", "stop"]);
+}
