@@ -59,17 +59,53 @@ pub(crate) async fn send(url: &str, req: RequestBuilder) -> Result<Response> {
             url: url.to_owned(),
         });
     }
-    let detail = match resp.bytes().await {
-        Ok(b) => String::from_utf8_lossy(&b[..b.len().min(300)])
-            .trim()
-            .to_owned(),
-        Err(_) => String::new(),
-    };
+    // Only the start of an error body is read (it may be of any size), and what is kept is
+    // escaped: a server's bytes never reach a terminal or a log raw.
+    let mut resp = resp;
+    let mut head = Vec::new();
+    while head.len() < DETAIL_MAX {
+        match resp.chunk().await {
+            Ok(Some(c)) => head.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    let detail = detail_text(&head);
     Err(Error::Status {
         url: url.to_owned(),
         status: status.as_u16(),
         detail,
     })
+}
+
+/// How much of an error response's body is kept, in characters.
+const DETAIL_MAX: usize = 200;
+
+/// The start of an error body as one line: whitespace runs become a space, other control
+/// characters and invalid UTF-8 are escaped, and it is cut after [`DETAIL_MAX`] characters.
+pub(crate) fn detail_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::new();
+    let mut space = false;
+    for c in text.trim().chars() {
+        if out.chars().count() >= DETAIL_MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_whitespace() {
+            if !space {
+                out.push(' ');
+            }
+            space = true;
+            continue;
+        }
+        space = false;
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads the whole body, and checks it against `Content-Length` when there is one (hyper
@@ -254,5 +290,27 @@ mod tests {
         assert_eq!(join(&base, "a/b c").as_str(), "http://h/base/a/b%20c");
         let base = url::Url::parse("http://h/base").unwrap();
         assert_eq!(join(&base, "a?x").as_str(), "http://h/base/a%3Fx");
+    }
+
+    #[test]
+    fn error_bodies_are_one_short_escaped_line() {
+        let html = "<html>\r\n<head><title>500</title></head>\r\n\x1b[2J\x1b]0;owned\x07<body>"
+            .to_string()
+            + &"x".repeat(10_000);
+        let d = detail_text(html.as_bytes());
+        assert!(!d.chars().any(|c| c.is_control()), "{d:?}");
+        assert!(
+            d.starts_with("<html> <head><title>500</title></head> \\u{1b}[2J"),
+            "{d:?}"
+        );
+        // An escape written last may pass the bound by its own length, no more.
+        assert!(
+            d.chars().count() <= DETAIL_MAX + 12,
+            "{} characters",
+            d.chars().count()
+        );
+        assert!(d.ends_with('…'));
+        assert_eq!(detail_text(b"  short \n"), "short");
+        assert_eq!(detail_text(b"bad \xff byte"), "bad \u{fffd} byte");
     }
 }

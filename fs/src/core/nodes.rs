@@ -122,6 +122,11 @@ impl Core {
         }
         let (flight, leader) = {
             let mut inflight = self.inflight.lock();
+            // Again, under the lock: a flight that landed between the look above and here put
+            // its chunk in the cache before it left `inflight`, so this is not a second fetch.
+            if let Some(d) = self.chunks.get(&id) {
+                return Ok(d);
+            }
             match inflight.get(&id) {
                 Some(f) => (f.clone(), false),
                 None => {
