@@ -16,7 +16,7 @@ mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -56,10 +56,7 @@ fn victim(dir: &Path) {
     let s3 = harness::S3s::start().expect("s3s-fs");
     let ipfs = harness::JsIpfs::start().expect("jsipfs");
     let w = Ware::new();
-    let src = w.path("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), b"still here\n").unwrap();
-    let id = w.pack(&src);
+    let id = w.pack_files("src", &[("f", b"still here\n")]);
     let mnt = w.path("mnt");
     std::fs::create_dir(&mnt).unwrap();
     w.ok(["mount", &id, mnt.to_str().unwrap()]);
@@ -71,7 +68,10 @@ fn victim(dir: &Path) {
     std::fs::write(dir.join("mnt"), mnt.as_os_str().as_encoded_bytes()).unwrap();
     std::fs::write(dir.join("scratch"), scratch.as_os_str().as_encoded_bytes()).unwrap();
     std::fs::write(dir.join("ready"), b"").unwrap();
-    std::thread::sleep(Duration::from_secs(300));
+    // Until killed: that is the whole point of the victim.
+    loop {
+        std::thread::park();
+    }
 }
 
 /// The processes of session `sid` (pid: command), from /proc.
@@ -120,17 +120,15 @@ fn check(signal: &str) {
     // setsid execs in place (the child is no group leader): the child's pid is the session.
     let sid = child.id();
     let ready = dir.path().join("ready");
-    let t = Instant::now();
-    while !ready.exists() {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("the victim ended before it was ready: {st}");
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the victim was not ready in 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let mut ended = None;
+    wait_for(Duration::from_secs(120), || {
+        ended = child.try_wait().unwrap();
+        ended.is_some() || ready.exists()
+    });
+    if let Some(st) = ended {
+        panic!("the victim ended before it was ready: {st}");
     }
+    assert!(ready.exists(), "the victim was not ready in 120 s");
     let mnt = PathBuf::from(std::fs::read_to_string(dir.path().join("mnt")).unwrap());
     let scratch = PathBuf::from(std::fs::read_to_string(dir.path().join("scratch")).unwrap());
     let before = session(sid);

@@ -120,7 +120,8 @@ fn stop_when_gone(pid: &str, stop: Arc<AtomicBool>) -> Result<()> {
 pub fn run(dir: &Path, idle: Duration) -> Result<()> {
     // Before anything of ours is open: drop whatever the starting command left us.
     ware_exec::close_inherited_fds().context("closing inherited descriptors")?;
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    // Opening the store sets the umask to 077 (store/src/private.rs) before anything is
+    // created: RocksDB's files, the log and the socket are private.
     let dir = canonical_store(dir);
     let local = LocalStore::open(&dir)?;
     let store = local.shared();

@@ -75,19 +75,15 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     1
 }
 
-/// An error's message with its causes, each said once: a cause whose text its context already
-/// ends with (an I/O error wrapped with its path) is not repeated.
+/// An error's message with its causes, each said once: a cause whose text an outer one already
+/// holds (an I/O error wrapped with its path) is not repeated.
 pub fn message(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if parts
-            .iter()
-            .any(|p| p.ends_with(&text) || p.contains(&text))
-        {
-            continue;
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
-        parts.push(text);
     }
     parts.join(": ")
 }

@@ -384,11 +384,6 @@ fn open(cli: &Cli, create: bool) -> Result<Box<dyn StoreApi>> {
     client::open_store(&store_dir(cli), create)
 }
 
-/// Reading through warehouses caches what they send: such a read may create the store.
-fn caches(cli: &Cli) -> bool {
-    !remote_options(cli).warehouses.is_empty()
-}
-
 /// The warehouses to use: `--warehouse` flags, else the configuration file.
 fn remote_options(cli: &Cli) -> api::RemoteOptions {
     let warehouses = if cli.warehouses.is_empty() {
@@ -573,9 +568,11 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Ls { at: Some(at) } => {
-            let store = open(cli, caches(cli))?;
+            // Reading through warehouses caches what they send: such a read may create the store.
+            let remote = remote_options(cli);
+            let store = open(cli, !remote.warehouses.is_empty())?;
             let at = WarePath::parse(at, &*store)?;
-            let entries = store.list(&at, &remote_options(cli))?;
+            let entries = store.list(&at, &remote)?;
             if cli.json {
                 print_json(&json!(entries.iter().map(entry_json).collect::<Vec<_>>()))?;
             } else {
@@ -587,14 +584,16 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
         Command::Cat { at } => {
-            let store = open(cli, caches(cli))?;
+            let remote = remote_options(cli);
+            let store = open(cli, !remote.warehouses.is_empty())?;
             let at = WarePath::parse(at, &*store)?;
-            store.cat(&at, std::io::stdout().as_fd(), &remote_options(cli))?;
+            store.cat(&at, std::io::stdout().as_fd(), &remote)?;
         }
         Command::Stat { at } => {
-            let store = open(cli, caches(cli))?;
+            let remote = remote_options(cli);
+            let store = open(cli, !remote.warehouses.is_empty())?;
             let at = WarePath::parse(at, &*store)?;
-            let e = store.stat(&at, &remote_options(cli))?;
+            let e = store.stat(&at, &remote)?;
             if cli.json {
                 let mut v = entry_json(&e);
                 v["path"] = json!(at.to_string());

@@ -450,9 +450,15 @@ fn sweep_stale(base: &Path) {
     }
 }
 
-/// Fails now if the run record could not be written to `path` later.
+/// Where the run record for `path` is written before it is renamed into place.
+fn record_tmp(path: &Path) -> std::path::PathBuf {
+    path.with_extension("tmp-ware")
+}
+
+/// Fails now if the run record could not be written to `path` later (what `write_record` does
+/// first: create its temporary beside it).
 fn check_writable(path: &Path) -> Result<()> {
-    let tmp = path.with_extension("tmp-ware");
+    let tmp = record_tmp(path);
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -464,7 +470,7 @@ fn check_writable(path: &Path) -> Result<()> {
 
 fn write_record(path: &Path, rec: &RunRecord) -> Result<()> {
     let text = serde_json::to_string_pretty(rec)? + "\n";
-    let tmp = path.with_extension("tmp-ware");
+    let tmp = record_tmp(path);
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, path))
         .with_context(|| format!("{}: cannot write the run record", path.display()))

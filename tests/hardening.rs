@@ -125,11 +125,7 @@ fn read_only_commands_on_a_missing_store_create_nothing() {
 #[test]
 fn an_inner_node_id_is_not_a_ware_and_not_corruption() {
     let w = Ware::new();
-    let src = w.path("t");
-    std::fs::create_dir_all(src.join("sub")).unwrap();
-    std::fs::write(src.join("sub/f"), b"inside\n").unwrap();
-    std::fs::write(src.join("top"), vec![7u8; 300_000]).unwrap();
-    let id = w.pack(&src);
+    let id = w.pack_files("t", &[("sub/f", b"inside\n"), ("top", &[7u8; 300_000])]);
     let st: serde_json::Value =
         serde_json::from_str(&w.ok(["--json", "stat", &format!("{id}/sub")])).unwrap();
     let sub = st["node"].as_str().expect("a directory's node").to_string();
@@ -180,10 +176,7 @@ fn names_that_are_not_utf8_are_reachable() {
 #[test]
 fn exit_codes_and_messages_mean_what_the_table_says() {
     let w = Ware::new();
-    let src = w.path("t");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), b"x\n").unwrap();
-    let id = w.pack(&src);
+    let id = w.pack_files("t", &[("f", b"x\n")]);
 
     // A missing mountpoint or unpack parent is "not found", and the OS error is said once.
     let out = w.run(["mount", &id, "/nonexistent/mnt"]);
@@ -263,10 +256,7 @@ fn other_users_cannot_reach_a_store_or_its_daemon() {
         return;
     }
     let w = Ware::new();
-    let src = w.path("t");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), b"x\n").unwrap();
-    let id = w.pack(&src);
+    let id = w.pack_files("t", &[("f", b"x\n")]);
     // The scratch directory itself is open to others, so only the store's modes stand between.
     std::fs::set_permissions(w.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = std::process::Command::new("setpriv")
@@ -580,10 +570,7 @@ fn a_mount_over_files_needs_nonempty() {
         return;
     }
     let w = Ware::new();
-    let src = w.path("t");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), b"in the ware\n").unwrap();
-    let id = w.pack(&src);
+    let id = w.pack_files("t", &[("f", b"in the ware\n")]);
     let mnt = w.path("mnt");
     std::fs::create_dir(&mnt).unwrap();
     std::fs::write(mnt.join("mine"), b"the user's file\n").unwrap();

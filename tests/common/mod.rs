@@ -98,6 +98,19 @@ impl Ware {
         id
     }
 
+    /// Makes the directory `dir` in this test's scratch holding `files` (relative path →
+    /// contents; parents are made) and packs it; returns the ware ID.
+    pub fn pack_files(&self, dir: &str, files: &[(&str, &[u8])]) -> String {
+        let root = self.path(dir);
+        std::fs::create_dir_all(&root).unwrap();
+        for (rel, data) in files {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, data).unwrap();
+        }
+        self.pack(&root)
+    }
+
     /// Packs a tar stream given on stdin; returns the output (the caller checks success).
     pub fn pack_stdin(&self, tar: &[u8], extra: &[&str]) -> Output {
         use std::io::Write;

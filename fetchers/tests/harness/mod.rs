@@ -109,11 +109,6 @@ impl Guard {
         })
     }
 
-    /// The server's pid (also its process group).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!("{} exited early: {status}", self.name);
