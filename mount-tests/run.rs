@@ -553,6 +553,131 @@ fn an_unprivileged_user_runs_a_job() {
     assert_eq!(rec["exit_code"], 0, "{rec}");
 }
 
+/// Builds a chroot of the host (a plain directory on a fresh tmpfs, each top-level directory
+/// bound into it) in a private mount namespace, runs `ware ARGS` and then `ware daemon stop`
+/// inside it, and reports the namespace's mount count before and after on stderr as
+/// `mounts outside: N -> M`. With `shared`, the tmpfs holding the chroot is a shared mount.
+fn ware_in_chroot(w: &Ware, shared: bool, args: &[&str]) -> Output {
+    const SCRIPT: &str = r#"
+set -eu
+mode=$1; base=$2; shift 2
+mount -t tmpfs -o mode=0755 ware-chroot "$base"
+if [ "$mode" = shared ]; then mount --make-shared "$base"; fi
+root=$base/root
+mkdir "$root"
+for e in /*; do
+  n=${e#/}
+  if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$root/$n"
+  elif [ -d "$e" ]; then
+    mkdir "$root/$n"
+    # /tmp holds $base: bound alone, without what is mounted below it.
+    if [ "$n" = tmp ]; then mount --bind "$e" "$root/$n"; else mount --rbind "$e" "$root/$n"; fi
+  fi
+done
+before=$(wc -l < /proc/self/mountinfo)
+set +e
+chroot "$root" /bin/sh -c '"$@"; rc=$?; "$1" "$2" "$3" daemon stop; exit $rc' job "$@"
+rc=$?
+echo "mounts outside: $before -> $(wc -l < /proc/self/mountinfo)" >&2
+exit $rc
+"#;
+    let base = tempfile::Builder::new()
+        .prefix("ware-test-chroot")
+        .tempdir()
+        .unwrap();
+    let ware = w.command();
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        SCRIPT,
+        "sh",
+    ]);
+    c.arg(if shared { "shared" } else { "private" });
+    c.arg(base.path());
+    // The ware command line: program, then `--store STORE` first (the stop reuses them).
+    c.arg(ware.get_program()).args(ware.get_args()).args(args);
+    for (k, v) in ware.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.stdin(Stdio::null()).output().expect("run unshare")
+}
+
+fn mounts_outside(stderr: &str) -> (String, String) {
+    let l = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("mounts outside: "))
+        .unwrap_or_else(|| panic!("no mount count in:\n{stderr}"));
+    let (a, b) = l.split_once(" -> ").unwrap();
+    (a.to_string(), b.to_string())
+}
+
+/// `ware run` inside a chroot, where `/` is not a mount point (#19): the ns and chroot
+/// executors bind the root onto itself and run the job; the ns job may not chroot (it could
+/// climb out of its root); nothing is left mounted outside. Where the mount holding the chroot
+/// is shared, the run is refused with the reason, before anything is mounted.
+#[test]
+fn jobs_run_where_root_is_not_a_mount_point() {
+    let Some((w, root, _)) = debian() else {
+        return;
+    };
+    let f = write_formula(
+        &w,
+        "job.json",
+        &json!({
+            "inputs": {"/": root},
+            "action": {"argv": ["/bin/sh", "-c",
+                "echo in-job; mkdir /x; chroot /x /bin/true && echo chroot-allowed; \
+                 echo > /out/done"]},
+            "outputs": {"/out": {"warehouse": format!("file://{}", w.path("wh").display())}},
+        }),
+    );
+    for executor in ["ns", "chroot"] {
+        let rec = w.path(&format!("{executor}.json"));
+        let out = ware_in_chroot(
+            &w,
+            false,
+            &[
+                "run",
+                "--executor",
+                executor,
+                "--record",
+                rec.to_str().unwrap(),
+                f.to_str().unwrap(),
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{executor}: {stdout}\n{stderr}");
+        assert!(stdout.contains("in-job"), "{executor}: {stdout}\n{stderr}");
+        let (before, after) = mounts_outside(&stderr);
+        assert_eq!(before, after, "{executor}: {stderr}");
+        let rec = record(&rec);
+        assert!(rec["outputs"]["/out"].is_string(), "{rec}");
+        if executor == "ns" {
+            assert!(!stdout.contains("chroot-allowed"), "{stdout}");
+            let notices = rec["notices"].to_string();
+            assert!(notices.contains("not a mount point"), "{rec}");
+        }
+    }
+
+    let out = ware_in_chroot(&w, true, &["run", f.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("/ is not a mount point") && stderr.contains("is shared"),
+        "{stderr}"
+    );
+    let (before, after) = mounts_outside(&stderr);
+    assert_eq!(before, after, "{stderr}");
+}
+
 /// Whether anything is mounted below the test's store.
 fn mounted(w: &Ware) -> bool {
     let store = w.store();

@@ -26,6 +26,9 @@ pub(crate) fn setup(plan: &Plan, fds: &ChildFds) -> Result<c_int, Fail> {
         sys::write_file(c"/proc/self/uid_map".as_ptr(), uid_map).at(Step::UserNs)?;
         sys::write_file(c"/proc/self/gid_map".as_ptr(), gid_map).at(Step::UserNs)?;
     }
+    if plan.rebind_root {
+        rebind_root().at(Step::RebindRoot)?;
+    }
     let null: *const c_char = std::ptr::null();
     // SAFETY: mount(2) with a static path and no data: only changes propagation.
     rc(unsafe {
@@ -77,6 +80,24 @@ pub(crate) fn setup(plan: &Plan, fds: &ChildFds) -> Result<c_int, Fail> {
         loopback_up().at(Step::Loopback)?;
     }
     Ok(rootfd)
+}
+
+/// `/` is a directory inside a mount (a chroot), which cannot be made private: put a private
+/// copy of the tree at `/` onto it and make that copy the root. The plan checked that the mount
+/// below does not propagate, so the bind stays in this namespace.
+fn rebind_root() -> SysResult<()> {
+    let tree = sys::clone_tree(libc::AT_FDCWD, c"/".as_ptr(), true)?;
+    sys::set_propagation(tree, libc::MS_PRIVATE)?;
+    let at = open_dir(c"/".as_ptr())?;
+    sys::attach(tree, at)?;
+    sys::close(at);
+    // SAFETY: fchdir/chroot on a descriptor we own and a static path.
+    unsafe {
+        rc(libc::fchdir(tree))?;
+        rc(libc::chroot(c".".as_ptr()))?;
+    }
+    sys::close(tree);
+    Ok(())
 }
 
 /// A detached mount of a new filesystem of `fstype` with `options` ((key, value) pairs; a null

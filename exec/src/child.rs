@@ -37,6 +37,7 @@ macro_rules! steps {
 steps! {
     ParentGone => "checking the caller is alive",
     UserNs => "writing the user namespace id maps",
+    RebindRoot => "binding / onto itself (it is not a mount point)",
     MakePrivate => "making mounts private",
     Scratch => "mounting the scratch tmpfs",
     Overlay => "mounting the overlay root",
@@ -413,6 +414,8 @@ pub(crate) const KEPT_CAPS: [c_int; 11] = [
     31, // CAP_SETFCAP
 ];
 
+const CAP_SYS_CHROOT: c_int = 18;
+
 /// The job process: drop what it must not have, then execve. Returns only on failure.
 fn job(plan: &Plan, fds: &ChildFds, init_pid: libc::pid_t) -> Fail {
     let deathsig = || -> SysResult<()> {
@@ -448,7 +451,7 @@ fn job(plan: &Plan, fds: &ChildFds, init_pid: libc::pid_t) -> Fail {
     let x = &plan.exec;
     if x.confine {
         for cap in 0..64 {
-            if KEPT_CAPS.contains(&cap) {
+            if KEPT_CAPS.contains(&cap) && !(x.drop_chroot && cap == CAP_SYS_CHROOT) {
                 continue;
             }
             // SAFETY: prctl with integer arguments.

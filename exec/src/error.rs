@@ -11,7 +11,7 @@ pub enum ExecError {
     #[error("invalid job: {0}")]
     InvalidJob(String),
     /// A host-side step (preparing the work directory, pipes, spawning) failed.
-    #[error("{step} {}: {source}", path.display())]
+    #[error("{step}{}: {source}", at(path))]
     Host {
         /// What was being done.
         step: &'static str,
@@ -21,7 +21,7 @@ pub enum ExecError {
         source: io::Error,
     },
     /// A step of the sandbox setup failed inside the new namespaces, before the job started.
-    #[error("sandbox setup: {step} {}: {source}", path.display())]
+    #[error("sandbox setup: {step}{}: {source}", at(path))]
     Setup {
         /// Which step (e.g. "mount overlay", "resolve bind target").
         step: &'static str,
@@ -42,9 +42,21 @@ pub enum ExecError {
     /// The job's init process ended without reporting the job's status.
     #[error("the job's init process died unexpectedly ({0})")]
     InitDied(String),
+    /// The host cannot give this executor what it needs (and proceeding would be unsafe).
+    #[error("cannot run a job here: {0}")]
+    Unsupported(String),
     /// The OCI runtime could not be found or failed before the job started.
     #[error("OCI runtime: {0}")]
     Runtime(String),
+}
+
+/// " PATH", or nothing for a step about no path.
+fn at(path: &std::path::Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" {}", path.display())
+    }
 }
 
 impl ExecError {

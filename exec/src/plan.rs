@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use libc::c_char;
 
-use crate::{ExecError, Job};
+use crate::{ExecError, Job, sys};
 
 /// Which kind of sandbox the child builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,9 @@ pub(crate) struct ExecPlan {
     pub set_ids: bool,
     /// Bound the capabilities and set no_new_privs (false for the OCI runtime).
     pub confine: bool,
+    /// Also drop CAP_SYS_CHROOT: set when `/` had to be rebound, where a chroot would let the
+    /// job climb out of its root (see [`Plan::rebind_root`]).
+    pub drop_chroot: bool,
 }
 
 pub(crate) struct Plan {
@@ -55,6 +58,11 @@ pub(crate) struct Plan {
     pub clone_flags: u64,
     /// (uid_map, gid_map) contents when a user namespace is created.
     pub userns: Option<(Vec<u8>, Vec<u8>)>,
+    /// `/` is not a mount point (the caller runs in a chroot): the child first binds a private
+    /// copy of its tree onto `/` and chroots into it, so that `/` can be made private and
+    /// pivot_root works. The job's root then sits on the hidden mount that held the chroot, so
+    /// the ns executor also drops CAP_SYS_CHROOT (with it, a root job could climb there).
+    pub rebind_root: bool,
     pub lower: CString,
     pub scratch: CString,
     pub upper: CString,
@@ -198,6 +206,7 @@ impl ExecPlan {
             gid,
             set_ids,
             confine,
+            drop_chroot: false,
         })
     }
 }
@@ -221,9 +230,11 @@ pub(crate) fn work_subdir(work: &Path, name: &str) -> Result<PathBuf, ExecError>
 
 impl Plan {
     /// The root-assembly part of a plan; `exec` says what runs in it.
-    pub(crate) fn new(mode: Mode, job: &Job, exec: ExecPlan) -> Result<Plan, ExecError> {
+    pub(crate) fn new(mode: Mode, job: &Job, mut exec: ExecPlan) -> Result<Plan, ExecError> {
         let (euid, egid) = euid_egid();
         let rootless = euid != 0;
+        let rebind_root = needs_rebind(rootless)?;
+        exec.drop_chroot = rebind_root && mode == Mode::Ns;
         let meta = std::fs::metadata(&job.root)
             .map_err(|e| ExecError::host("reading root", &job.root, e))?;
         if !meta.is_dir() {
@@ -269,6 +280,7 @@ impl Plan {
             mode,
             clone_flags: flags,
             userns,
+            rebind_root,
             lower: path_c("root", &job.root)?,
             upper: path_c("work", &scratch.join("upper"))?,
             workdir: path_c("work", &scratch.join("work"))?,
@@ -288,6 +300,35 @@ impl Plan {
                 libc::SIGTERM
             },
         })
+    }
+}
+
+/// Whether `/` must be rebound in the child (it is not a mount point), and whether that is
+/// safe: the bind lands on the mount holding `/`, so if that mount is shared the bind (and every
+/// mount of the job after it) would appear in its peers outside the job's namespace. In a new
+/// user namespace (`rootless`) copied mounts become slaves and nothing propagates out.
+fn needs_rebind(rootless: bool) -> Result<bool, ExecError> {
+    let io = std::io::Error::from_raw_os_error;
+    let mount_root =
+        sys::root_is_mount_root().map_err(|e| ExecError::host("looking at", "/", io(e)))?;
+    if mount_root || rootless {
+        return Ok(!mount_root);
+    }
+    match sys::root_mount_propagation() {
+        Ok(p) if p & libc::MS_SHARED == 0 => Ok(true),
+        Ok(_) => Err(ExecError::Unsupported(
+            "/ is not a mount point (ware runs inside a chroot?) and the mount holding it is \
+             shared, so the job's mounts would appear outside its namespace; make that mount \
+             private (mount --make-rprivate on it, outside the chroot) or run ware where / is a \
+             mount point"
+                .into(),
+        )),
+        Err(e) => Err(ExecError::Unsupported(format!(
+            "/ is not a mount point (ware runs inside a chroot?) and whether the mount holding \
+             it is shared cannot be told (statmount: {}), so the job's mounts might appear \
+             outside its namespace",
+            io(e)
+        ))),
     }
 }
 

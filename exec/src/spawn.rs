@@ -297,6 +297,13 @@ pub(crate) fn run_native(kind: ExecutorKind, job: &Job) -> Result<Outcome, ExecE
         &job.argv, &job.env, &job.cwd, job.uid, job.gid, !rootless, true,
     )?;
     let plan = Plan::new(mode, job, exec)?;
+    if plan.exec.drop_chroot {
+        notices.push(
+            "/ is not a mount point (a chroot): the job's root was bound onto itself and the job \
+             runs without CAP_SYS_CHROOT"
+                .into(),
+        );
+    }
     let cgroup = Cgroup::create(&job.limits, &mut notices)?;
     let sig = plan.init_deathsig;
     let waited = spawn_and_wait(&plan, job.limits.wall, cgroup.as_ref(), &|pid| {

@@ -36,6 +36,8 @@ const SYS_FSCONFIG: c_long = 431;
 const SYS_FSMOUNT: c_long = 432;
 const SYS_OPENAT2: c_long = 437;
 const SYS_MOUNT_SETATTR: c_long = 442;
+const SYS_STATMOUNT: c_long = 457;
+const STATMOUNT_MNT_BASIC: u64 = 0x2;
 
 #[repr(C)]
 struct OpenHow {
@@ -129,6 +131,87 @@ pub(crate) fn set_mount_attr(mntfd: c_int, set: u64, recursive: bool) -> SysResu
         )
     })
     .map(drop)
+}
+
+/// mount_setattr(2) changing only the propagation of a mount fd (and every mount below it):
+/// `MS_PRIVATE`, `MS_SLAVE`, ….
+pub(crate) fn set_propagation(mntfd: c_int, propagation: u64) -> SysResult<()> {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation,
+        userns_fd: 0,
+    };
+    // SAFETY: the empty path and `attr` are valid for the call; the kernel copies them.
+    check(unsafe {
+        libc::syscall(
+            SYS_MOUNT_SETATTR,
+            mntfd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// statx(2) of `/` with `mask`. Host side only.
+fn statx_root(mask: c_uint) -> SysResult<libc::statx> {
+    // SAFETY: an all-zero statx is a valid value; the kernel fills it.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a static path and a buffer we own.
+    check_int(unsafe { libc::statx(libc::AT_FDCWD, c"/".as_ptr(), 0, mask, &mut st) })?;
+    Ok(st)
+}
+
+/// Whether `/` is the root of a mount (false inside a chroot to a plain directory). Host side.
+pub(crate) fn root_is_mount_root() -> SysResult<bool> {
+    let st = statx_root(0)?;
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if st.stx_attributes_mask & bit == 0 {
+        return Err(libc::ENOTSUP);
+    }
+    Ok(st.stx_attributes & bit != 0)
+}
+
+#[repr(C)]
+struct MntIdReq {
+    size: u32,
+    spare: u32,
+    mnt_id: u64,
+    param: u64,
+}
+
+/// The propagation flags (`MS_SHARED`, `MS_SLAVE`, …) of the mount holding `/`, by statmount(2)
+/// (Linux 6.8), which also answers for a mount a chroot hides. Host side.
+pub(crate) fn root_mount_propagation() -> SysResult<u64> {
+    let st = statx_root(libc::STATX_MNT_ID_UNIQUE)?;
+    if st.stx_mask & libc::STATX_MNT_ID_UNIQUE == 0 {
+        return Err(libc::ENOTSUP);
+    }
+    let req = MntIdReq {
+        size: size_of::<MntIdReq>() as u32,
+        spare: 0,
+        mnt_id: st.stx_mnt_id,
+        param: STATMOUNT_MNT_BASIC,
+    };
+    // struct statmount: `mask` at byte 8, `mnt_propagation` at byte 72 (kernel ABI).
+    let mut buf = [0u64; 64];
+    // SAFETY: `req` and `buf` live across the call; the kernel writes at most `size_of_val(&buf)`.
+    check(unsafe {
+        libc::syscall(
+            SYS_STATMOUNT,
+            &req as *const MntIdReq,
+            buf.as_mut_ptr(),
+            size_of_val(&buf),
+            0,
+        )
+    })?;
+    if buf[1] & STATMOUNT_MNT_BASIC == 0 {
+        return Err(libc::ENOTSUP);
+    }
+    Ok(buf[9])
 }
 
 /// move_mount(2): attach the detached mount `mntfd` on the directory (or file) `targetfd`.
