@@ -2,6 +2,8 @@
 //! create stores, IDs of inner nodes, names that are not UTF-8, exit codes and messages.
 
 mod common;
+#[path = "../fetchers/tests/harness/mod.rs"]
+mod harness;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -590,4 +592,76 @@ fn a_mount_over_files_needs_nonempty() {
         b"the user's file\n"
     );
     w.ok(["daemon", "stop"]);
+}
+
+/// A server answering 500 with a long HTML page holding terminal escapes (#19 item 9): each
+/// retry warning and the final error are one line, cut short, with no control byte from the
+/// server; `-q` leaves only the error, which names the URL.
+#[test]
+fn a_servers_error_page_never_reaches_the_terminal_raw() {
+    let nginx = match harness::Nginx::start() {
+        Ok(n) => n,
+        Err(e) => return harness::skip("nginx", &e),
+    };
+    let mut page = String::from("<html>\n<head><title>500</title></head>\n");
+    for i in 0..45 {
+        page.push_str(&format!(
+            "<p>line {i} \x1b]0;pwned\x07\x1b[2J\x1b[31m red</p>\n"
+        ));
+    }
+    page.push_str(&"x".repeat(10_000));
+    nginx.seed("e500.html", page.as_bytes());
+    let w = Ware::new();
+    let id = w.pack_files("t", &[("f", b"data")]);
+    let url = format!("http://{}/e500/", nginx.addr);
+    let pull = |quiet: bool| {
+        let mut c = w.command();
+        // `Ware::command` passes --quiet: take it away for the loud run.
+        let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+        let mut c2 = std::process::Command::new(c.get_program());
+        for a in args.iter().filter(|a| quiet || a.as_os_str() != "--quiet") {
+            c2.arg(a);
+        }
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => c2.env(k, v),
+                None => c2.env_remove(k),
+            };
+        }
+        c = c2;
+        c.args(["pull", &id, &url]);
+        bounded(c, std::time::Duration::from_secs(120))
+    };
+
+    let loud = pull(false);
+    let err = stderr(&loud);
+    assert_eq!(loud.status.code(), Some(1), "{err}");
+    assert!(err.contains("retrying"), "no retry warning:\n{err}");
+    for raw in [&loud.stderr, &pull(true).stderr] {
+        assert!(
+            !raw.iter().any(|&b| b == 0x1b || b == 0x07),
+            "a control byte from the server reached stderr:\n{}",
+            String::from_utf8_lossy(raw)
+        );
+        let text = String::from_utf8_lossy(raw);
+        assert!(
+            !text.contains("line 5 "),
+            "the page was echoed whole:\n{text}"
+        );
+        for l in text.lines() {
+            assert!(l.len() < 1500, "a {}-byte line:\n{l}", l.len());
+        }
+    }
+    let quiet = pull(true);
+    let err = stderr(&quiet);
+    assert!(!err.contains("retrying"), "-q printed retries:\n{err}");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "-q printed more than the error:\n{err}"
+    );
+    assert!(
+        err.contains(&url),
+        "the error does not name the URL:\n{err}"
+    );
 }

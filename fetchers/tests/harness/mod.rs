@@ -160,6 +160,7 @@ fn world_readable(path: &Path) -> Result<()> {
 
 /// nginx serving `root()` at `/`, and `/ipfs/CID?format=raw` as a trustless gateway from
 /// `root()/ipfs/CID` (406 without `format=raw`, as a gateway that cannot answer that format).
+/// Everything below `/e500/` answers 500 with `root()/e500.html` as the body (seed it).
 pub struct Nginx {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -236,6 +237,10 @@ http {{
         location /ipfs/ {{
             default_type application/vnd.ipld.raw;
             if ($arg_format != "raw") {{ return 406; }}
+        }}
+        location /e500/ {{
+            error_page 500 /e500.html;
+            return 500;
         }}
     }}
 }}
