@@ -650,3 +650,143 @@ fn a_mount_waits_for_a_command_holding_the_store() {
         String::from_utf8_lossy(&packed.stderr)
     );
 }
+
+/// Inodes of one mount in `ware --json daemon status`.
+fn mount_inodes(w: &Ware, mnt: &Path) -> u64 {
+    let st: serde_json::Value =
+        serde_json::from_str(&w.ok(["--json", "daemon", "status"])).unwrap();
+    st["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountpoint"].as_str() == mnt.to_str())
+        .and_then(|m| m["inodes"].as_u64())
+        .unwrap_or_else(|| panic!("no inode count for {}: {st}", mnt.display()))
+}
+
+/// A long-lived mount holds what the kernel holds, not everything ever looked up (#19 item
+/// 13): a walk of 3,000 entries grows the daemon's inode table; once the kernel drops its
+/// dentries and inodes it forgets them, and the table shrinks back; every file still reads
+/// right after (a new lookup makes a new inode). `--all` too, ware roots and names included.
+#[test]
+fn forgotten_inodes_leave_the_daemon() {
+    if !can_mount() {
+        return;
+    }
+    let w = Ware::new();
+    let src = w.path("src");
+    for d in 0..30 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f}")), format!("{d}/{f}\n")).unwrap();
+        }
+    }
+    std::fs::hard_link(src.join("d0/f0"), src.join("d0/hard")).unwrap();
+    let id = w.pack(&src);
+    for what in [id.as_str(), "--all"] {
+        let mnt = w.mount(what, if what == "--all" { "all" } else { "one" });
+        let top = if what == "--all" {
+            mnt.join(&id)
+        } else {
+            mnt.clone()
+        };
+        let base = mount_inodes(&w, &mnt);
+        let walk = || {
+            for d in 0..30 {
+                for f in 0..100 {
+                    let p = top.join(format!("d{d}/f{f}"));
+                    assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("{d}/{f}\n"));
+                }
+            }
+            assert_eq!(
+                std::fs::read_to_string(top.join("d0/hard")).unwrap(),
+                "0/0\n"
+            );
+            let _ = std::fs::read_dir(mnt.join("names")).map(|r| r.count());
+        };
+        walk();
+        let walked = mount_inodes(&w, &mnt);
+        assert!(
+            walked >= base + 3000,
+            "{what}: {base} inodes before the walk, {walked} after"
+        );
+        let dropped = wait_for(Duration::from_secs(20), || {
+            std::fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+            mount_inodes(&w, &mnt) < 100
+        });
+        assert!(
+            dropped,
+            "{what}: the kernel dropped its inodes but the mount still holds {}",
+            mount_inodes(&w, &mnt)
+        );
+        walk();
+        w.ok([OsStr::new("umount"), mnt.as_os_str()]);
+    }
+}
+
+/// A directory warehouse on a file system that hangs (here a ware mount whose daemon is
+/// stopped, as an NFS mount whose server went away) cannot hang a reader (#19 item 4): `ware
+/// pull` from it fails once `--read-deadline` passes, naming the warehouse, and ends.
+#[test]
+fn a_hung_file_system_under_a_directory_warehouse_is_bounded() {
+    if !can_mount() {
+        return;
+    }
+    let w = Ware::new();
+    let id = w.pack_files("t", &[("f", &noise(3, 1 << 20)), ("g", b"small")]);
+    let wh = w.path("wh");
+    w.ok(["push", &id, &format!("file://{}", wh.display())]);
+    // The warehouse, packed and mounted: reads of it are served by this store's daemon.
+    let wh_id = w.pack(&wh);
+    let mnt = w.mount(&wh_id, "wh-mnt");
+    let st: serde_json::Value =
+        serde_json::from_str(&w.ok(["--json", "daemon", "status"])).unwrap();
+    let pid = st["daemon"]["pid"].as_i64().unwrap().to_string();
+
+    let reader = Ware::new();
+    let url = format!("file://{}", mnt.display());
+    let mut ok = reader.command();
+    ok.args(["pull", &id, &url]);
+    let out = bounded(ok, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    /// Continues the stopped daemon however the test ends.
+    struct Cont(String);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+        }
+    }
+    let stopped = Ware::new();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cont = Cont(pid);
+    let mut c = stopped.command();
+    c.args(["--read-deadline", "2", "pull", &id, &url]);
+    let out = bounded(c, Duration::from_secs(60));
+    drop(cont);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a pull from a hung warehouse succeeded: {err}"
+    );
+    assert!(
+        err.contains(&url),
+        "the error does not name the warehouse: {err}"
+    );
+    assert!(
+        err.contains("timed out after 2s"),
+        "the error does not say the deadline passed: {err}"
+    );
+    w.ok([OsStr::new("umount"), mnt.as_os_str()]);
+}

@@ -50,6 +50,9 @@ pub struct MountInfo {
     pub allow_other: bool,
     /// Kept alive by a `ware mount --foreground` that is still attached.
     pub foreground: bool,
+    /// Inodes the mount holds now (filled in by `ware daemon status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inodes: Option<u64>,
 }
 
 /// One request to the daemon.

@@ -221,6 +221,25 @@ pub fn close_inherited_fds() -> io::Result<()> {
     Ok(())
 }
 
+/// Makes the C allocator give every allocation of `threshold` bytes or more its own mapping,
+/// returned to the system when freed, for a long-lived process. Setting it also stops glibc
+/// from raising the threshold after each free of such a block (its default), after which large
+/// short-lived buffers (a FUSE session's 16 MiB per thread, decompressed chunks) stay in the
+/// heap once freed: a daemon's resident memory then only grows. Call before starting threads.
+pub fn return_large_allocations(threshold: usize) {
+    let t = threshold.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, t) };
+}
+
+/// Gives the system back the free memory of the C allocator's heaps (glibc's malloc_trim):
+/// whole free pages inside them too, not only at their tops. For a long-lived process, after
+/// it freed a lot (a mount's tables at unmount).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Restores the default action of SIGPIPE (terminate), as command-line tools have it: a
 /// command whose reader went away (`ware stats | head -1`) ends quietly instead of failing on
 /// its next write. Rust ignores SIGPIPE by default; long-lived servers (the daemon) keep that.

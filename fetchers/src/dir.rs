@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -20,6 +20,12 @@ use crate::{Kind, Warehouse};
 const TMP_PREFIX: &str = ".tmp-";
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Reads of directory warehouses on their worker threads now, in this process.
+static READS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Past this many reads not back, the file system under a warehouse hangs (a dead NFS server):
+/// a new read fails at once instead of leaving one more thread stuck.
+const MAX_READS_IN_FLIGHT: usize = 64;
 
 /// A temporary file older than this was left by a put that was killed (a put writes its file
 /// in seconds and renames it at once): the first put into its directory removes it.
@@ -36,6 +42,9 @@ pub struct DirWarehouse {
     url: String,
     root: PathBuf,
     shared: bool,
+    /// Reads run on a worker thread and fail with [`Error::Timeout`] past this, so a file
+    /// system that hangs under the warehouse (NFS with its server gone) cannot hang a reader.
+    deadline: Option<Duration>,
     /// Directories whose stale temporaries this process has swept already.
     swept: Mutex<HashSet<PathBuf>>,
 }
@@ -54,8 +63,71 @@ impl DirWarehouse {
             url,
             root,
             shared: false,
+            deadline: None,
             swept: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Bounds every read (`get`, `get_range`, `exists`, `list`) by `deadline`.
+    pub fn deadline(mut self, deadline: Duration) -> DirWarehouse {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Runs the read `f` on a worker thread, waiting at most the deadline for it. A worker
+    /// stuck in the file system stays stuck (nothing can interrupt it) but holds nothing of the
+    /// caller's; at most [`MAX_READS_IN_FLIGHT`] can be out at once.
+    fn bounded<T: Send + 'static>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&DirWarehouse) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let Some(deadline) = self.deadline else {
+            return f(self);
+        };
+        let timeout = || Error::Timeout {
+            url: self.key_url(key),
+            deadline,
+        };
+        if READS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_READS_IN_FLIGHT {
+            READS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(
+                url = %self.url,
+                "{MAX_READS_IN_FLIGHT} reads of directory warehouses have not returned: \
+                 the file system under one hangs"
+            );
+            return Err(timeout());
+        }
+        let worker = DirWarehouse {
+            url: self.url.clone(),
+            root: self.root.clone(),
+            shared: self.shared,
+            deadline: None,
+            swept: Mutex::new(HashSet::new()),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("dir-read".into())
+            .spawn(move || {
+                let r = f(&worker);
+                READS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            READS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Io {
+                op: "start a read worker for",
+                path: self.root.display().to_string(),
+                source: e,
+            });
+        }
+        match rx.recv_timeout(deadline) {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(url = %self.key_url(key), ?deadline, "read of a directory warehouse did not return");
+                Err(timeout())
+            }
+        }
     }
 
     /// Makes what puts create readable by every user (0755 directories, 0644 files).
@@ -202,6 +274,33 @@ impl Warehouse for DirWarehouse {
     }
 
     fn get(&self, key: &str) -> Result<Bytes> {
+        let k = key.to_owned();
+        self.bounded(key, move |w| w.read_object(&k))
+    }
+
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let k = key.to_owned();
+        self.bounded(key, move |w| w.read_range(&k, range))
+    }
+
+    fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        self.write_object(key, data)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        let k = key.to_owned();
+        self.bounded(key, move |w| w.stat_object(&k))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = prefix.to_owned();
+        self.bounded(prefix, move |w| w.list_keys(&p))
+    }
+}
+
+/// The reads and writes themselves, unbounded (run on a worker by [`DirWarehouse::bounded`]).
+impl DirWarehouse {
+    fn read_object(&self, key: &str) -> Result<Bytes> {
         let (mut file, size) = self.open_object(key)?;
         let mut buf = Vec::with_capacity(size.min(1 << 30) as usize);
         file.read_to_end(&mut buf)
@@ -209,7 +308,7 @@ impl Warehouse for DirWarehouse {
         Ok(Bytes::from(buf))
     }
 
-    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+    fn read_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let path = self.path(key)?;
         let len = crate::key::range_len(&self.key_url(key), &range)?;
         let (mut file, size) = self.open_object(key)?;
@@ -232,7 +331,7 @@ impl Warehouse for DirWarehouse {
         Ok(Bytes::from(buf))
     }
 
-    fn put(&self, key: &str, data: Bytes) -> Result<()> {
+    fn write_object(&self, key: &str, data: Bytes) -> Result<()> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         self.create_dirs(&dir).map_err(|e| Error::Io {
@@ -268,7 +367,7 @@ impl Warehouse for DirWarehouse {
         })
     }
 
-    fn exists(&self, key: &str) -> Result<bool> {
+    fn stat_object(&self, key: &str) -> Result<bool> {
         let path = self.path(key)?;
         match fs::metadata(&path) {
             Ok(m) => Ok(m.is_file()),
@@ -279,7 +378,7 @@ impl Warehouse for DirWarehouse {
         }
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         validate_prefix(prefix)?;
         // Walk only the deepest directory the prefix names in full, then filter by the rest.
         let dir_part = match prefix.rfind('/') {

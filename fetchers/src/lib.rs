@@ -229,7 +229,11 @@ pub fn open(url: &str, opts: &FetchOptions) -> Result<Arc<dyn Warehouse>> {
             let path = parsed
                 .to_file_path()
                 .map_err(|()| invalid("not an absolute local path".into()))?;
-            Arc::new(DirWarehouse::new(path)?.shared(opts.shared))
+            Arc::new(
+                DirWarehouse::new(path)?
+                    .shared(opts.shared)
+                    .deadline(opts.deadline),
+            )
         }
         "http" | "https" => Arc::new(HttpWarehouse::new(inner(parsed.scheme())?, opts)?),
         "s3" => Arc::new(S3Warehouse::new(&parsed, opts)?),

@@ -6,6 +6,42 @@ use std::sync::Arc;
 
 use lru::LruCache;
 use parking_lot::Mutex;
+use ware_store::node::DirNode;
+use ware_store::{ChunkId, NodeId};
+
+/// The caches of decompressed chunks and decoded directory nodes, each bounded by bytes. Keys
+/// are content hashes, so one `Caches` can serve every mount of a process: what one mount
+/// decompressed serves the next, and the budgets bound the process, not each mount.
+pub struct Caches {
+    pub(crate) chunks: ByteLru<ChunkId, Vec<u8>>,
+    pub(crate) dirs: ByteLru<NodeId, DirNode>,
+}
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (chunks, dirs) = self.used();
+        f.debug_struct("Caches")
+            .field("chunk_bytes", &chunks)
+            .field("dir_bytes", &dirs)
+            .finish()
+    }
+}
+
+impl Caches {
+    /// Empty caches of at most `chunk_bytes` of decompressed chunks and `dir_bytes` of decoded
+    /// directory nodes (charged at twice their encoded size).
+    pub fn new(chunk_bytes: u64, dir_bytes: u64) -> Arc<Caches> {
+        Arc::new(Caches {
+            chunks: ByteLru::new(chunk_bytes),
+            dirs: ByteLru::new(dir_bytes),
+        })
+    }
+
+    /// Bytes held now: (chunks, directory nodes).
+    pub fn used(&self) -> (u64, u64) {
+        (self.chunks.used(), self.dirs.used())
+    }
+}
 
 /// A thread-safe LRU cache whose budget is a number of bytes: each value is charged a cost
 /// given on insert, and the least recently used values go when the total exceeds the budget.
@@ -55,7 +91,6 @@ impl<K: Hash + Eq + Clone, V> ByteLru<K, V> {
     }
 
     /// Bytes held now.
-    #[cfg(test)]
     pub fn used(&self) -> u64 {
         self.inner.lock().used
     }

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -84,11 +85,11 @@ fn reply_attr(reply: ReplyAttr, r: Result<(FileAttr, Duration), Errno>) {
 
 /// The filesystem as fuser sees it.
 pub(crate) struct WareFs {
-    core: Core,
+    core: Arc<Core>,
 }
 
 impl WareFs {
-    pub(crate) fn new(core: Core) -> Self {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
         WareFs { core }
     }
 }
@@ -117,6 +118,10 @@ impl Filesystem for WareFs {
             reply,
             run("lookup", || self.core.lookup(parent.0, name.as_bytes())),
         );
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.core.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -236,11 +241,19 @@ impl Filesystem for WareFs {
             self.core.readdir(ino.0, fh.0, offset, true, DIR_BATCH)
         }) {
             Ok(items) => {
-                for it in items {
+                let mut sent = 0;
+                for it in &items {
                     let Some((attr, ttl)) = it.attr else { break };
                     let name = OsStr::from_bytes(&it.name);
                     if reply.add(INodeNo(it.ino), it.next, name, &ttl, &attr, GEN) {
                         break;
+                    }
+                    sent += 1;
+                }
+                // What did not fit is not the kernel's: take back the lookups counted for it.
+                for it in &items[sent..] {
+                    if it.next > 2 {
+                        self.core.forget(it.ino, 1);
                     }
                 }
                 reply.ok()

@@ -57,6 +57,7 @@ mod tests;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use cache::Caches;
 pub use mount::{Mount, detach_unmount, is_dead, mount, ware_mounts};
 use ware_store::WareId;
 
@@ -102,8 +103,9 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// Threads serving requests (at least 1), so one slow read never stalls the others.
     pub threads: usize,
-    /// Bytes of decompressed chunks kept in memory (least recently used evicted first).
-    pub chunk_cache_bytes: u64,
+    /// The in-memory caches (decompressed chunks, decoded directories; least recently used
+    /// evicted first). Share one between mounts to bound them together.
+    pub caches: Arc<Caches>,
     /// Source name shown in /proc/self/mountinfo and `mount`.
     pub fsname: String,
     /// Honour setuid/setgid bits (off by default: `nosuid`).
@@ -129,7 +131,7 @@ impl Default for MountConfig {
         MountConfig {
             allow_other: false,
             threads: 4,
-            chunk_cache_bytes: 64 << 20,
+            caches: Caches::new(64 << 20, 32 << 20),
             fsname: "ware".into(),
             suid: false,
             dev: false,

@@ -22,6 +22,7 @@ const FSTYPE: &str = "fuse.ware";
 pub struct Mount {
     mountpoint: PathBuf,
     session: Option<BackgroundSession>,
+    core: Arc<Core>,
 }
 
 /// Mounts `root` read-only at `mountpoint`, served from `src`; returns once the mount is
@@ -64,7 +65,8 @@ pub fn mount(
     if !mp.is_dir() {
         return Err(bad("not a directory".into()));
     }
-    let core = Core::new(src, &root, root_entry, cfg.chunk_cache_bytes).with_owner(cfg.owner);
+    let core =
+        Arc::new(Core::new(src, &root, root_entry, cfg.caches.clone()).with_owner(cfg.owner));
 
     let mut options = vec![
         MountOption::FSName(cfg.fsname.replace([',', ' ', '\t', '\n', '\\'], "_")),
@@ -114,15 +116,16 @@ pub fn mount(
             opts.push("allow_other".into());
         }
         let fd = fusermount::mount(&mp, &opts.join(",")).map_err(mount_err)?;
-        fuser::Session::from_fd(WareFs::new(core), fd, config.acl, config)
+        fuser::Session::from_fd(WareFs::new(core.clone()), fd, config.acl, config)
             .and_then(|s| s.spawn())
             .map_err(mount_err)?
     } else {
-        fuser::spawn_mount(WareFs::new(core), &mp, &config).map_err(mount_err)?
+        fuser::spawn_mount(WareFs::new(core.clone()), &mp, &config).map_err(mount_err)?
     };
     let mount = Mount {
         mountpoint: mp.clone(),
         session: Some(session),
+        core,
     };
     let deadline = Instant::now() + cfg.mount_timeout;
     while !ware_mounts().contains(&mp) {
@@ -161,6 +164,11 @@ fn set_read_ahead(mp: &Path, kb: u32) {
 }
 
 impl Mount {
+    /// Inodes the mount holds now: about what the kernel holds (see `forget`), plus the roots.
+    pub fn inodes(&self) -> usize {
+        self.core.inode_count()
+    }
+
     /// Where it is mounted (canonical path).
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint

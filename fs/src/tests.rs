@@ -7,7 +7,7 @@ use ware_store::pack::{NoProgress, PackOptions, pack_dir};
 use ware_store::{BlockSource, ChunkId, MemStore, NodeId, Reader, WareId};
 
 use crate::core::{Core, Fault, LONG_TTL, Lookup, ROOT_INO, Xattr};
-use crate::{Catalog, MountRoot};
+use crate::{Caches, Catalog, MountRoot};
 
 /// Deterministic pseudo-random bytes (xorshift), so chunk boundaries vary.
 pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
@@ -77,7 +77,12 @@ fn make() -> Tree {
 
 fn core_over(src: Arc<dyn BlockSource>, id: WareId) -> Core {
     let root = Reader::new(&*src).root(&id).unwrap();
-    Core::new(src, &MountRoot::Ware(id), Some(root), 8 << 20)
+    Core::new(
+        src,
+        &MountRoot::Ware(id),
+        Some(root),
+        Caches::new(8 << 20, 1 << 20),
+    )
 }
 
 fn ino(core: &Core, parent: u64, name: &str) -> u64 {
@@ -318,7 +323,7 @@ fn whole_store_mount_shows_ids_and_names() {
         t.store.clone(),
         &MountRoot::All(catalog.clone()),
         None,
-        1 << 20,
+        Caches::new(1 << 20, 1 << 20),
     );
 
     let (fh, cacheable) = core.opendir(ROOT_INO).unwrap();
@@ -395,7 +400,12 @@ fn nothing_but_the_root_is_read_at_start() {
     let t = build();
     let src = Arc::new(Counting(t.store.clone(), Default::default()));
     let root = Reader::new(&*src).root(&t.id).unwrap();
-    let core = Core::new(src.clone(), &MountRoot::Ware(t.id), Some(root), 1 << 20);
+    let core = Core::new(
+        src.clone(),
+        &MountRoot::Ware(t.id),
+        Some(root),
+        Caches::new(1 << 20, 1 << 20),
+    );
     assert_eq!(src.1.load(std::sync::atomic::Ordering::SeqCst), 1);
     core.getattr(ROOT_INO).unwrap();
     assert_eq!(src.1.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -524,4 +534,40 @@ fn fifos_and_devices_keep_their_kind() {
     let core = core_over(store, id);
     let (attr, _) = core.getattr(ino(&core, ROOT_INO, "fifo")).unwrap();
     assert_eq!((attr.kind, attr.perm), (fuser::FileType::NamedPipe, 0o640));
+}
+
+/// Lookups count, forgets take them back, and at zero an inode goes: a later lookup makes a
+/// new one, with the same contents. A hardlinked file is one inode under both names, counted
+/// once per lookup of either. The root is never forgotten.
+#[test]
+fn forgotten_inodes_go_and_come_back_as_new_ones() {
+    let t = build();
+    let core = core_over(t.store.clone(), t.id);
+    let base = core.inode_count();
+    let small = ino(&core, ROOT_INO, "small");
+    assert_eq!(ino(&core, ROOT_INO, "small"), small);
+    assert_eq!(core.inode_count(), base + 1);
+    core.forget(small, 1);
+    assert_eq!(core.inode_count(), base + 1, "one lookup is still held");
+    core.forget(small, 1);
+    assert_eq!(core.inode_count(), base);
+    let again = ino(&core, ROOT_INO, "small");
+    assert_ne!(again, small, "a forgotten inode number came back");
+    assert_eq!(read_all(&core, again, 4096), b"hello\n");
+
+    let sub = ino(&core, ROOT_INO, "sub");
+    let other = ino(&core, sub, "other");
+    let link2 = ino(&core, ROOT_INO, "link2");
+    assert_eq!(other, link2, "hardlinks share an inode");
+    core.forget(other, 1);
+    assert_eq!(
+        ino(&core, ROOT_INO, "link2"),
+        link2,
+        "one lookup of the pair remains"
+    );
+    core.forget(link2, 2);
+    assert_ne!(ino(&core, sub, "other"), other);
+
+    core.forget(ROOT_INO, 1_000);
+    assert!(core.getattr(ROOT_INO).is_ok(), "the root was forgotten");
 }

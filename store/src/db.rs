@@ -86,9 +86,32 @@ pub(crate) fn db_err(e: rocksdb::Error) -> Error {
     Error::Db(e.into_string())
 }
 
+/// Memory RocksDB may use, bounded for the whole database (a long-lived daemon keeps it open):
+/// all memtables together, and one block cache shared by every column family (RocksDB would
+/// otherwise give each its own 32 MiB cache).
+pub const MEMTABLES_BYTES: usize = 128 << 20;
+/// See [`MEMTABLES_BYTES`].
+pub const BLOCK_CACHE_BYTES: usize = 32 << 20;
+
+fn block_cache() -> &'static rocksdb::Cache {
+    static CACHE: std::sync::OnceLock<rocksdb::Cache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES))
+}
+
+/// Table options on the shared block cache, with or without a bloom filter.
+fn table_options(bloom: bool) -> BlockBasedOptions {
+    let mut t = BlockBasedOptions::default();
+    t.set_block_cache(block_cache());
+    if bloom {
+        t.set_bloom_filter(10.0, false);
+    }
+    t
+}
+
 fn cf_options() -> Options {
     let mut o = Options::default();
     o.set_write_buffer_size(64 << 20);
+    o.set_block_based_table_factory(&table_options(false));
     o
 }
 
@@ -171,14 +194,14 @@ impl Store {
         opts.set_keep_log_file_num(3);
         opts.set_log_level(rocksdb::LogLevel::Warn);
         opts.set_max_total_wal_size(512 << 20);
+        opts.set_db_write_buffer_size(MEMTABLES_BYTES);
 
         let mut chunks = cf_options();
         chunks.set_compression_type(DBCompressionType::None);
         chunks.set_enable_blob_files(true);
         chunks.set_min_blob_size(1024);
         chunks.set_blob_compression_type(DBCompressionType::None);
-        let mut bloom = BlockBasedOptions::default();
-        bloom.set_bloom_filter(10.0, false);
+        let bloom = table_options(true);
         let mut chunk_meta = cf_options();
         chunk_meta.set_block_based_table_factory(&bloom);
         let mut nodes = cf_options();

@@ -433,3 +433,28 @@ pub fn assert_same(a: &BTreeMap<Vec<u8>, Seen>, b: &BTreeMap<Vec<u8>, Seen>) {
             .join("\n")
     );
 }
+
+/// Runs `cmd`, killing it if it has not ended within `limit` (a hang is a failure, not a stuck
+/// suite).
+pub fn bounded(mut cmd: std::process::Command, limit: std::time::Duration) -> std::process::Output {
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("{cmd:?} hangs: still running after {limit:?}");
+        }
+    }
+}

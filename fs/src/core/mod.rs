@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use parking_lot::{Mutex, RwLock};
-use ware_store::node::{DirNode, Entry, Kind};
-use ware_store::{BlockSource, ChunkId, Cid, ForeignTree, NodeId, Reader, WareId};
+use ware_store::node::{Entry, Kind};
+use ware_store::{BlockSource, ChunkId, Cid, ForeignTree, Reader, WareId};
 
-use crate::cache::ByteLru;
+use crate::cache::Caches;
 use crate::{Catalog, MountRoot};
 
 mod nodes;
@@ -29,8 +29,6 @@ pub(crate) const SHORT_TTL: Duration = Duration::from_secs(1);
 const BLOCK: u32 = 4096;
 /// The directory of names in an `--all` mount.
 const NAMES: &[u8] = b"names";
-/// Budget of the decoded directory node cache, in encoded bytes.
-const DIR_CACHE_BYTES: u64 = 32 << 20;
 
 /// How far ahead of a read (or from the start of an opened file) the source is told to
 /// prefetch.
@@ -197,30 +195,127 @@ enum Handle {
     Dir(Arc<Listing>),
 }
 
+/// An inode and the number of lookups the kernel holds on it.
+struct Slot {
+    node: Arc<Node>,
+    lookups: u64,
+}
+
+/// The inodes the kernel may name. Each lookup the kernel is told of (a found entry, an entry
+/// of readdirplus) counts; a `forget` takes its count back, and at zero the inode goes (a
+/// later lookup makes a new one), so a long-lived mount holds about what the kernel holds,
+/// not everything ever looked up. The roots are never forgotten.
 #[derive(Default)]
 struct Inodes {
-    /// Inode `n` is `nodes[n - 1]`.
-    nodes: Vec<Arc<Node>>,
+    nodes: HashMap<u64, Slot>,
+    /// The last inode number given (numbers are never reused).
+    last: u64,
+    /// Inodes up to this one stay: the root, and `names/` of an `--all` mount.
+    pinned: u64,
     by_name: HashMap<(u64, Vec<u8>), u64>,
     /// (ware root inode, hardlink group) → inode.
     by_link: HashMap<(u64, u64), u64>,
 }
 
+/// Where an inode is indexed for interning.
+enum IndexKey {
+    Name((u64, Vec<u8>)),
+    Link((u64, u64)),
+}
+
 impl Inodes {
     fn push(&mut self, parent: u64, name: Vec<u8>, kind: NodeKind) -> Arc<Node> {
-        let ino = self.nodes.len() as u64 + 1;
+        self.last += 1;
+        let ino = self.last;
         let node = Arc::new(Node {
             ino,
             parent: if parent == 0 { ino } else { parent },
             name,
             kind,
         });
-        self.nodes.push(node.clone());
+        self.nodes.insert(
+            ino,
+            Slot {
+                node: node.clone(),
+                lookups: 0,
+            },
+        );
         node
     }
     fn get(&self, ino: u64) -> Option<Arc<Node>> {
-        let i = usize::try_from(ino.checked_sub(1)?).ok()?;
-        self.nodes.get(i).cloned()
+        self.nodes.get(&ino).map(|s| s.node.clone())
+    }
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The key `node` is interned under (none for the roots).
+    fn index_key(node: &Node) -> Option<IndexKey> {
+        match &node.kind {
+            NodeKind::AllRoot | NodeKind::NamesDir => None,
+            NodeKind::NameLink(target) => {
+                let mut k = node.name.clone();
+                k.push(0);
+                k.extend_from_slice(target.to_string().as_bytes());
+                Some(IndexKey::Name((node.parent, k)))
+            }
+            NodeKind::Ware { ware, entry, .. } => match (entry.kind, entry.hardlink) {
+                (Kind::File, Some(g)) => Some(IndexKey::Link((ware.root_ino, g))),
+                _ if node.parent == node.ino => None,
+                _ => Some(IndexKey::Name((node.parent, node.name.clone()))),
+            },
+        }
+    }
+
+    /// The kernel was told of `node` once more. A node forgotten meanwhile (between the lookup
+    /// that found it and now) comes back under its number.
+    fn looked_up(&mut self, node: &Arc<Node>) {
+        if let Some(s) = self.nodes.get_mut(&node.ino) {
+            s.lookups += 1;
+            return;
+        }
+        self.nodes.insert(
+            node.ino,
+            Slot {
+                node: node.clone(),
+                lookups: 1,
+            },
+        );
+        match Self::index_key(node) {
+            Some(IndexKey::Name(k)) => {
+                self.by_name.entry(k).or_insert(node.ino);
+            }
+            Some(IndexKey::Link(k)) => {
+                self.by_link.entry(k).or_insert(node.ino);
+            }
+            None => {}
+        }
+    }
+
+    /// The kernel dropped `n` of its lookups of `ino`.
+    fn forget(&mut self, ino: u64, n: u64) {
+        if ino <= self.pinned {
+            return;
+        }
+        let Some(s) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        s.lookups = s.lookups.saturating_sub(n);
+        if s.lookups > 0 {
+            return;
+        }
+        let Some(s) = self.nodes.remove(&ino) else {
+            return;
+        };
+        match Self::index_key(&s.node) {
+            Some(IndexKey::Name(k)) if self.by_name.get(&k) == Some(&ino) => {
+                self.by_name.remove(&k);
+            }
+            Some(IndexKey::Link(k)) if self.by_link.get(&k) == Some(&ino) => {
+                self.by_link.remove(&k);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -231,10 +326,10 @@ pub(crate) struct Core {
     inodes: RwLock<Inodes>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
-    chunks: ByteLru<ChunkId, Vec<u8>>,
+    /// Decompressed chunks and decoded directories, perhaps shared with other mounts.
+    caches: Arc<Caches>,
     /// Chunks being fetched now, so concurrent readers of one chunk share a fetch.
     inflight: Mutex<HashMap<ChunkId, Arc<Flight>>>,
-    dirs: ByteLru<NodeId, DirNode>,
     started: SystemTime,
     /// Every entry shown as owned by this uid and gid ([`crate::MountConfig::owner`]).
     owner: Option<(u32, u32)>,
@@ -278,7 +373,7 @@ impl Core {
         src: Arc<dyn BlockSource>,
         root: &MountRoot,
         root_entry: Option<Entry>,
-        chunk_cache_bytes: u64,
+        caches: Arc<Caches>,
     ) -> Self {
         let mut inodes = Inodes::default();
         let catalog = match root {
@@ -297,12 +392,14 @@ impl Core {
                     links: Mutex::new(None),
                 });
                 inodes.push(0, Vec::new(), ware_kind(ware, entry));
+                inodes.pinned = ROOT_INO;
                 None
             }
             MountRoot::All(catalog) => {
                 inodes.push(0, Vec::new(), NodeKind::AllRoot);
                 let names = inodes.push(ROOT_INO, NAMES.to_vec(), NodeKind::NamesDir);
                 inodes.by_name.insert((ROOT_INO, NAMES.to_vec()), names.ino);
+                inodes.pinned = names.ino;
                 Some(catalog.clone())
             }
         };
@@ -312,9 +409,8 @@ impl Core {
             inodes: RwLock::new(inodes),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            chunks: ByteLru::new(chunk_cache_bytes),
+            caches,
             inflight: Mutex::new(HashMap::new()),
-            dirs: ByteLru::new(DIR_CACHE_BYTES),
             started: SystemTime::now(),
             owner: None,
         }
@@ -442,7 +538,7 @@ impl Core {
         if let Some(node) = inodes.by_name.get(&key).and_then(|&i| inodes.get(i)) {
             return Ok(node);
         }
-        let ino = inodes.nodes.len() as u64 + 1;
+        let ino = inodes.last + 1;
         let ware = Arc::new(WareCtx {
             id: *id,
             foreign,
@@ -604,11 +700,22 @@ impl Core {
             }
         };
         let (attr, attr_ttl) = self.attr(&node)?;
+        self.inodes.write().looked_up(&node);
         Ok(Lookup::Found {
             attr,
             attr_ttl,
             entry_ttl,
         })
+    }
+
+    /// The kernel dropped `n` lookups of `ino` (FUSE forget).
+    pub(crate) fn forget(&self, ino: u64, n: u64) {
+        self.inodes.write().forget(ino, n);
+    }
+
+    /// Inodes held now.
+    pub(crate) fn inode_count(&self) -> usize {
+        self.inodes.read().len()
     }
 
     pub(crate) fn getattr(&self, ino: u64) -> R<(FileAttr, Duration)> {
@@ -867,6 +974,11 @@ impl Core {
             };
             if let Some((node, name)) = item {
                 let attr = if plus { Some(self.attr(&node)?) } else { None };
+                // The kernel counts a lookup for each readdirplus entry but `.` and `..`
+                // (the adapter forgets the ones that did not fit in its reply).
+                if plus && i >= 2 {
+                    self.inodes.write().looked_up(&node);
+                }
                 let kind = match &node.kind {
                     NodeKind::AllRoot | NodeKind::NamesDir => FileType::Directory,
                     NodeKind::NameLink(_) => FileType::Symlink,
@@ -924,7 +1036,7 @@ impl Core {
 
     pub(crate) fn statfs(&self) -> Statfs {
         Statfs {
-            files: self.inodes.read().nodes.len() as u64,
+            files: self.inodes.read().len() as u64,
             bsize: BLOCK,
             namelen: ware_store::node::NAME_MAX as u32,
         }

@@ -42,13 +42,15 @@ impl ChunkMap {
 /// Directory and file nodes, through the decoded-node cache.
 impl Core {
     fn dir_node(&self, id: &NodeId) -> Result<Arc<DirNode>, ware_store::Error> {
-        if let Some(n) = self.dirs.get(id) {
+        if let Some(n) = self.caches.dirs.get(id) {
             return Ok(n);
         }
         let bytes = self.src.node(id)?;
         let node = Arc::new(DirNode::decode(id, &bytes)?);
         // Decoded entries take a few times their encoded size; charge twice the bytes.
-        self.dirs.insert(*id, node.clone(), 2 * bytes.len() as u64);
+        self.caches
+            .dirs
+            .insert(*id, node.clone(), 2 * bytes.len() as u64);
         Ok(node)
     }
 
@@ -117,14 +119,14 @@ impl Core {
         let id = c
             .id()
             .map_err(|e| ware_fault(&ware.id, &self.path(node), "bad chunk reference", &e))?;
-        if let Some(d) = self.chunks.get(&id) {
+        if let Some(d) = self.caches.chunks.get(&id) {
             return Ok(d);
         }
         let (flight, leader) = {
             let mut inflight = self.inflight.lock();
             // Again, under the lock: a flight that landed between the look above and here put
             // its chunk in the cache before it left `inflight`, so this is not a second fetch.
-            if let Some(d) = self.chunks.get(&id) {
+            if let Some(d) = self.caches.chunks.get(&id) {
                 return Ok(d);
             }
             match inflight.get(&id) {
@@ -173,7 +175,7 @@ impl Core {
         }
         let len = data.len() as u64;
         let data = Arc::new(data);
-        self.chunks.insert(id, data.clone(), len);
+        self.caches.chunks.insert(id, data.clone(), len);
         Ok(data)
     }
 }
