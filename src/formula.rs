@@ -468,7 +468,7 @@ impl Formula {
                 })
                 .collect(),
         };
-        Ok(ware_store::id::cbor_id(&r)?.0)
+        Ok(ware_store::verify::cbor_id(&r)?.0)
     }
 }
 

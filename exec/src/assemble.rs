@@ -5,9 +5,9 @@
 
 use libc::{c_char, c_int};
 
-use crate::child::{ChildFds, Ctx, Fail, Step, parent_alive, rc};
 use crate::plan::{Mode, Plan};
-use crate::sys::{self, SysResult};
+use crate::report::{ChildFds, Ctx, Fail, Step, parent_alive};
+use crate::sys::{self, SysResult, rc};
 
 /// Builds the sandbox; returns a descriptor of the new root's overlay mount.
 pub(crate) fn setup(plan: &Plan, fds: &ChildFds) -> Result<c_int, Fail> {

@@ -22,12 +22,14 @@
 //! - This crate is the owner of `unsafe` for processes, namespaces and mounts; each block says
 //!   why it is sound (`// SAFETY:`). It depends on no internal crate.
 #![deny(missing_docs)]
+#![allow(unsafe_code)] // the crate that owns unsafe for processes, namespaces and mounts
 
 mod assemble;
 mod cgroup;
 mod child;
 mod error;
 mod plan;
+mod report;
 mod runc;
 mod spawn;
 mod sys;
@@ -283,11 +285,8 @@ mod tests {
             assert!(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
             close_inherited_fds().unwrap();
             // SAFETY: as above.
-            assert_eq!(
-                unsafe { libc::fcntl(fd, libc::F_GETFD) },
-                -1,
-                "fd {fd} still open"
-            );
+            let after = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert_eq!(after, -1, "fd {fd} still open");
             return;
         }
         let exe = std::env::current_exe().unwrap();

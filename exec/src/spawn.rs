@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cgroup::Cgroup;
-use crate::child::{self, ChildFds, REPORT_FAILURE, REPORT_LEN, REPORT_STATUS, Step};
+use crate::child;
 use crate::plan::{ExecPlan, Mode, Plan, euid_egid};
+use crate::report::{ChildFds, REPORT_FAILURE, REPORT_LEN, REPORT_STATUS, Step};
 use crate::{ExecError, ExecutorKind, Job, JobStatus, Outcome};
 
 /// Inits of running jobs.

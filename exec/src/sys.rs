@@ -63,7 +63,8 @@ fn check(r: c_long) -> SysResult<c_int> {
     if r < 0 { Err(errno()) } else { Ok(r as c_int) }
 }
 
-fn check_int(r: c_int) -> SysResult<c_int> {
+/// A libc return value as a result: negative is the errno.
+pub(crate) fn rc(r: c_int) -> SysResult<c_int> {
     if r < 0 { Err(errno()) } else { Ok(r) }
 }
 
@@ -161,7 +162,7 @@ fn statx_root(mask: c_uint) -> SysResult<libc::statx> {
     // SAFETY: an all-zero statx is a valid value; the kernel fills it.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: a static path and a buffer we own.
-    check_int(unsafe { libc::statx(libc::AT_FDCWD, c"/".as_ptr(), 0, mask, &mut st) })?;
+    rc(unsafe { libc::statx(libc::AT_FDCWD, c"/".as_ptr(), 0, mask, &mut st) })?;
     Ok(st)
 }
 
@@ -285,7 +286,7 @@ pub(crate) fn close(fd: c_int) {
 /// mkdirat(2); an existing entry is not an error (the caller opens it next and finds out).
 pub(crate) fn mkdir_at(dirfd: c_int, name: *const c_char, mode: libc::mode_t) -> SysResult<()> {
     // SAFETY: `name` is NUL-terminated.
-    match check_int(unsafe { libc::mkdirat(dirfd, name, mode) }) {
+    match rc(unsafe { libc::mkdirat(dirfd, name, mode) }) {
         Ok(_) | Err(libc::EEXIST) => Ok(()),
         Err(e) => Err(e),
     }
@@ -295,7 +296,7 @@ pub(crate) fn mkdir_at(dirfd: c_int, name: *const c_char, mode: libc::mode_t) ->
 pub(crate) fn mkfile_at(dirfd: c_int, name: *const c_char) -> SysResult<()> {
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: `name` is NUL-terminated.
-    match check_int(unsafe { libc::openat(dirfd, name, flags, 0o644) }) {
+    match rc(unsafe { libc::openat(dirfd, name, flags, 0o644) }) {
         Ok(fd) => {
             close(fd);
             Ok(())
@@ -325,7 +326,7 @@ pub(crate) fn write_all(fd: c_int, mut buf: &[u8]) -> SysResult<()> {
 /// Opens `path` for writing and writes `data` to it (procfs and cgroupfs files).
 pub(crate) fn write_file(path: *const c_char, data: &[u8]) -> SysResult<()> {
     // SAFETY: `path` is NUL-terminated.
-    let fd = check_int(unsafe { libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    let fd = rc(unsafe { libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC) })?;
     let r = write_all(fd, data);
     close(fd);
     r

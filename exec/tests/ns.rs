@@ -1,4 +1,5 @@
 //! The ns executor's isolation and containment, on the real minbase rootfs, as root.
+#![allow(unsafe_code)] // system calls to set up and check what the test needs
 
 mod common;
 

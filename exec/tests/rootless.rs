@@ -1,5 +1,6 @@
 //! The ns executor called by an unprivileged user (uid 65534): a user namespace maps the
 //! caller to the job's uid, and the overlay, /proc, /dev and binds still work.
+#![allow(unsafe_code)] // system calls to set up and check what the test needs
 
 mod common;
 

@@ -79,6 +79,7 @@ mod error;
 mod http;
 mod ipfs;
 mod key;
+mod local;
 mod options;
 pub mod read_through;
 mod runtime;

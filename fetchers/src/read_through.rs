@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use ware_store::bundle::{PackEntry, pack_key};
 use ware_store::chunk::{decode_chunk, encode_chunk};
-use ware_store::{BlockSink, BlockSource, ChunkId, NodeId, WareId};
+use ware_store::{BlockSource, ChunkId, NodeId, WareId};
 
 use crate::transfer::{check_warehouse, fetch_index, fetch_manifest, named_by_manifest};
 use crate::{Kind, Warehouse};
@@ -43,9 +43,7 @@ pub const READ_WINDOW: u64 = 256 << 10;
 /// Largest request of a prefetch (hinted chunks back to back in one pack).
 pub const PREFETCH_SPAN: u64 = 1 << 20;
 
-/// The local store as the read-through source needs it.
-pub trait LocalCache: BlockSource + BlockSink {}
-impl<T: BlockSource + BlockSink> LocalCache for T {}
+pub use crate::local::LocalCache;
 
 /// Pack indexes fetched at once when a ware's metadata is fetched (each is a round trip).
 const INDEX_FETCHERS: usize = 8;

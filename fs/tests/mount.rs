@@ -4,6 +4,7 @@
 //! They need root and /dev/fuse: without them each test prints why and returns, except under
 //! CI (`CI=true`), where that is a failure. Every mount is held by a `Mount`, whose drop
 //! unmounts even when an assertion fails.
+#![allow(unsafe_code)] // system calls to set up and check what the test needs
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;

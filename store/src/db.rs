@@ -29,8 +29,9 @@ use rocksdb::{
 
 use crate::chunk::decode_chunk;
 use crate::error::{Error, Result};
-use crate::id::{ChunkId, NodeId, WareId, verify_block};
+use crate::id::{ChunkId, NodeId, WareId};
 use crate::source::{BlockSink, BlockSource, WareRecord};
+use crate::verify::verify_block;
 
 /// The store format this code reads and writes.
 pub const STORE_FORMAT: &str = "warefs-store/1";

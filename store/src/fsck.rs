@@ -167,7 +167,7 @@ fn check(store: &Store, progress: &dyn Progress) -> Result<FsckReport> {
         match multihash::Multihash::<64>::from_bytes(&k) {
             Ok(mh) => {
                 let cid = cid::Cid::new_v1(crate::id::RAW, mh);
-                if let Err(e) = crate::id::verify_block(&cid, &v) {
+                if let Err(e) = crate::verify::verify_block(&cid, &v) {
                     push_limited(&mut r.corrupt, e.to_string());
                 }
             }

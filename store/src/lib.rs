@@ -25,6 +25,7 @@ pub mod pack;
 pub mod source;
 pub mod tree;
 pub mod unpack;
+pub mod verify;
 
 #[cfg(feature = "rocksdb")]
 pub mod db;

@@ -10,7 +10,8 @@ use std::sync::RwLock;
 use crate::chunk::decode_chunk;
 use crate::error::{Error, Result};
 use crate::foreign::ForeignTree;
-use crate::id::{ChunkId, NodeId, WareId, verify_block};
+use crate::id::{ChunkId, NodeId, WareId};
+use crate::verify::verify_block;
 use cid::Cid;
 
 /// Reads nodes and chunks, verified against their IDs.
@@ -28,7 +29,7 @@ pub trait BlockSource: Send + Sync {
     /// now, in the background; it never blocks and never fails. Local sources ignore it.
     fn prefetch(&self, _ids: &[ChunkId]) {}
     /// A foreign (IPFS) block by its CID, verified against the CID's multihash
-    /// ([`crate::id::verify_block`]). Sources that hold none answer [`Error::NotFound`].
+    /// ([`crate::verify::verify_block`]). Sources that hold none answer [`Error::NotFound`].
     fn block(&self, cid: &Cid) -> Result<Vec<u8>> {
         Err(Error::NotFound {
             what: "block",

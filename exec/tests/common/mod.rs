@@ -1,5 +1,6 @@
 //! Shared helpers: skip rules, a job on the minbase rootfs, output directories.
 #![allow(dead_code)]
+#![allow(unsafe_code)] // system calls to set up and check what the test needs
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;

@@ -39,7 +39,7 @@ use cid::Cid;
 use ware_store::node::{Entry, Kind, NAME_MAX, TARGET_MAX};
 use ware_store::{Error, ForeignTree, Result};
 
-use crate::read_through::LocalCache;
+use crate::local::LocalCache;
 use crate::{DAG_PB, Kind as WhKind, RAW, Warehouse};
 use decode::{DataType, Link, Node};
 
