@@ -1,0 +1,78 @@
+use super::*;
+use crate::daemon;
+
+#[derive(Subcommand)]
+pub enum DaemonCommand {
+    /// Run the daemon in the foreground (commands start it on demand; this is for service
+    /// managers and debugging). It logs to STORE/daemon.log.
+    Run {
+        /// Exit after this many seconds without mounts or clients.
+        #[arg(long, default_value = "60", value_name = "SECONDS")]
+        idle_timeout: u64,
+    },
+    /// Show whether the store's daemon runs, its pid and its mounts.
+    Status,
+    /// Unmount everything and stop the store's daemon.
+    Stop,
+}
+
+pub(crate) fn daemon(cli: &Cli, cmd: &DaemonCommand) -> Result<()> {
+    match cmd {
+        DaemonCommand::Run { idle_timeout } => {
+            daemon::run(&store_dir(cli), Duration::from_secs(*idle_timeout))?;
+        }
+        DaemonCommand::Status => match client::running_daemon(&store_dir(cli)) {
+            Some(d) => {
+                let ping = d.ping()?;
+                let mounts = d.mounts()?;
+                if cli.json {
+                    print_json(&json!({"running": true, "daemon": ping, "mounts": mounts}))?;
+                } else {
+                    println!("daemon running, pid {}", ping["pid"]);
+                    for m in mounts {
+                        let what = match m.what {
+                            MountWhat::Ware(id) => id.to_string(),
+                            MountWhat::All => "--all".to_string(),
+                            MountWhat::Unixfs(cid) => cid,
+                        };
+                        println!("{} {what}", m.mountpoint.display());
+                    }
+                }
+            }
+            None => {
+                if cli.json {
+                    print_json(&json!({"running": false}))?;
+                } else {
+                    println!("no daemon running for this store");
+                }
+            }
+        },
+        DaemonCommand::Stop => {
+            if let Some(d) = client::running_daemon(&store_dir(cli)) {
+                let pid = d.ping()?["pid"].as_u64().unwrap_or(0);
+                d.shutdown()?;
+                // Its mounts are gone once the process is.
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while process_alive(pid) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                anyhow::ensure!(
+                    !process_alive(pid),
+                    "the daemon (pid {pid}) is still running 15 s after it was asked to stop"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True while a process runs (a zombie has finished: only its parent's wait is left).
+pub(crate) fn process_alive(pid: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}

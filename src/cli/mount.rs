@@ -1,0 +1,145 @@
+use super::*;
+
+/// Mount a ware (by ID or name) read-only at MNT, or with `--all` the whole store.
+///
+/// Nothing is read until a program looks: the mount is ready at once, whatever the size of
+/// the ware, and every byte served is checked against its hash (a damaged chunk reads as
+/// EIO, never as wrong bytes). The store's daemon serves the mount and is started if none
+/// runs; the command returns once the mount is live. Mounted ro,nosuid,nodev.
+///
+/// With `--all`, `MNT/<id>/` shows any ware of the store on first lookup (a listing of MNT
+/// shows the store's wares) and `MNT/names/<name>` is a symlink to the ware a name points
+/// at.
+#[derive(Args)]
+#[command(
+    override_usage = "ware mount [OPTIONS] ID|NAME MNT\n       ware mount [OPTIONS] --all MNT"
+)]
+pub struct Mount {
+    /// `ID|NAME MNT`, or only `MNT` with `--all`. MNT is an existing directory.
+    #[arg(required = true, num_args = 1..=2, value_name = "ID|NAME MNT")]
+    pub args: Vec<OsString>,
+    /// Mount the whole store: every ware as MNT/<id>, every name as MNT/names/<name>.
+    #[arg(long)]
+    pub all: bool,
+    /// Let other users and other namespaces read the mount (permissions are then checked
+    /// by the kernel against each entry's mode and owner: a 0600 file stays private).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Stay attached: the mount lasts until this command ends (Ctrl-C unmounts).
+    #[arg(long)]
+    pub foreground: bool,
+    /// Mount over a directory that is not empty (its contents are hidden while mounted).
+    /// Without it such a mountpoint is refused, as fusermount does.
+    #[arg(long)]
+    pub nonempty: bool,
+}
+
+/// Unmount a ware mount (also one whose daemon died).
+///
+/// A mount in use (an open file, a shell's working directory) is left in place with an
+/// error, after waiting up to 2 s for a passing user; `--lazy` detaches it at once and it
+/// ends when its last user lets go.
+#[derive(Args)]
+pub struct Umount {
+    /// The mountpoint.
+    pub mountpoint: PathBuf,
+    /// Detach even when busy.
+    #[arg(long)]
+    pub lazy: bool,
+}
+
+pub(crate) fn mount(cli: &Cli, a: &Mount) -> Result<()> {
+    let Mount {
+        args,
+        all,
+        allow_other,
+        foreground,
+        nonempty,
+    } = a;
+    let (id, mountpoint) = match (args.as_slice(), *all) {
+        ([mnt], true) => (None, PathBuf::from(mnt)),
+        ([id, mnt], false) => (
+            Some(id.to_str().ok_or_else(|| {
+                usage(&format!(
+                    "{}: a ware ID or name is ASCII",
+                    safe(id.as_encoded_bytes())
+                ))
+            })?),
+            PathBuf::from(mnt),
+        ),
+        (_, true) => return Err(usage("ware mount --all takes only the mountpoint")),
+        (_, false) => {
+            return Err(usage("ware mount takes a ware ID or name and a mountpoint"));
+        }
+    };
+    let mountpoint = &mountpoint;
+    let mnt = std::fs::canonicalize(mountpoint)
+        .with_context(|| format!("{}: cannot mount there", mountpoint.display()))?;
+    anyhow::ensure!(
+        mnt.is_dir(),
+        "{}: the mountpoint must be a directory",
+        mountpoint.display()
+    );
+    // A mount over files hides them until it goes: only when asked. (A ware mounted
+    // there already, live or dead, is the daemon's to judge.)
+    if !*nonempty
+        && !ware_fs::ware_mounts().contains(&mnt)
+        && std::fs::read_dir(&mnt).is_ok_and(|mut d| d.next().is_some())
+    {
+        anyhow::bail!(
+            "{}: the mountpoint is not empty; mounting would hide what it holds (--nonempty to mount over it)",
+            mountpoint.display()
+        );
+    }
+    let daemon = client::ensure_daemon(&store_dir(cli), None)?;
+    let what = match id {
+        Some(id) => match id.parse::<ware_fetchers::Cid>() {
+            Ok(cid) if ware_fetchers::unixfs::is_unixfs_cid(&cid) => {
+                MountWhat::Unixfs(id.to_string())
+            }
+            _ => MountWhat::Ware(resolve_ware(id, &daemon)?),
+        },
+        None => MountWhat::All,
+    };
+    let quiet = cli.quiet;
+    let remote = remote_options(cli);
+    let info = daemon.mount(what, &mnt, *allow_other, *foreground, &remote, &mut || {
+        if !quiet {
+            eprintln!("ware: mounted on {}; Ctrl-C unmounts", mnt.display());
+        }
+    })?;
+    if cli.json {
+        print_json(&serde_json::to_value(&info)?)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn umount(cli: &Cli, a: &Umount) -> Result<()> {
+    let Umount { mountpoint, lazy } = a;
+    // Mounts are known by canonical path; a dead one cannot be resolved itself, but
+    // its parent can.
+    let abs = std::path::absolute(mountpoint)?;
+    let mnt = match std::fs::canonicalize(&abs) {
+        Ok(p) => p,
+        Err(_) => match (abs.parent().map(std::fs::canonicalize), abs.file_name()) {
+            (Some(Ok(parent)), Some(name)) => parent.join(name),
+            _ => abs,
+        },
+    };
+    let by_daemon = client::running_daemon(&store_dir(cli)).map(|d| d.umount(&mnt, *lazy));
+    match by_daemon {
+        Some(Ok(())) => {}
+        Some(Err(e)) if e.downcast_ref::<exit::Failure>().is_some() => return Err(e),
+        // No daemon serves this store (or it died under us): the mount is dead or
+        // another store's.
+        _ if ware_fs::ware_mounts().contains(&mnt) => ware_fs::detach_unmount(&mnt)?,
+        _ => {
+            return Err(exit::Failure {
+                code: 3,
+                message: format!("{}: no ware is mounted there", mnt.display()),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}

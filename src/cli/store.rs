@@ -1,0 +1,368 @@
+use super::*;
+
+/// Pack a directory, a tar file (plain, .gz or .zst) or a tar stream on stdin (`-`) into a
+/// ware; prints the ware ID.
+///
+/// Defaults keep owners, setuid/setgid bits and xattrs, normalise mtimes (to
+/// 2010-01-01T00:00:00Z, so the same tree always gets the same ID) and leave device
+/// nodes and fifos out: a root filesystem packs with no flags.
+#[derive(Args)]
+pub struct Pack {
+    /// Directory, tar file, or `-` for a tar stream on stdin.
+    pub path: OsString,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+}
+
+/// Materialise a ware into DIR (absent or empty). Nothing is created outside DIR, whatever
+/// the ware holds. As non-root, owners are left as the current user (with one notice).
+#[derive(Args)]
+pub struct Unpack {
+    /// The ware ID.
+    pub id: OsString,
+    /// Target directory (created if absent; must be empty).
+    pub dir: PathBuf,
+}
+
+/// List a directory of a ware (`ID` or `ID/PATH`), or, with no argument, the store's wares.
+#[derive(Args)]
+pub struct Ls {
+    /// `ID[/PATH]`.
+    pub at: Option<OsString>,
+}
+
+/// Write a file of a ware (`ID/PATH`) to stdout, every chunk verified.
+#[derive(Args)]
+pub struct Cat {
+    /// `ID/PATH`.
+    pub at: OsString,
+}
+
+/// Show one entry of a ware (`ID` or `ID/PATH`).
+#[derive(Args)]
+pub struct Stat {
+    /// `ID[/PATH]`.
+    pub at: OsString,
+}
+
+/// Re-hash every chunk and node; name what is corrupt or missing (exit code 4 if any).
+#[derive(Args)]
+pub struct Fsck {}
+
+/// Wares, logical bytes, stored bytes, dedup ratio, chunk count.
+#[derive(Args)]
+pub struct Stats {}
+
+pub(crate) fn pack(cli: &Cli, a: &Pack) -> Result<()> {
+    let Pack { path, filters } = a;
+    let opts = filters.options()?;
+    let source = if path == "-" {
+        PackSource::Fd(std::io::stdin().as_fd().try_clone_to_owned()?)
+    } else {
+        let p = PathBuf::from(path);
+        let shown = p.display();
+        let md = std::fs::metadata(&p).with_context(|| format!("{shown}: cannot pack"))?;
+        if md.is_dir() {
+            PackSource::Dir(p)
+        } else {
+            let f = std::fs::File::open(&p).with_context(|| format!("{shown}: cannot open"))?;
+            PackSource::Fd(f.into())
+        }
+    };
+    let store = open(cli, true)?;
+    let bar = Bar::new("packing", cli.quiet);
+    let report = store.pack(source, &opts, &bar);
+    bar.finish();
+    let report = report?;
+    notices(cli, &report.notices);
+    if cli.json {
+        print_json(&serde_json::to_value(&report)?)?;
+    } else {
+        println!("{}", report.id);
+    }
+    Ok(())
+}
+
+pub(crate) fn unpack(cli: &Cli, a: &Unpack) -> Result<()> {
+    let Unpack { id, dir } = a;
+    let store = open(cli, false)?;
+    let ware = WarePath::parse(id, &*store)?;
+    anyhow::ensure!(
+        ware.path.is_empty(),
+        "{ware}: unpack takes a ware ID, not a path inside one"
+    );
+    let bar = Bar::new("unpacking", cli.quiet);
+    let r = store.unpack(&ware.ware, dir, &bar);
+    bar.finish();
+    let r = r?;
+    notices(cli, &r.notices);
+    if cli.json {
+        print_json(&serde_json::to_value(&r)?)?;
+    } else if !cli.quiet {
+        eprintln!(
+            "unpacked {} files, {} dirs, {} symlinks, {} into {}",
+            r.files,
+            r.dirs,
+            r.symlinks,
+            human_bytes(r.bytes),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
+    match &a.at {
+        None => {
+            let store = open(cli, false)?;
+            let wares = store.wares()?;
+            if cli.json {
+                let v: Vec<_> = wares
+                    .iter()
+                    .map(|(id, r)| json!({"id": id, "record": r}))
+                    .collect();
+                print_json(&json!(v))?;
+            } else {
+                for (id, r) in wares {
+                    println!(
+                        "{id} {:>8} files {:>10}",
+                        r.files,
+                        human_bytes(r.logical_bytes)
+                    );
+                }
+            }
+        }
+        Some(at) => {
+            // Reading through warehouses caches what they send: such a read may create the store.
+            let remote = remote_options(cli);
+            let store = open(cli, !remote.warehouses.is_empty())?;
+            let at = WarePath::parse(at, &*store)?;
+            let entries = store.list(&at, &remote)?;
+            if cli.json {
+                print_json(&json!(entries.iter().map(entry_json).collect::<Vec<_>>()))?;
+            } else {
+                let mut out = BufWriter::new(std::io::stdout().lock());
+                for e in &entries {
+                    writeln!(out, "{}", entry_line(e))?;
+                }
+                out.flush()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn cat(cli: &Cli, a: &Cat) -> Result<()> {
+    let Cat { at } = a;
+    let remote = remote_options(cli);
+    let store = open(cli, !remote.warehouses.is_empty())?;
+    let at = WarePath::parse(at, &*store)?;
+    store.cat(&at, std::io::stdout().as_fd(), &remote)?;
+    Ok(())
+}
+
+pub(crate) fn stat(cli: &Cli, a: &Stat) -> Result<()> {
+    let Stat { at } = a;
+    let remote = remote_options(cli);
+    let store = open(cli, !remote.warehouses.is_empty())?;
+    let at = WarePath::parse(at, &*store)?;
+    let e = store.stat(&at, &remote)?;
+    if cli.json {
+        let mut v = entry_json(&e);
+        v["path"] = json!(at.to_string());
+        if std::str::from_utf8(&at.path).is_err() {
+            v["path_hex"] = json!(output::hex(&at.path));
+        }
+        print_json(&v)?;
+    } else {
+        println!("  path: {}", safe(at.to_string().as_bytes()));
+        println!("  kind: {}", e.kind.name());
+        println!(
+            "  mode: {:04o} ({})",
+            e.mode,
+            output::mode_string(e.kind, e.mode)
+        );
+        println!(" owner: {}:{}", e.uid, e.gid);
+        println!("  size: {}", e.size);
+        println!(" mtime: {}.{:09}", e.mtime, e.mtime_nsec);
+        if let Some(t) = &e.target {
+            println!("target: {}", safe(t));
+        }
+        if let Some(h) = e.hardlink {
+            println!("  link: hardlink group {h}");
+        }
+        for (n, v) in &e.xattrs {
+            println!(" xattr: {}={}", safe(n), safe(v));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn fsck(cli: &Cli, a: &Fsck) -> Result<()> {
+    let _ = a;
+    let store = open(cli, false)?;
+    let bar = Bar::new("checking", cli.quiet);
+    let r = store.fsck(&bar);
+    bar.finish();
+    let r = r?;
+    if cli.json {
+        print_json(&json!({"clean": r.is_clean(), "report": r}))?;
+    } else {
+        for c in &r.corrupt {
+            println!("corrupt: {c}");
+        }
+        for m in &r.missing {
+            println!("missing: {m}");
+        }
+        for d in &r.database_errors {
+            println!("database: {d}");
+        }
+        println!(
+            "checked {} chunks, {} nodes, {} wares ({} partly cached, {} pieces not fetched yet); {} unreferenced objects",
+            r.chunks_checked,
+            r.nodes_checked,
+            r.wares_checked,
+            r.partial_wares_checked,
+            r.not_yet_fetched,
+            r.unreferenced
+        );
+        if r.unreferenced > 0 {
+            // Until `ware gc` lands, the one way to drop them is a fresh store.
+            println!(
+                "the {} unreferenced objects were left by interrupted packs or pulls: a retry reuses them; \
+                 to reclaim their space now, push the wares you keep to a warehouse and pull them into a fresh store \
+                 (ware push ID file:///DIR; ware --store NEW pull ID file:///DIR)",
+                r.unreferenced
+            );
+        }
+        println!(
+            "{}",
+            if r.is_clean() {
+                "store is clean"
+            } else {
+                "STORE IS DAMAGED"
+            }
+        );
+    }
+    if !r.is_clean() {
+        return Err(Exit(4).into());
+    }
+    Ok(())
+}
+
+pub(crate) fn stats(cli: &Cli, a: &Stats) -> Result<()> {
+    let _ = a;
+    let s = open(cli, false)?.stats()?;
+    if cli.json {
+        print_json(&serde_json::to_value(&s)?)?;
+    } else {
+        println!(
+            "wares:          {} ({} partly cached)",
+            s.wares, s.partial_wares
+        );
+        println!(
+            "logical bytes:  {} ({})",
+            s.logical_bytes,
+            human_bytes(s.logical_bytes)
+        );
+        println!(
+            "chunks:         {} ({} uncompressed)",
+            s.chunks,
+            human_bytes(s.chunk_bytes)
+        );
+        println!(
+            "nodes:          {} ({})",
+            s.nodes,
+            human_bytes(s.node_bytes)
+        );
+        println!(
+            "stored bytes:   {} ({})",
+            s.stored_bytes,
+            human_bytes(s.stored_bytes)
+        );
+        println!("dedup ratio:    {:.2}", s.dedup_ratio);
+        println!("on disk:        {}", human_bytes(s.disk_bytes));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Setid {
+    Keep,
+    Strip,
+    Reject,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Devices {
+    Skip,
+    Keep,
+    Reject,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Xattrs {
+    Keep,
+    Skip,
+}
+
+#[derive(Args)]
+pub struct FilterArgs {
+    /// Owners: `keep`, `zero`, or a number to give every entry.
+    #[arg(long, default_value = "keep", value_name = "keep|zero|N")]
+    uid: String,
+    /// Groups: `keep`, `zero`, or a number to give every entry.
+    #[arg(long, default_value = "keep", value_name = "keep|zero|N")]
+    gid: String,
+    /// Keep modification times instead of normalising them (the ID then changes on `touch`).
+    #[arg(long)]
+    keep_mtime: bool,
+    /// Setuid/setgid bits.
+    #[arg(long, value_enum, default_value = "keep")]
+    setid: Setid,
+    /// Device nodes and fifos.
+    #[arg(long, value_enum, default_value = "skip")]
+    devices: Devices,
+    /// Extended attributes.
+    #[arg(long, value_enum, default_value = "keep")]
+    xattrs: Xattrs,
+}
+
+pub(crate) fn id_filter(s: &str, what: &str) -> Result<IdFilter> {
+    Ok(match s {
+        "keep" => IdFilter::Keep,
+        "zero" => IdFilter::Set(0),
+        n => IdFilter::Set(
+            n.parse()
+                .with_context(|| format!("--{what} {n:?}: expected keep, zero or a number"))?,
+        ),
+    })
+}
+
+impl FilterArgs {
+    fn options(&self) -> Result<PackOptions> {
+        Ok(PackOptions {
+            uid: id_filter(&self.uid, "uid")?,
+            gid: id_filter(&self.gid, "gid")?,
+            mtime: if self.keep_mtime {
+                MtimeFilter::Keep
+            } else {
+                MtimeFilter::Normalise
+            },
+            setid: match self.setid {
+                Setid::Keep => SetidFilter::Keep,
+                Setid::Strip => SetidFilter::Strip,
+                Setid::Reject => SetidFilter::Reject,
+            },
+            devices: match self.devices {
+                Devices::Skip => DeviceFilter::Skip,
+                Devices::Keep => DeviceFilter::Keep,
+                Devices::Reject => DeviceFilter::Reject,
+            },
+            xattrs: match self.xattrs {
+                Xattrs::Keep => XattrFilter::Keep,
+                Xattrs::Skip => XattrFilter::Skip,
+            },
+        })
+    }
+}

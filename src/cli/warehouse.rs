@@ -1,0 +1,80 @@
+use super::*;
+
+/// Upload a ware to a warehouse: only what the warehouse lacks, packs first and the
+/// ware's manifest last (so an interrupted push is simply run again).
+#[derive(Args)]
+pub struct Push {
+    /// The ware ID or name.
+    pub id: String,
+    /// The warehouse URL (file:///DIR, s3://BUCKET/PREFIX, ipfs+http://HOST:PORT).
+    pub url: String,
+    /// A directory warehouse: make what this push creates readable by every user (0755
+    /// directories, 0644 files), for a web server to serve it. Without it, a directory
+    /// warehouse is private to its owner (0700/0600): it holds every byte pushed.
+    #[arg(long)]
+    pub shared: bool,
+}
+
+/// Bring a whole ware from a warehouse into the store, every byte verified.
+#[derive(Args)]
+pub struct Pull {
+    /// The ware ID.
+    pub id: String,
+    /// The warehouse URL; without it, the configured warehouses are tried in order.
+    pub url: Option<String>,
+}
+
+pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
+    let Push { id, url, shared } = a;
+    let store = open(cli, false)?;
+    let ware = resolve_ware(id, &*store)?;
+    let bar = Bar::new("pushing", cli.quiet);
+    let remote = api::RemoteOptions {
+        shared: *shared,
+        ..remote_options(cli)
+    };
+    let r = store.push(&ware, url, &remote, &bar);
+    bar.finish();
+    let r = r?;
+    if cli.json {
+        print_json(&serde_json::to_value(&r)?)?;
+    } else if !cli.quiet {
+        if r.already_there {
+            eprintln!("{url} has {ware} already");
+        } else {
+            eprintln!(
+                "pushed {ware} to {url}: {} of {} chunks new, {} uploaded",
+                r.new_chunks,
+                r.chunks,
+                human_bytes(r.uploaded_bytes)
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn pull(cli: &Cli, a: &Pull) -> Result<()> {
+    let Pull { id, url } = a;
+    let store = open(cli, true)?;
+    let ware = resolve_ware(id, &*store)?;
+    let mut opts = remote_options(cli);
+    if let Some(u) = url {
+        opts.warehouses = vec![u.clone()];
+    }
+    let bar = Bar::new("pulling", cli.quiet);
+    let r = store.pull(&ware, &opts, &bar);
+    bar.finish();
+    let r = r?;
+    if cli.json {
+        print_json(&serde_json::to_value(&r)?)?;
+    } else if !cli.quiet {
+        eprintln!(
+            "pulled {ware} from {}: {} of {} chunks fetched, {}",
+            r.url,
+            r.fetched_chunks,
+            r.chunks,
+            human_bytes(r.fetched_bytes)
+        );
+    }
+    Ok(())
+}
