@@ -14,19 +14,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::de::DeserializeOwned;
-use ware_store::db::StoreStats;
-use ware_store::fsck::FsckReport;
-use ware_store::names::NameChange;
-use ware_store::node::Entry;
-use ware_store::pack::{PackOptions, PackReport, Progress};
-use ware_store::unpack::UnpackReport;
-use ware_store::{WareId, WareRecord};
+use ware_store::WareId;
+use ware_store::pack::Progress;
 
-use crate::api::{LocalStore, PackSource, RemoteOptions, StoreApi, WarePath};
+use crate::api::{LocalStore, WarePath};
 use crate::exit::Failure;
-use crate::proto::{MountInfo, MountWhat, Reply, Request, recv_reply, send_request};
-use ware_fetchers::transfer::{PullReport, PushReport};
+use crate::ops::{Cx, NameGet, Op, Request, Wire};
+use crate::proto::{Reply, recv_reply, send_request};
 
 /// Unix sockets take paths of at most 107 bytes; longer store paths get a socket elsewhere.
 const SOCKET_PATH_MAX: usize = 100;
@@ -78,12 +72,12 @@ fn connect(store: &Path) -> Option<UnixStream> {
 /// Opens a store for a command: its daemon if one runs, else in this process. With `create`
 /// false (commands that only read), a directory with no store is an error and nothing is
 /// created: a typo in `--store` must not make an empty store that looks clean.
-pub fn open_store(dir: &Path, create: bool) -> Result<Box<dyn StoreApi>> {
+pub fn open_store(dir: &Path, create: bool) -> Result<StoreClient> {
     let store = canonical_store(dir);
     let deadline = Instant::now() + BUSY_WAIT;
     loop {
         if connect(&store).is_some() {
-            return Ok(Box::new(RemoteStore { store }));
+            return Ok(StoreClient::Remote(RemoteStore { store }));
         }
         let opened = if create {
             LocalStore::open(&store)
@@ -91,7 +85,7 @@ pub fn open_store(dir: &Path, create: bool) -> Result<Box<dyn StoreApi>> {
             LocalStore::open_existing(&store)
         };
         match opened {
-            Ok(s) => return Ok(Box::new(s)),
+            Ok(s) => return Ok(StoreClient::Local(s)),
             Err(e) => {
                 let busy = matches!(
                     e.downcast_ref::<ware_store::Error>(),
@@ -250,6 +244,18 @@ impl RemoteStore {
                 Some(Reply::Advance { bytes }) => progress.advance(bytes),
                 Some(Reply::Ready) => on_ready(),
                 Some(Reply::Ok { value }) => return Ok(value),
+                // A daemon from before the protocol handshake cannot read our frame at all.
+                Some(Reply::Err { message, .. }) if message.starts_with("malformed request") => {
+                    return Err(anyhow!(Failure {
+                        code: 5,
+                        message: format!(
+                            "{} cannot read this command's request ({message}): it is another \
+                             build of ware; stop it with `ware daemon stop` and run the \
+                             command again",
+                            daemon()
+                        ),
+                    }));
+                }
                 Some(Reply::Err { code, message }) => {
                     return Err(anyhow!(Failure { code, message }));
                 }
@@ -262,216 +268,166 @@ impl RemoteStore {
         }
     }
 
-    fn call<T: DeserializeOwned>(&self, req: &Request) -> Result<T> {
-        self.call_progress(req, None, &ware_store::pack::NoProgress)
+    /// Any operation, through the daemon: the descriptor of `cx` goes with the request, its
+    /// progress comes back to `cx.progress`.
+    pub fn call<O: Wire>(&self, op: O, cx: &mut Cx<'_>) -> Result<O::Reply> {
+        self.call_until_ready(op, cx, &mut || {})
     }
 
-    fn call_progress<T: DeserializeOwned>(
+    /// [`RemoteStore::call`] for an operation that may answer `ready` before its end (a
+    /// foreground mount): `on_ready` runs then.
+    pub fn call_until_ready<O: Wire>(
         &self,
-        req: &Request,
-        fd: Option<BorrowedFd<'_>>,
-        progress: &dyn Progress,
-    ) -> Result<T> {
-        let v = self.call_with(req, fd, progress, &mut || {})?;
+        op: O,
+        cx: &mut Cx<'_>,
+        on_ready: &mut dyn FnMut(),
+    ) -> Result<O::Reply> {
+        let req: Request = op.into();
+        let fd = cx.fd.as_ref().map(|f| f.as_fd());
+        let v = self.call_with(&req, fd, cx.progress, on_ready)?;
         serde_json::from_value(v).context("unexpected answer from the daemon")
     }
 
-    /// Mounts a ware (or the whole store). With `foreground`, `on_ready` runs once the mount
-    /// is live and the call returns only when the mount ends.
-    pub fn mount(
-        &self,
-        what: MountWhat,
-        mountpoint: &Path,
-        allow_other: bool,
-        foreground: bool,
-        remote: &RemoteOptions,
-        on_ready: &mut dyn FnMut(),
-    ) -> Result<MountInfo> {
-        let req = Request::Mount {
-            remote: remote.clone(),
-            what,
-            mountpoint: mountpoint.to_path_buf(),
-            allow_other,
-            foreground,
-        };
-        let v = self.call_with(&req, None, &ware_store::pack::NoProgress, on_ready)?;
-        Ok(serde_json::from_value(v)?)
-    }
-
-    /// Unmounts one of the daemon's mounts (or a dead ware mount).
-    pub fn umount(&self, mountpoint: &Path, lazy: bool) -> Result<()> {
-        self.call::<serde_json::Value>(&Request::Umount {
-            mountpoint: mountpoint.to_path_buf(),
-            lazy,
-        })?;
-        Ok(())
-    }
-
-    /// The daemon's live mounts.
-    pub fn mounts(&self) -> Result<Vec<MountInfo>> {
-        self.call(&Request::Mounts)
-    }
-
-    /// Asks the daemon to unmount everything and exit.
-    pub fn shutdown(&self) -> Result<()> {
-        self.call::<serde_json::Value>(&Request::Shutdown)?;
-        Ok(())
-    }
-
-    /// The daemon's process ID and store, for `ware daemon status`.
-    pub fn ping(&self) -> Result<serde_json::Value> {
-        self.call(&Request::Ping)
+    /// An operation with no descriptor and no progress.
+    pub fn ask<O: Wire>(&self, op: O) -> Result<O::Reply> {
+        self.call(op, &mut Cx::plain())
     }
 }
 
-impl StoreApi for RemoteStore {
-    fn pack(
-        &self,
-        source: PackSource,
-        opts: &PackOptions,
-        progress: &dyn Progress,
-    ) -> Result<PackReport> {
-        match source {
-            PackSource::Dir(p) => {
-                let dir = std::path::absolute(&p)?;
-                self.call_progress(
-                    &Request::Pack {
-                        dir: Some(dir),
-                        opts: *opts,
-                    },
-                    None,
-                    progress,
-                )
-            }
-            PackSource::Fd(f) => self.call_progress(
-                &Request::Pack {
-                    dir: None,
-                    opts: *opts,
-                },
-                Some(f.as_fd()),
-                progress,
-            ),
+/// A store as a command reaches it: opened in this process, or through its daemon. Every
+/// store operation ([`crate::ops::Op`]) runs the same way on either.
+pub enum StoreClient {
+    /// Opened here (no daemon ran).
+    Local(LocalStore),
+    /// Through the daemon.
+    Remote(RemoteStore),
+}
+
+impl StoreClient {
+    /// Runs `op` with the descriptor and progress of `cx`.
+    pub fn call<O: Op>(&self, op: O, cx: &mut Cx<'_>) -> Result<O::Reply> {
+        match self {
+            StoreClient::Local(s) => op.run(s, cx),
+            StoreClient::Remote(r) => r.call(op, cx),
         }
     }
 
-    fn unpack(
-        &self,
-        ware: &WareId,
-        target: &Path,
-        progress: &dyn Progress,
-    ) -> Result<UnpackReport> {
-        let target = std::path::absolute(target)?;
-        self.call_progress(
-            &Request::Unpack {
-                ware: *ware,
-                target,
-            },
-            None,
-            progress,
-        )
+    /// Runs `op`, with no descriptor and no progress.
+    pub fn ask<O: Op>(&self, op: O) -> Result<O::Reply> {
+        self.call(op, &mut Cx::plain())
     }
+}
 
-    fn stat(&self, at: &WarePath, remote: &RemoteOptions) -> Result<Entry> {
-        self.call(&Request::Stat {
-            at: at.clone(),
-            remote: remote.clone(),
-        })
-    }
-
-    fn list(&self, at: &WarePath, remote: &RemoteOptions) -> Result<Vec<Entry>> {
-        self.call(&Request::List {
-            at: at.clone(),
-            remote: remote.clone(),
-        })
-    }
-
-    fn cat(&self, at: &WarePath, out: BorrowedFd<'_>, remote: &RemoteOptions) -> Result<u64> {
-        self.call_progress(
-            &Request::Cat {
-                at: at.clone(),
-                remote: remote.clone(),
-            },
-            Some(out),
-            &ware_store::pack::NoProgress,
-        )
-    }
-
-    fn wares(&self) -> Result<Vec<(WareId, WareRecord)>> {
-        self.call(&Request::Wares)
-    }
-
-    fn fsck(&self, progress: &dyn Progress) -> Result<FsckReport> {
-        self.call_progress(&Request::Fsck, None, progress)
-    }
-
-    fn stats(&self) -> Result<StoreStats> {
-        self.call(&Request::Stats)
-    }
-
-    fn damage(&self, at: &WarePath) -> Result<String> {
-        self.call(&Request::Damage { at: at.clone() })
-    }
-
-    fn name_set(&self, name: &str, id: Option<&WareId>) -> Result<Option<WareId>> {
-        self.call(&Request::NameSet {
-            name: name.to_string(),
-            id: id.copied(),
-        })
-    }
-
-    fn name_get(&self, name: &str) -> Result<Option<WareId>> {
-        self.call(&Request::NameGet {
-            name: name.to_string(),
-        })
-    }
-
-    fn names(&self) -> Result<Vec<(String, WareId)>> {
-        self.call(&Request::Names)
-    }
-
-    fn add_run(&self, started_ms: u64, record: &serde_json::Value) -> Result<()> {
-        self.call::<serde_json::Value>(&Request::AddRun {
-            started_ms,
-            record: record.clone(),
-        })?;
-        Ok(())
-    }
-
-    fn runs(&self) -> Result<Vec<serde_json::Value>> {
-        self.call(&Request::Runs)
-    }
-
-    fn name_log(&self, name: &str) -> Result<Vec<NameChange>> {
-        self.call(&Request::NameLog {
-            name: name.to_string(),
-        })
-    }
-
-    fn push(
-        &self,
-        ware: &WareId,
-        url: &str,
-        remote: &RemoteOptions,
-        progress: &dyn Progress,
-    ) -> Result<PushReport> {
-        let req = Request::Push {
-            ware: *ware,
-            url: url.to_string(),
-            remote: remote.clone(),
+impl WarePath {
+    /// Parses `ID[/PATH]` or `NAME[/PATH]`, asking the store what a name points at. The path
+    /// is taken as bytes (an OS string): names in a ware need not be UTF-8.
+    pub fn parse(s: &std::ffi::OsStr, store: &StoreClient) -> Result<WarePath> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = s.as_bytes();
+        let (head, path) = match bytes.iter().position(|&b| b == b'/') {
+            Some(i) => (&bytes[..i], &bytes[i + 1..]),
+            None => (bytes, &b""[..]),
         };
-        self.call_progress(&req, None, progress)
+        let shown = crate::output::safe_short(bytes, 120);
+        let head = std::str::from_utf8(head)
+            .map_err(|_| crate::api::usage_error(format!("{shown}: a ware ID or name is ASCII")))?;
+        Ok(WarePath {
+            ware: resolve_ware(head, store).with_context(|| {
+                format!("{shown}: expected a ware ID or name, optionally followed by /PATH")
+            })?,
+            path: path.to_vec(),
+        })
+    }
+}
+
+/// A ware ID, or the ID a name points at now.
+pub fn resolve_ware(id_or_name: &str, store: &StoreClient) -> Result<WareId> {
+    if let Ok(id) = id_or_name.parse::<WareId>() {
+        return Ok(id);
+    }
+    if ware_store::names::check_name(id_or_name).is_err() {
+        // Neither an ID nor a possible name: say why it is not an ID.
+        return Ok(id_or_name.parse::<WareId>()?);
+    }
+    store
+        .ask(NameGet {
+            name: id_or_name.to_string(),
+        })?
+        .ok_or_else(|| {
+            ware_store::Error::NotFound {
+                what: "name",
+                id: crate::output::safe_short(id_or_name.as_bytes(), 120),
+            }
+            .into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Names;
+    use crate::proto::{recv_request, send_reply};
+
+    /// A fake daemon on the store's socket that serves one connection with `answer`.
+    fn fake_daemon(
+        store: &Path,
+        answer: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let listener = std::os::unix::net::UnixListener::bind(socket_path(store)).unwrap();
+        std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let _ = recv_request::<Request>(&conn).unwrap();
+            answer(conn);
+        })
     }
 
-    fn pull(
-        &self,
-        ware: &WareId,
-        remote: &RemoteOptions,
-        progress: &dyn Progress,
-    ) -> Result<PullReport> {
-        let req = Request::Pull {
-            ware: *ware,
-            remote: remote.clone(),
+    #[test]
+    fn a_daemon_that_goes_away_mid_call_is_an_error_naming_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = canonical_store(dir.path());
+        let t = fake_daemon(&store, |conn| {
+            // Some progress, then the daemon dies without an answer.
+            send_reply(&conn, &Reply::Advance { bytes: 1 }).unwrap();
+        });
+        let e = RemoteStore {
+            store: store.clone(),
+        }
+        .ask(Names {})
+        .unwrap_err();
+        t.join().unwrap();
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("closed the connection without an answer"),
+            "{text}"
+        );
+        assert!(text.contains("daemon.log"), "{text}");
+    }
+
+    #[test]
+    fn a_daemons_error_keeps_its_exit_code_and_a_wrong_answer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = canonical_store(dir.path());
+        let t = fake_daemon(&store, |conn| {
+            let reply = Reply::Err {
+                code: 3,
+                message: "name base not found".into(),
+            };
+            send_reply(&conn, &reply).unwrap();
+        });
+        let remote = RemoteStore {
+            store: store.clone(),
         };
-        self.call_progress(&req, None, progress)
+        let e = remote.ask(Names {}).unwrap_err();
+        t.join().unwrap();
+        assert_eq!(crate::exit::exit_code(&e), 3, "{e:#}");
+
+        std::fs::remove_file(socket_path(&store)).unwrap();
+        let t = fake_daemon(&store, |conn| {
+            let value = serde_json::json!({"not": "a list of names"});
+            send_reply(&conn, &Reply::Ok { value }).unwrap();
+        });
+        let e = remote.ask(Names {}).unwrap_err();
+        t.join().unwrap();
+        assert!(format!("{e:#}").contains("unexpected answer"), "{e:#}");
     }
 }

@@ -27,10 +27,11 @@ use ware_store::db::Store;
 use ware_store::pack::Progress;
 use ware_store::{BlockSource, WareId};
 
-use crate::api::{LocalStore, PackSource, RemoteOptions, StoreApi};
+use crate::api::{LocalStore, RemoteOptions};
 use crate::client::{canonical_store, runtime_dir, socket_path};
 use crate::exit::exit_code;
-use crate::proto::{MountInfo, MountWhat, Reply, Request, recv_request, send_reply};
+use crate::ops::{self, Cx, MountInfo, MountWhat, Mounts, Ping, Request, Serves, Shutdown, Umount};
+use crate::proto::{OtherWire, Reply, WIRE, recv_request, send_reply};
 
 /// How often the daemon looks at its flags, mounts and idle time.
 const TICK: Duration = Duration::from_millis(200);
@@ -259,13 +260,6 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
     Ok(())
 }
 
-fn broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 /// Makes `dir` a directory of ours, mode 0700, refusing one that someone else made (or a
 /// symlink): in a shared /tmp, another user must not be able to hold our socket.
 fn private_dir(dir: &Path) -> Result<()> {
@@ -353,13 +347,24 @@ impl Daemon {
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!("bad request: {e:#}");
-                let _ = send_reply(
-                    &conn,
-                    &Reply::Err {
+                let reply = match e.downcast_ref::<OtherWire>() {
+                    Some(other) => Reply::Err {
+                        code: 5,
+                        message: format!(
+                            "the daemon of store {} (pid {}) is another build of ware \
+                             (protocol {WIRE}, this command's {}): stop it with `ware daemon \
+                             stop` (its mounts end) and run the command again",
+                            self.store.dir().display(),
+                            std::process::id(),
+                            other.theirs
+                        ),
+                    },
+                    None => Reply::Err {
                         code: 1,
                         message: crate::exit::message(&e),
                     },
-                );
+                };
+                let _ = send_reply(&conn, &reply);
                 return;
             }
         };
@@ -391,96 +396,7 @@ impl Daemon {
         fd: Option<OwnedFd>,
         progress: &dyn Progress,
     ) -> Result<Option<serde_json::Value>> {
-        let need_fd = || fd.context("this request needs a file descriptor and none came with it");
-        let s = &self.local;
-        let v = match req {
-            Request::Ping => {
-                let (chunks, dirs) = self.caches.used();
-                json!({
-                    "pid": std::process::id(),
-                    "store": self.store.dir(),
-                    "memory": {
-                        "rss_bytes": rss_bytes(),
-                        "chunk_cache_bytes": chunks,
-                        "chunk_cache_budget": CHUNK_CACHE_BYTES,
-                        "dir_cache_bytes": dirs,
-                        "dir_cache_budget": DIR_CACHE_BYTES,
-                    },
-                })
-            }
-            Request::Pack { dir, opts } => {
-                let source = match dir {
-                    Some(d) => PackSource::Dir(d),
-                    None => PackSource::Fd(need_fd()?),
-                };
-                serde_json::to_value(s.pack(source, &opts, progress)?)?
-            }
-            Request::Unpack { ware, target } => {
-                serde_json::to_value(s.unpack(&ware, &target, progress)?)?
-            }
-            Request::Stat { at, remote } => serde_json::to_value(s.stat(&at, &remote)?)?,
-            Request::List { at, remote } => serde_json::to_value(s.list(&at, &remote)?)?,
-            Request::Cat { at, remote } => {
-                let out = need_fd()?;
-                match s.cat(&at, out.as_fd(), &remote) {
-                    Ok(n) => serde_json::to_value(n)?,
-                    // The client's reader went away (`ware cat … | head`): nothing to report.
-                    Err(e) if broken_pipe(&e) => json!(0),
-                    Err(e) => return Err(e),
-                }
-            }
-            Request::Wares => serde_json::to_value(s.wares()?)?,
-            Request::Fsck => serde_json::to_value(s.fsck(progress)?)?,
-            Request::Stats => serde_json::to_value(s.stats()?)?,
-            Request::Damage { at } => serde_json::to_value(s.damage(&at)?)?,
-            Request::NameSet { name, id } => serde_json::to_value(s.name_set(&name, id.as_ref())?)?,
-            Request::NameGet { name } => serde_json::to_value(s.name_get(&name)?)?,
-            Request::Names => serde_json::to_value(s.names()?)?,
-            Request::AddRun { started_ms, record } => {
-                serde_json::to_value(s.add_run(started_ms, &record)?)?
-            }
-            Request::Runs => serde_json::to_value(s.runs()?)?,
-            Request::NameLog { name } => serde_json::to_value(s.name_log(&name)?)?,
-            Request::Push { ware, url, remote } => {
-                serde_json::to_value(s.push(&ware, &url, &remote, progress)?)?
-            }
-            Request::Pull { ware, remote } => {
-                serde_json::to_value(s.pull(&ware, &remote, progress)?)?
-            }
-            Request::Mount {
-                remote,
-                what,
-                mountpoint,
-                allow_other,
-                foreground,
-            } => {
-                let info = self.mount(what, mountpoint, allow_other, foreground, &remote)?;
-                if foreground {
-                    return self.attend(conn, &info);
-                }
-                serde_json::to_value(info)?
-            }
-            Request::Umount { mountpoint, lazy } => {
-                self.umount(&mountpoint, lazy)?;
-                json!(null)
-            }
-            Request::Mounts => {
-                self.prune_mounts();
-                let infos: Vec<MountInfo> = lock(&self.mounts)
-                    .values()
-                    .map(|l| MountInfo {
-                        inodes: Some(l.mount.inodes() as u64),
-                        ..l.info.clone()
-                    })
-                    .collect();
-                serde_json::to_value(infos)?
-            }
-            Request::Shutdown => {
-                self.stop.store(true, Ordering::SeqCst);
-                json!(null)
-            }
-        };
-        Ok(Some(v))
+        req.serve(&self.local, self, conn, &mut Cx::new(fd, progress))
     }
 
     fn mount(
@@ -677,5 +593,78 @@ impl Daemon {
             *lock(&self.last_activity) = Instant::now();
         }
         mounts.len()
+    }
+}
+
+// --- The daemon's own operations (crate::ops) -----------------------------------------------
+
+impl Serves<Ping> for Daemon {
+    fn serve(&self, _: Ping, _: &UnixStream, _: &mut Cx<'_>) -> Result<Option<serde_json::Value>> {
+        let (chunks, dirs) = self.caches.used();
+        Ok(Some(json!({
+            "pid": std::process::id(),
+            "store": self.store.dir(),
+            "wire": WIRE,
+            "memory": {
+                "rss_bytes": rss_bytes(),
+                "chunk_cache_bytes": chunks,
+                "chunk_cache_budget": CHUNK_CACHE_BYTES,
+                "dir_cache_bytes": dirs,
+                "dir_cache_budget": DIR_CACHE_BYTES,
+            },
+        })))
+    }
+}
+
+impl Serves<ops::Mount> for Daemon {
+    fn serve(
+        &self,
+        op: ops::Mount,
+        conn: &UnixStream,
+        _: &mut Cx<'_>,
+    ) -> Result<Option<MountInfo>> {
+        let info = self.mount(
+            op.what,
+            op.mountpoint,
+            op.allow_other,
+            op.foreground,
+            &op.remote,
+        )?;
+        if !op.foreground {
+            return Ok(Some(info));
+        }
+        // A foreground mount lives as long as the connection.
+        match self.attend(conn, &info)? {
+            Some(v) => Ok(Some(serde_json::from_value(v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Serves<Umount> for Daemon {
+    fn serve(&self, op: Umount, _: &UnixStream, _: &mut Cx<'_>) -> Result<Option<()>> {
+        self.umount(&op.mountpoint, op.lazy)?;
+        Ok(Some(()))
+    }
+}
+
+impl Serves<Mounts> for Daemon {
+    fn serve(&self, _: Mounts, _: &UnixStream, _: &mut Cx<'_>) -> Result<Option<Vec<MountInfo>>> {
+        self.prune_mounts();
+        let infos = lock(&self.mounts)
+            .values()
+            .map(|l| MountInfo {
+                inodes: Some(l.mount.inodes() as u64),
+                ..l.info.clone()
+            })
+            .collect();
+        Ok(Some(infos))
+    }
+}
+
+impl Serves<Shutdown> for Daemon {
+    fn serve(&self, _: Shutdown, _: &UnixStream, _: &mut Cx<'_>) -> Result<Option<()>> {
+        self.stop.store(true, Ordering::SeqCst);
+        Ok(Some(()))
     }
 }

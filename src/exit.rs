@@ -10,7 +10,8 @@ Exit codes:
   2  usage error
   3  not found (no such ware, name or path, or no such mount)
   4  corruption (fsck found damage, or a read hit bytes that do not match their hash)
-  5  the store is in use by another process
+  5  the store is in use by another process, or its daemon is another build of ware
+     (stop it: `ware daemon stop`)
 `ware run` exits with its job's exit code (128+N after signal N, 124 after its time limit),
 2 when the formula or a flag is refused (before anything runs), or 125 when ware itself failed.";
 

@@ -10,6 +10,7 @@ pub mod client;
 pub mod daemon;
 pub mod exit;
 pub mod formula;
+pub mod ops;
 pub mod output;
 pub mod progress;
 pub mod proto;

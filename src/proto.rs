@@ -2,7 +2,8 @@
 //! "The daemon").
 //!
 //! A connection carries one request and its replies. The request is one frame: a 4-byte
-//! big-endian length and a JSON [`Request`]; a file descriptor may travel with its first byte
+//! big-endian length and a JSON object `{"wire": WIRE, "req": REQUEST}` (the requests are
+//! `crate::ops::Request`); a file descriptor may travel with its first byte
 //! (SCM_RIGHTS): the tar stream to pack, or the file `cat` writes to. Replies are JSON lines:
 //! any number of progress or [`Reply::Ready`] lines, then one [`Reply::Ok`] or [`Reply::Err`].
 //! Nothing else is ever read from or written to the socket.
@@ -11,174 +12,59 @@ use std::io::{BufRead, IoSlice, IoSliceMut, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use ware_store::WareId;
-use ware_store::pack::PackOptions;
-
-use crate::api::{RemoteOptions, WarePath};
 
 /// Largest request frame accepted (requests are small: paths, IDs, options).
 const MAX_REQUEST: u32 = 1 << 20;
 
-/// What a mount shows.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MountWhat {
-    /// One ware.
-    Ware(WareId),
-    /// The whole store (`ware mount --all`).
-    All,
-    /// An IPFS UnixFS directory, by its CID (`Qm…`, `bafy…`), read from the IPFS warehouses.
-    Unixfs(String),
+/// The protocol's identity: the crate version and a hash of the files that define the wire
+/// (`src/ops/`, this file), made by `build.rs`. A daemon and a client of different builds
+/// whose wire differs refuse to talk (the client is told to stop the old daemon) instead of
+/// misreading each other.
+pub const WIRE: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("WARE_WIRE"));
+
+/// A request frame: the protocol identity, then the request.
+#[derive(Serialize)]
+struct Frame<'a, T> {
+    wire: &'a str,
+    req: &'a T,
 }
 
-/// A live mount of the daemon.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MountInfo {
-    /// Where it is mounted.
-    pub mountpoint: PathBuf,
-    /// What it shows.
-    pub what: MountWhat,
-    /// Mounted with allow_other (and default_permissions).
-    pub allow_other: bool,
-    /// Kept alive by a `ware mount --foreground` that is still attached.
-    pub foreground: bool,
-    /// Inodes the mount holds now (filled in by `ware daemon status`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inodes: Option<u64>,
+/// A request frame as received: the request is read only when the identity matches.
+#[derive(Deserialize)]
+struct Received {
+    /// Absent in frames of builds from before the handshake.
+    #[serde(default)]
+    wire: String,
+    #[serde(default)]
+    req: serde_json::Value,
 }
 
-/// One request to the daemon.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    /// Is the daemon there?
-    Ping,
-    /// Pack a directory (`dir`), or the tar stream whose descriptor comes with the request.
-    Pack {
-        /// An absolute directory path; `None` for the passed descriptor.
-        dir: Option<PathBuf>,
-        /// Filters.
-        opts: PackOptions,
-    },
-    /// Unpack a ware into an absolute directory path.
-    Unpack {
-        /// The ware.
-        ware: WareId,
-        /// Absolute target directory.
-        target: PathBuf,
-    },
-    /// [`crate::api::StoreApi::stat`].
-    Stat {
-        /// Where.
-        at: WarePath,
-        /// Warehouses for what the store lacks.
-        #[serde(default)]
-        remote: RemoteOptions,
-    },
-    /// [`crate::api::StoreApi::list`].
-    List {
-        /// Where.
-        at: WarePath,
-        /// Warehouses for what the store lacks.
-        #[serde(default)]
-        remote: RemoteOptions,
-    },
-    /// Write a file to the descriptor that comes with the request.
-    Cat {
-        /// Which file.
-        at: WarePath,
-        /// Warehouses for what the store lacks.
-        #[serde(default)]
-        remote: RemoteOptions,
-    },
-    /// Complete wares.
-    Wares,
-    /// Check the whole store.
-    Fsck,
-    /// Counts and sizes.
-    Stats,
-    /// Testing aid: damage a chunk or node.
-    Damage {
-        /// Where.
-        at: WarePath,
-    },
-    /// Point a name at a ware, or remove it.
-    NameSet {
-        /// The name.
-        name: String,
-        /// The ware; `None` removes the name.
-        id: Option<WareId>,
-    },
-    /// What a name points at.
-    NameGet {
-        /// The name.
-        name: String,
-    },
-    /// Every name.
-    Names,
-    /// A name's history.
-    NameLog {
-        /// The name.
-        name: String,
-    },
-    /// Upload a ware to a warehouse.
-    Push {
-        /// The ware.
-        ware: WareId,
-        /// The warehouse.
-        url: String,
-        /// Deadlines.
-        remote: RemoteOptions,
-    },
-    /// Bring a whole ware from a warehouse.
-    Pull {
-        /// The ware.
-        ware: WareId,
-        /// Warehouses and deadlines.
-        remote: RemoteOptions,
-    },
-    /// Mount a ware or the whole store.
-    Mount {
-        /// Warehouses to fetch what the store lacks from, and the read deadline.
-        remote: RemoteOptions,
-        /// What to show.
-        what: MountWhat,
-        /// Absolute mountpoint.
-        mountpoint: PathBuf,
-        /// Let other users (and other namespaces) read it.
-        allow_other: bool,
-        /// Keep the mount only while this connection stays open.
-        foreground: bool,
-    },
-    /// Unmount a mount.
-    Umount {
-        /// Absolute mountpoint.
-        mountpoint: PathBuf,
-        /// Detach it even when busy (it ends when its last user lets go).
-        lazy: bool,
-    },
-    /// The daemon's live mounts.
-    Mounts,
-    /// Keep a run record.
-    AddRun {
-        /// When the run started, in ms since the epoch.
-        started_ms: u64,
-        /// The record.
-        record: serde_json::Value,
-    },
-    /// Every run record.
-    Runs,
-    /// Unmount everything and exit.
-    Shutdown,
+/// A client of another build (another wire) asked; its request was not read.
+#[derive(Debug)]
+pub struct OtherWire {
+    /// The client's protocol identity.
+    pub theirs: String,
 }
+
+impl std::fmt::Display for OtherWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a client of another build of ware asked (protocol {}; this daemon speaks {WIRE})",
+            self.theirs
+        )
+    }
+}
+
+impl std::error::Error for OtherWire {}
 
 /// One reply line.
 #[derive(Debug, Serialize, Deserialize)]
@@ -211,8 +97,12 @@ pub enum Reply {
 }
 
 /// Sends a request frame, with an optional descriptor.
-pub fn send_request(sock: &UnixStream, req: &Request, fd: Option<BorrowedFd<'_>>) -> Result<()> {
-    let body = serde_json::to_vec(req)?;
+pub fn send_request<T: Serialize>(
+    sock: &UnixStream,
+    req: &T,
+    fd: Option<BorrowedFd<'_>>,
+) -> Result<()> {
+    let body = serde_json::to_vec(&Frame { wire: WIRE, req })?;
     let len = u32::try_from(body.len()).context("request too large")?;
     let head = len.to_be_bytes();
     let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
@@ -236,8 +126,11 @@ pub fn send_request(sock: &UnixStream, req: &Request, fd: Option<BorrowedFd<'_>>
 }
 
 /// Receives a request frame and the descriptor that came with it, if any; `None` when the
-/// client closed the connection without sending anything (a probe: is the daemon there?).
-pub fn recv_request(sock: &UnixStream) -> Result<Option<(Request, Option<OwnedFd>)>> {
+/// client closed the connection without sending anything (a probe: is the daemon there?). A
+/// frame of another protocol fails with [`OtherWire`].
+pub fn recv_request<T: DeserializeOwned>(
+    sock: &UnixStream,
+) -> Result<Option<(T, Option<OwnedFd>)>> {
     let mut head = [0u8; 4];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -274,7 +167,16 @@ pub fn recv_request(sock: &UnixStream) -> Result<Option<(Request, Option<OwnedFd
     }
     let mut body = vec![0u8; len as usize];
     std::io::Read::read_exact(&mut &*sock, &mut body).context("reading the request")?;
-    let req = serde_json::from_slice(&body).context("malformed request")?;
+    let frame: Received = serde_json::from_slice(&body).context("malformed request")?;
+    if frame.wire != WIRE {
+        let theirs = if frame.wire.is_empty() {
+            "none: an older build".to_string()
+        } else {
+            frame.wire
+        };
+        return Err(OtherWire { theirs }.into());
+    }
+    let req = serde_json::from_value(frame.req).context("malformed request")?;
     Ok(Some((req, fd)))
 }
 
@@ -294,4 +196,93 @@ pub fn recv_reply(input: &mut impl BufRead) -> Result<Option<Reply>> {
     Ok(Some(
         serde_json::from_str(&line).context("malformed reply from the daemon")?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{NameGet, Request};
+
+    fn raw_frame(sock: &UnixStream, body: &[u8], claimed: u32) {
+        let mut s = sock;
+        s.write_all(&claimed.to_be_bytes()).unwrap();
+        s.write_all(body).unwrap();
+    }
+
+    #[test]
+    fn a_request_and_its_descriptor_arrive_whole() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let req: Request = NameGet {
+            name: "base".into(),
+        }
+        .into();
+        send_request(&a, &req, Some(file.as_fd())).unwrap();
+        let (got, fd) = recv_request::<Request>(&b).unwrap().unwrap();
+        assert!(matches!(got, Request::NameGet(n) if n.name == "base"));
+        assert!(fd.is_some(), "the descriptor did not come with the request");
+        drop(a);
+        assert!(
+            recv_request::<Request>(&b).unwrap().is_none(),
+            "a closed probe is no request"
+        );
+    }
+
+    #[test]
+    fn truncated_oversized_and_malformed_frames_are_refused() {
+        // Cut short: the header promises more than comes before the client hangs up.
+        let (a, b) = UnixStream::pair().unwrap();
+        raw_frame(&a, b"{\"wire\":", 100);
+        drop(a);
+        let e = recv_request::<Request>(&b).unwrap_err();
+        assert!(format!("{e:#}").contains("reading the request"), "{e:#}");
+
+        let (a, b) = UnixStream::pair().unwrap();
+        raw_frame(&a, b"", MAX_REQUEST + 1);
+        let e = recv_request::<Request>(&b).unwrap_err();
+        assert!(e.to_string().contains("refused"), "{e:#}");
+
+        let (a, b) = UnixStream::pair().unwrap();
+        let body = br#"{"wire": "x", "req": {"#;
+        raw_frame(&a, body, body.len() as u32);
+        let e = recv_request::<Request>(&b).unwrap_err();
+        assert!(e.to_string().contains("malformed"), "{e:#}");
+    }
+
+    #[test]
+    fn a_client_of_another_build_is_told_apart_before_its_request_is_read() {
+        let (a, b) = UnixStream::pair().unwrap();
+        // Another build's request may not even parse as one of ours.
+        let body = br#"{"wire": "0.0.1+0000000000000000", "req": {"op": "frobnicate"}}"#;
+        raw_frame(&a, body, body.len() as u32);
+        let e = recv_request::<Request>(&b).unwrap_err();
+        let other = e.downcast_ref::<OtherWire>().expect("an OtherWire error");
+        assert_eq!(other.theirs, "0.0.1+0000000000000000");
+        assert!(e.to_string().contains(WIRE), "{e}");
+    }
+
+    #[test]
+    fn replies_round_trip_and_end_cleanly() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send_reply(&a, &Reply::Total { bytes: 9 }).unwrap();
+        send_reply(
+            &a,
+            &Reply::Err {
+                code: 3,
+                message: "x not found".into(),
+            },
+        )
+        .unwrap();
+        drop(a);
+        let mut input = std::io::BufReader::new(&b);
+        assert!(matches!(
+            recv_reply(&mut input).unwrap(),
+            Some(Reply::Total { bytes: 9 })
+        ));
+        assert!(matches!(
+            recv_reply(&mut input).unwrap(),
+            Some(Reply::Err { code: 3, .. })
+        ));
+        assert!(recv_reply(&mut input).unwrap().is_none());
+    }
 }

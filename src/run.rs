@@ -18,11 +18,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use ware_exec::{Bind, ExecutorKind, Job, JobStatus};
 use ware_store::WareId;
 
-use crate::api::{PackSource, RemoteOptions, StoreApi, resolve_ware};
+use crate::api::RemoteOptions;
 use crate::client::{self, RemoteStore};
+use crate::client::{StoreClient, resolve_ware};
 use crate::formula::{Formula, IdSpec, RunRecord, rfc3339};
+use crate::ops::{self, Cx, MountWhat};
 use crate::output::safe;
-use crate::proto::MountWhat;
 
 /// What `ware run` was asked.
 pub struct RunRequest<'a> {
@@ -60,7 +61,7 @@ pub fn run(req: &RunRequest<'_>) -> Result<RunResult> {
     let daemon = client::ensure_daemon(req.store, None)?;
     let mut resolved = BTreeMap::new();
     for (path, input) in &formula.inputs {
-        let id = resolve_ware(&input.ware, &daemon)
+        let id = resolve_ware(&input.ware, &StoreClient::Remote(daemon.clone()))
             .with_context(|| format!("input {path}: {:?}", input.ware))?;
         resolved.insert(path.clone(), id);
     }
@@ -227,11 +228,10 @@ fn run_once(
             let spec = &formula.outputs[path];
             let opts = spec.pack_options(path)?;
             let report = daemon
-                .pack(
-                    PackSource::Dir(host.clone()),
-                    &opts,
-                    &ware_store::pack::NoProgress,
-                )
+                .ask(ops::Pack {
+                    dir: Some(host.clone()),
+                    opts,
+                })
                 .with_context(|| format!("packing output {path}"))?;
             notices.extend(report.notices.iter().map(|m| format!("output {path}: {m}")));
             let keeps_owners = spec.uid == IdSpec::Keep || spec.gid == IdSpec::Keep;
@@ -244,7 +244,11 @@ fn run_once(
             }
             if let Some(url) = &spec.warehouse {
                 daemon
-                    .push(&report.id, url, remote, &ware_store::pack::NoProgress)
+                    .ask(ops::Push {
+                        ware: report.id,
+                        url: url.clone(),
+                        remote: remote.clone(),
+                    })
                     .with_context(|| format!("pushing output {path} ({}) to {url}", report.id))?;
             }
             outputs.insert(path.clone(), report.id.to_string());
@@ -274,7 +278,10 @@ fn run_once(
     tracing::debug!("run directory removed");
     let record = result?;
     daemon
-        .add_run(now_ms, &serde_json::to_value(&record)?)
+        .ask(ops::AddRun {
+            started_ms: now_ms,
+            record: serde_json::to_value(&record)?,
+        })
         .context("keeping the run record in the store")?;
     tracing::debug!("run record kept");
     Ok(record)
@@ -344,17 +351,17 @@ impl ForegroundMount {
         // runs as this user, mapped into its user namespace.
         let allow_other = rustix::process::geteuid().is_root();
         let thread = std::thread::spawn(move || {
+            let op = ops::Mount {
+                remote,
+                what: MountWhat::All,
+                mountpoint: mnt_t,
+                allow_other,
+                foreground: true,
+            };
             daemon_t
-                .mount(
-                    MountWhat::All,
-                    &mnt_t,
-                    allow_other,
-                    true,
-                    &remote,
-                    &mut || {
-                        let _ = ready_tx.send(());
-                    },
-                )
+                .call_until_ready(op, &mut Cx::plain(), &mut || {
+                    let _ = ready_tx.send(());
+                })
                 .map(|_| ())
         });
         match ready_rx.recv() {
@@ -386,8 +393,14 @@ impl ForegroundMount {
         // The job and its namespaces are gone, so nothing should hold the mount; if something
         // still does, detach it rather than leave it behind. (A daemon that is gone took the
         // mount with it.)
-        if self.daemon.umount(&self.mnt, false).is_err() {
-            let _ = self.daemon.umount(&self.mnt, true);
+        let umount = |lazy| {
+            self.daemon.ask(ops::Umount {
+                mountpoint: self.mnt.clone(),
+                lazy,
+            })
+        };
+        if umount(false).is_err() {
+            let _ = umount(true);
         }
         // The daemon notices the unmount on its next tick and only then answers the thread's
         // call, which nobody needs to wait for.

@@ -23,8 +23,8 @@ pub(crate) fn daemon(cli: &Cli, cmd: &DaemonCommand) -> Result<()> {
         }
         DaemonCommand::Status => match client::running_daemon(&store_dir(cli)) {
             Some(d) => {
-                let ping = d.ping()?;
-                let mounts = d.mounts()?;
+                let ping = d.ask(ops::Ping {})?;
+                let mounts = d.ask(ops::Mounts {})?;
                 if cli.json {
                     print_json(&json!({"running": true, "daemon": ping, "mounts": mounts}))?;
                 } else {
@@ -49,8 +49,15 @@ pub(crate) fn daemon(cli: &Cli, cmd: &DaemonCommand) -> Result<()> {
         },
         DaemonCommand::Stop => {
             if let Some(d) = client::running_daemon(&store_dir(cli)) {
-                let pid = d.ping()?["pid"].as_u64().unwrap_or(0);
-                d.shutdown()?;
+                // A daemon of another build answers nothing but that: it is told to stop by
+                // signal, found by the pid in the store's lock file.
+                let pid = match d.ask(ops::Ping {}) {
+                    Ok(p) => p["pid"].as_u64().unwrap_or(0),
+                    Err(_) => lock_holder(&store_dir(cli)).unwrap_or(0),
+                };
+                if d.ask(ops::Shutdown {}).is_err() && pid > 0 {
+                    terminate(pid)?;
+                }
                 // Its mounts are gone once the process is.
                 let deadline = std::time::Instant::now() + Duration::from_secs(15);
                 while process_alive(pid) && std::time::Instant::now() < deadline {
@@ -75,4 +82,21 @@ pub(crate) fn process_alive(pid: u64) -> bool {
         .rsplit_once(')')
         .and_then(|(_, rest)| rest.trim_start().chars().next());
     !matches!(state, Some('Z' | 'X') | None)
+}
+
+/// The pid written in the store's lock file by the process that holds it.
+fn lock_holder(store: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(client::canonical_store(store).join("ware.lock")).ok()?;
+    text.trim().parse().ok()
+}
+
+/// SIGTERM to `pid` (a daemon stops on it as on `ware daemon stop`).
+fn terminate(pid: u64) -> Result<()> {
+    let p = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .with_context(|| format!("{pid} is not a process ID"))?;
+    rustix::process::kill_process(p, rustix::process::Signal::TERM)
+        .with_context(|| format!("signalling the daemon (pid {pid})"))?;
+    Ok(())
 }

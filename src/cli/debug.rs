@@ -13,8 +13,8 @@ pub(crate) fn debug(cli: &Cli, cmd: &DebugCommand) -> Result<()> {
     match cmd {
         DebugCommand::Damage { at } => {
             let store = open(cli, false)?;
-            let at = WarePath::parse(at, &*store)?;
-            let what = store.damage(&at)?;
+            let at = WarePath::parse(at, &store)?;
+            let what = store.ask(ops::Damage { at })?;
             println!("damaged {what}");
         }
     }

@@ -1,7 +1,7 @@
 //! The command line: [`Cli`] and its subcommands, one file per group (`store`: pack, unpack,
 //! ls, cat, stat, fsck, stats; `mount`: mount, umount; `warehouse`: push, pull; `name`;
 //! `run`: run, runs; `daemon`; `debug`), each with its own help text. The commands reach the
-//! store through [`crate::api::StoreApi`] and print for people or, with `--json`, for scripts.
+//! store through [`crate::client::StoreClient`] (the operations of `crate::ops`) and print for people or, with `--json`, for scripts.
 
 mod daemon;
 mod debug;
@@ -25,12 +25,12 @@ use ware_store::pack::{
     DeviceFilter, IdFilter, MtimeFilter, PackOptions, SetidFilter, XattrFilter,
 };
 
-use crate::api::{self, PackSource, StoreApi, WarePath, resolve_ware};
-use crate::client;
+use crate::api::{self, WarePath};
+use crate::client::{self, StoreClient, resolve_ware};
 use crate::exit::{self, EXIT_CODES, Exit, exit_code};
+use crate::ops::{self, Cx, MountWhat};
 use crate::output::{self, entry_json, entry_line, human_bytes, safe};
 use crate::progress::Bar;
-use crate::proto::MountWhat;
 
 /// warefs: content-addressed filesystem trees ("wares"), named by the hash of their content.
 ///
@@ -107,7 +107,7 @@ pub(crate) fn store_dir(cli: &Cli) -> PathBuf {
 }
 
 /// Opens the store; only commands that write (or cache what warehouses send) create one.
-pub(crate) fn open(cli: &Cli, create: bool) -> Result<Box<dyn StoreApi>> {
+pub(crate) fn open(cli: &Cli, create: bool) -> Result<StoreClient> {
     client::open_store(&store_dir(cli), create)
 }
 
@@ -251,11 +251,7 @@ pub fn main(cli: Cli) -> ExitCode {
             };
             if e.downcast_ref::<Exit>().is_none() {
                 // A closed stdout (`ware cat … | head`) is not worth a message.
-                let broken_pipe = e.chain().any(|c| {
-                    c.downcast_ref::<std::io::Error>()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-                });
-                if broken_pipe {
+                if ops::broken_pipe(&e) {
                     return ExitCode::SUCCESS;
                 }
                 // Messages carry names from wares and archives: escape them for the terminal.

@@ -97,13 +97,20 @@ pub(crate) fn mount(cli: &Cli, a: &Mount) -> Result<()> {
             Ok(cid) if ware_fetchers::unixfs::is_unixfs_cid(&cid) => {
                 MountWhat::Unixfs(id.to_string())
             }
-            _ => MountWhat::Ware(resolve_ware(id, &daemon)?),
+            _ => MountWhat::Ware(resolve_ware(id, &StoreClient::Remote(daemon.clone()))?),
         },
         None => MountWhat::All,
     };
     let quiet = cli.quiet;
     let remote = remote_options(cli);
-    let info = daemon.mount(what, &mnt, *allow_other, *foreground, &remote, &mut || {
+    let op = ops::Mount {
+        remote,
+        what,
+        mountpoint: mnt.clone(),
+        allow_other: *allow_other,
+        foreground: *foreground,
+    };
+    let info = daemon.call_until_ready(op, &mut Cx::plain(), &mut || {
         if !quiet {
             eprintln!("ware: mounted on {}; Ctrl-C unmounts", mnt.display());
         }
@@ -126,7 +133,12 @@ pub(crate) fn umount(cli: &Cli, a: &Umount) -> Result<()> {
             _ => abs,
         },
     };
-    let by_daemon = client::running_daemon(&store_dir(cli)).map(|d| d.umount(&mnt, *lazy));
+    let by_daemon = client::running_daemon(&store_dir(cli)).map(|d| {
+        d.ask(ops::Umount {
+            mountpoint: mnt.clone(),
+            lazy: *lazy,
+        })
+    });
     match by_daemon {
         Some(Ok(())) => {}
         Some(Err(e)) if e.downcast_ref::<exit::Failure>().is_some() => return Err(e),

@@ -32,15 +32,18 @@ pub(crate) fn name_command(cli: &Cli, cmd: &NameCommand) -> Result<()> {
     let store = open(cli, false)?;
     match cmd {
         NameCommand::Set { name, id } => {
-            let id = resolve_ware(id, &*store)?;
-            let prev = store.name_set(name, Some(&id))?;
+            let id = resolve_ware(id, &store)?;
+            let prev = store.ask(ops::NameSet {
+                name: name.clone(),
+                id: Some(id),
+            })?;
             if cli.json {
                 print_json(&json!({"name": name, "id": id, "previous": prev}))?;
             }
         }
         NameCommand::Get { name } => {
             let id = store
-                .name_get(name)?
+                .ask(ops::NameGet { name: name.clone() })?
                 .ok_or_else(|| ware_store::Error::NotFound {
                     what: "name",
                     id: name.clone(),
@@ -52,7 +55,7 @@ pub(crate) fn name_command(cli: &Cli, cmd: &NameCommand) -> Result<()> {
             }
         }
         NameCommand::Ls => {
-            let names = store.names()?;
+            let names = store.ask(ops::Names {})?;
             if cli.json {
                 let v: Vec<_> = names
                     .iter()
@@ -66,7 +69,7 @@ pub(crate) fn name_command(cli: &Cli, cmd: &NameCommand) -> Result<()> {
             }
         }
         NameCommand::Log { name } => {
-            let log = store.name_log(name)?;
+            let log = store.ask(ops::NameLog { name: name.clone() })?;
             if log.is_empty() {
                 return Err(ware_store::Error::NotFound {
                     what: "name",
@@ -86,7 +89,13 @@ pub(crate) fn name_command(cli: &Cli, cmd: &NameCommand) -> Result<()> {
             }
         }
         NameCommand::Rm { name } => {
-            if store.name_set(name, None)?.is_none() {
+            if store
+                .ask(ops::NameSet {
+                    name: name.clone(),
+                    id: None,
+                })?
+                .is_none()
+            {
                 return Err(ware_store::Error::NotFound {
                     what: "name",
                     id: name.clone(),

@@ -72,7 +72,7 @@ pub(crate) fn run(cli: &Cli, a: &Run) -> Result<()> {
 
 pub(crate) fn runs(cli: &Cli, a: &Runs) -> Result<()> {
     let _ = a;
-    let runs = open(cli, false)?.runs()?;
+    let runs = open(cli, false)?.ask(ops::Runs {})?;
     if cli.json {
         print_json(&serde_json::Value::Array(runs))?;
     } else {

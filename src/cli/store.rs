@@ -57,21 +57,22 @@ pub(crate) fn pack(cli: &Cli, a: &Pack) -> Result<()> {
     let Pack { path, filters } = a;
     let opts = filters.options()?;
     let source = if path == "-" {
-        PackSource::Fd(std::io::stdin().as_fd().try_clone_to_owned()?)
+        (None, Some(std::io::stdin().as_fd().try_clone_to_owned()?))
     } else {
         let p = PathBuf::from(path);
         let shown = p.display();
         let md = std::fs::metadata(&p).with_context(|| format!("{shown}: cannot pack"))?;
         if md.is_dir() {
-            PackSource::Dir(p)
+            (Some(std::path::absolute(&p)?), None)
         } else {
             let f = std::fs::File::open(&p).with_context(|| format!("{shown}: cannot open"))?;
-            PackSource::Fd(f.into())
+            (None, Some(f.into()))
         }
     };
     let store = open(cli, true)?;
     let bar = Bar::new("packing", cli.quiet);
-    let report = store.pack(source, &opts, &bar);
+    let (dir, fd) = source;
+    let report = store.call(ops::Pack { dir, opts }, &mut Cx::new(fd, &bar));
     bar.finish();
     let report = report?;
     notices(cli, &report.notices);
@@ -86,13 +87,20 @@ pub(crate) fn pack(cli: &Cli, a: &Pack) -> Result<()> {
 pub(crate) fn unpack(cli: &Cli, a: &Unpack) -> Result<()> {
     let Unpack { id, dir } = a;
     let store = open(cli, false)?;
-    let ware = WarePath::parse(id, &*store)?;
+    let ware = WarePath::parse(id, &store)?;
     anyhow::ensure!(
         ware.path.is_empty(),
         "{ware}: unpack takes a ware ID, not a path inside one"
     );
     let bar = Bar::new("unpacking", cli.quiet);
-    let r = store.unpack(&ware.ware, dir, &bar);
+    let target = std::path::absolute(dir)?;
+    let r = store.call(
+        ops::Unpack {
+            ware: ware.ware,
+            target,
+        },
+        &mut Cx::new(None, &bar),
+    );
     bar.finish();
     let r = r?;
     notices(cli, &r.notices);
@@ -115,7 +123,7 @@ pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
     match &a.at {
         None => {
             let store = open(cli, false)?;
-            let wares = store.wares()?;
+            let wares = store.ask(ops::Wares {})?;
             if cli.json {
                 let v: Vec<_> = wares
                     .iter()
@@ -136,8 +144,11 @@ pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
             // Reading through warehouses caches what they send: such a read may create the store.
             let remote = remote_options(cli);
             let store = open(cli, !remote.warehouses.is_empty())?;
-            let at = WarePath::parse(at, &*store)?;
-            let entries = store.list(&at, &remote)?;
+            let at = WarePath::parse(at, &store)?;
+            let entries = store.ask(ops::List {
+                at: at.clone(),
+                remote,
+            })?;
             if cli.json {
                 print_json(&json!(entries.iter().map(entry_json).collect::<Vec<_>>()))?;
             } else {
@@ -156,8 +167,12 @@ pub(crate) fn cat(cli: &Cli, a: &Cat) -> Result<()> {
     let Cat { at } = a;
     let remote = remote_options(cli);
     let store = open(cli, !remote.warehouses.is_empty())?;
-    let at = WarePath::parse(at, &*store)?;
-    store.cat(&at, std::io::stdout().as_fd(), &remote)?;
+    let at = WarePath::parse(at, &store)?;
+    let out = std::io::stdout().as_fd().try_clone_to_owned()?;
+    store.call(
+        ops::Cat { at, remote },
+        &mut Cx::new(Some(out), &ware_store::pack::NoProgress),
+    )?;
     Ok(())
 }
 
@@ -165,8 +180,11 @@ pub(crate) fn stat(cli: &Cli, a: &Stat) -> Result<()> {
     let Stat { at } = a;
     let remote = remote_options(cli);
     let store = open(cli, !remote.warehouses.is_empty())?;
-    let at = WarePath::parse(at, &*store)?;
-    let e = store.stat(&at, &remote)?;
+    let at = WarePath::parse(at, &store)?;
+    let e = store.ask(ops::Stat {
+        at: at.clone(),
+        remote,
+    })?;
     if cli.json {
         let mut v = entry_json(&e);
         v["path"] = json!(at.to_string());
@@ -202,7 +220,7 @@ pub(crate) fn fsck(cli: &Cli, a: &Fsck) -> Result<()> {
     let _ = a;
     let store = open(cli, false)?;
     let bar = Bar::new("checking", cli.quiet);
-    let r = store.fsck(&bar);
+    let r = store.call(ops::Fsck {}, &mut Cx::new(None, &bar));
     bar.finish();
     let r = r?;
     if cli.json {
@@ -252,7 +270,7 @@ pub(crate) fn fsck(cli: &Cli, a: &Fsck) -> Result<()> {
 
 pub(crate) fn stats(cli: &Cli, a: &Stats) -> Result<()> {
     let _ = a;
-    let s = open(cli, false)?.stats()?;
+    let s = open(cli, false)?.ask(ops::Stats {})?;
     if cli.json {
         print_json(&serde_json::to_value(&s)?)?;
     } else {

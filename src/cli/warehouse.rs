@@ -27,13 +27,20 @@ pub struct Pull {
 pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
     let Push { id, url, shared } = a;
     let store = open(cli, false)?;
-    let ware = resolve_ware(id, &*store)?;
+    let ware = resolve_ware(id, &store)?;
     let bar = Bar::new("pushing", cli.quiet);
     let remote = api::RemoteOptions {
         shared: *shared,
         ..remote_options(cli)
     };
-    let r = store.push(&ware, url, &remote, &bar);
+    let r = store.call(
+        ops::Push {
+            ware,
+            url: url.clone(),
+            remote,
+        },
+        &mut Cx::new(None, &bar),
+    );
     bar.finish();
     let r = r?;
     if cli.json {
@@ -56,13 +63,13 @@ pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
 pub(crate) fn pull(cli: &Cli, a: &Pull) -> Result<()> {
     let Pull { id, url } = a;
     let store = open(cli, true)?;
-    let ware = resolve_ware(id, &*store)?;
+    let ware = resolve_ware(id, &store)?;
     let mut opts = remote_options(cli);
     if let Some(u) = url {
         opts.warehouses = vec![u.clone()];
     }
     let bar = Bar::new("pulling", cli.quiet);
-    let r = store.pull(&ware, &opts, &bar);
+    let r = store.call(ops::Pull { ware, remote: opts }, &mut Cx::new(None, &bar));
     bar.finish();
     let r = r?;
     if cli.json {

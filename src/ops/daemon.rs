@@ -1,0 +1,73 @@
+//! The daemon's own operations (served in `src/daemon.rs`): requests only a daemon can serve.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use ware_store::WareId;
+
+use crate::api::RemoteOptions;
+
+/// Is the daemon there? Answers its pid, store and memory.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Ping {}
+
+/// What a mount shows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountWhat {
+    /// One ware.
+    Ware(WareId),
+    /// The whole store (`ware mount --all`).
+    All,
+    /// An IPFS UnixFS directory, by its CID (`Qm…`, `bafy…`), read from the IPFS warehouses.
+    Unixfs(String),
+}
+
+/// A live mount of the daemon.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MountInfo {
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    /// What it shows.
+    pub what: MountWhat,
+    /// Mounted with allow_other (and default_permissions).
+    pub allow_other: bool,
+    /// Kept alive by a `ware mount --foreground` that is still attached.
+    pub foreground: bool,
+    /// Inodes the mount holds now (filled in by `ware daemon status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inodes: Option<u64>,
+}
+
+/// Mount a ware or the whole store. With `foreground` the mount lives as long as the
+/// connection: the daemon answers `ready` once it is live and the final reply when it ends.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Mount {
+    /// Warehouses to fetch what the store lacks from, and the read deadline.
+    pub remote: RemoteOptions,
+    /// What to show.
+    pub what: MountWhat,
+    /// Absolute mountpoint.
+    pub mountpoint: PathBuf,
+    /// Let other users (and other namespaces) read it.
+    pub allow_other: bool,
+    /// Keep the mount only while this connection stays open.
+    pub foreground: bool,
+}
+
+/// Unmount one of the daemon's mounts (or a dead ware mount).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Umount {
+    /// Absolute mountpoint.
+    pub mountpoint: PathBuf,
+    /// Detach it even when busy (it ends when its last user lets go).
+    pub lazy: bool,
+}
+
+/// The daemon's live mounts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Mounts {}
+
+/// Unmount everything and exit.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Shutdown {}
