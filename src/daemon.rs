@@ -36,11 +36,6 @@ use crate::proto::{OtherWire, Reply, WIRE, recv_request, send_reply};
 /// How often the daemon looks at its flags, mounts and idle time.
 const TICK: Duration = Duration::from_millis(200);
 
-/// Bytes of decompressed chunks kept in memory, for all the daemon's mounts together.
-pub const CHUNK_CACHE_BYTES: u64 = 256 << 20;
-/// Bytes of decoded directory nodes kept in memory (charged at twice their encoded size), for
-/// all the daemon's mounts together.
-pub const DIR_CACHE_BYTES: u64 = 32 << 20;
 /// Allocations from this size up get their own mapping, returned to the system when freed.
 /// Setting it also stops glibc from raising it after each free of such a block, which made
 /// every run's FUSE buffers (16 MiB per serving thread) and chunk buffers stay in the heap: RSS
@@ -69,6 +64,8 @@ struct Daemon {
     mounts: Mutex<BTreeMap<PathBuf, Live>>,
     /// Shared by every mount: the budgets bound the daemon, not each mount.
     caches: Arc<ware_fs::Caches>,
+    /// Their budgets (chunks, directories), from the store's settings.
+    budgets: (u64, u64),
     clients: AtomicUsize,
     last_activity: Mutex<Instant>,
     stop: Arc<AtomicBool>,
@@ -135,8 +132,9 @@ fn stop_when_gone(pid: &str, stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-/// Runs the daemon of the store in `dir` until it is idle for `idle` or told to stop.
-pub fn run(dir: &Path, idle: Duration) -> Result<()> {
+/// Runs the daemon of the store in `dir` until it is idle for `idle` (by default the store's
+/// `daemon.idle_timeout_s`) or told to stop.
+pub fn run(dir: &Path, idle: Option<Duration>) -> Result<()> {
     // Before anything of ours is open: drop whatever the starting command left us.
     ware_exec::close_inherited_fds().context("closing inherited descriptors")?;
     ware_exec::return_large_allocations(MMAP_THRESHOLD);
@@ -145,6 +143,12 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
     let dir = canonical_store(dir);
     let local = LocalStore::open(&dir)?;
     let store = local.shared();
+    let cfg = crate::config::Config::load(&dir)?;
+    let idle = idle.unwrap_or_else(|| Duration::from_secs_f64(cfg.get("daemon.idle_timeout_s")));
+    let budgets = (
+        cfg.get("cache.chunk_bytes") as u64,
+        cfg.get("cache.dir_bytes") as u64,
+    );
 
     // From here on, nothing goes to the terminal of the command that started us.
     let log_path = dir.join("daemon.log");
@@ -185,7 +189,8 @@ pub fn run(dir: &Path, idle: Duration) -> Result<()> {
         local,
         store,
         mounts: Mutex::new(BTreeMap::new()),
-        caches: ware_fs::Caches::new(CHUNK_CACHE_BYTES, DIR_CACHE_BYTES),
+        caches: ware_fs::Caches::new(budgets.0, budgets.1),
+        budgets,
         clients: AtomicUsize::new(0),
         last_activity: Mutex::new(Instant::now()),
         stop,
@@ -608,9 +613,9 @@ impl Serves<Ping> for Daemon {
             "memory": {
                 "rss_bytes": rss_bytes(),
                 "chunk_cache_bytes": chunks,
-                "chunk_cache_budget": CHUNK_CACHE_BYTES,
+                "chunk_cache_budget": self.budgets.0,
                 "dir_cache_bytes": dirs,
-                "dir_cache_budget": DIR_CACHE_BYTES,
+                "dir_cache_budget": self.budgets.1,
             },
         })))
     }

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod formula;

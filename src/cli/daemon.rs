@@ -6,9 +6,10 @@ pub enum DaemonCommand {
     /// Run the daemon in the foreground (commands start it on demand; this is for service
     /// managers and debugging). It logs to STORE/daemon.log.
     Run {
-        /// Exit after this many seconds without mounts or clients.
-        #[arg(long, default_value = "60", value_name = "SECONDS")]
-        idle_timeout: u64,
+        /// Exit after this many seconds without mounts or clients [default: the store's
+        /// daemon.idle_timeout_s, 60].
+        #[arg(long, value_name = "SECONDS")]
+        idle_timeout: Option<u64>,
     },
     /// Show whether the store's daemon runs, its pid and its mounts.
     Status,
@@ -19,7 +20,7 @@ pub enum DaemonCommand {
 pub(crate) fn daemon(cli: &Cli, cmd: &DaemonCommand) -> Result<()> {
     match cmd {
         DaemonCommand::Run { idle_timeout } => {
-            daemon::run(&store_dir(cli), Duration::from_secs(*idle_timeout))?;
+            daemon::run(&store_dir(cli), idle_timeout.map(Duration::from_secs))?;
         }
         DaemonCommand::Status => match client::running_daemon(&store_dir(cli)) {
             Some(d) => {

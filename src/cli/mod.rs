@@ -3,6 +3,7 @@
 //! `run`: run, runs; `daemon`; `debug`), each with its own help text. The commands reach the
 //! store through [`crate::client::StoreClient`] (the operations of `crate::ops`) and print for people or, with `--json`, for scripts.
 
+mod config;
 mod daemon;
 mod debug;
 mod mount;
@@ -57,9 +58,9 @@ pub struct Cli {
     #[arg(long = "warehouse", global = true, value_name = "URL")]
     pub warehouses: Vec<String>,
     /// Longest time one read of a mount (or one fetch) may take across every retry and
-    /// warehouse before it fails with EIO.
-    #[arg(long, global = true, value_name = "SECONDS", default_value = "30")]
-    pub read_deadline: f64,
+    /// warehouse before it fails with EIO [default: the store's read.deadline_s, 30].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub read_deadline: Option<f64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,6 +86,12 @@ pub enum Command {
     Runs(run::Runs),
     Fsck(store::Fsck),
     Stats(store::Stats),
+    /// The store's settings (STORE/config.toml): `get`, `set`, `unset`, `ls`.
+    ///
+    /// A setting comes from a command's flag if it has one, else from this file, else from its
+    /// default. `ware config ls` lists every key with its value, default and meaning.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Tools for testing warefs itself.
     #[command(hide = true, subcommand)]
     Debug(debug::DebugCommand),
@@ -111,18 +118,24 @@ pub(crate) fn open(cli: &Cli, create: bool) -> Result<StoreClient> {
     client::open_store(&store_dir(cli), create)
 }
 
-/// The warehouses to use: `--warehouse` flags, else the configuration file.
-pub(crate) fn remote_options(cli: &Cli) -> api::RemoteOptions {
+/// The warehouses to use (`--warehouse` flags, else the warehouses file) and the read deadline
+/// (`--read-deadline`, else the store's `read.deadline_s`).
+pub(crate) fn remote_options(cli: &Cli) -> Result<api::RemoteOptions> {
     let warehouses = if cli.warehouses.is_empty() {
         configured_warehouses()
     } else {
         cli.warehouses.clone()
     };
-    api::RemoteOptions {
+    let deadline = match cli.read_deadline {
+        Some(d) => d,
+        None => crate::config::Config::load(&client::canonical_store(&store_dir(cli)))?
+            .get("read.deadline_s"),
+    };
+    Ok(api::RemoteOptions {
         warehouses,
-        read_deadline_ms: (cli.read_deadline.max(0.001) * 1000.0) as u64,
+        read_deadline_ms: (deadline.max(0.001) * 1000.0) as u64,
         shared: false,
-    }
+    })
 }
 
 /// URLs from $XDG_CONFIG_HOME/ware/warehouses (~/.config/…), else /etc/ware/warehouses: one per
@@ -179,6 +192,7 @@ pub(crate) fn run(cli: &Cli) -> Result<()> {
         Command::Daemon(cmd) => daemon::daemon(cli, cmd),
         Command::Run(a) => run::run(cli, a),
         Command::Runs(a) => run::runs(cli, a),
+        Command::Config(cmd) => config::config(cli, cmd),
         Command::Debug(cmd) => debug::debug(cli, cmd),
     }
 }

@@ -102,7 +102,7 @@ pub(crate) fn mount(cli: &Cli, a: &Mount) -> Result<()> {
         None => MountWhat::All,
     };
     let quiet = cli.quiet;
-    let remote = remote_options(cli);
+    let remote = remote_options(cli)?;
     let op = ops::Mount {
         remote,
         what,

@@ -50,7 +50,7 @@ pub(crate) fn run(cli: &Cli, a: &Run) -> Result<()> {
         executor: (*executor).into(),
         record: record.as_deref(),
         repeat: *repeat,
-        remote: remote_options(cli),
+        remote: remote_options(cli)?,
         quiet: cli.quiet,
     })
     .map_err(|e| anyhow::Error::from(RunFailed(e)))?;

@@ -142,7 +142,7 @@ pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
         }
         Some(at) => {
             // Reading through warehouses caches what they send: such a read may create the store.
-            let remote = remote_options(cli);
+            let remote = remote_options(cli)?;
             let store = open(cli, !remote.warehouses.is_empty())?;
             let at = WarePath::parse(at, &store)?;
             let entries = store.ask(ops::List {
@@ -165,7 +165,7 @@ pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
 
 pub(crate) fn cat(cli: &Cli, a: &Cat) -> Result<()> {
     let Cat { at } = a;
-    let remote = remote_options(cli);
+    let remote = remote_options(cli)?;
     let store = open(cli, !remote.warehouses.is_empty())?;
     let at = WarePath::parse(at, &store)?;
     let out = std::io::stdout().as_fd().try_clone_to_owned()?;
@@ -178,7 +178,7 @@ pub(crate) fn cat(cli: &Cli, a: &Cat) -> Result<()> {
 
 pub(crate) fn stat(cli: &Cli, a: &Stat) -> Result<()> {
     let Stat { at } = a;
-    let remote = remote_options(cli);
+    let remote = remote_options(cli)?;
     let store = open(cli, !remote.warehouses.is_empty())?;
     let at = WarePath::parse(at, &store)?;
     let e = store.ask(ops::Stat {

@@ -31,7 +31,7 @@ pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
     let bar = Bar::new("pushing", cli.quiet);
     let remote = api::RemoteOptions {
         shared: *shared,
-        ..remote_options(cli)
+        ..remote_options(cli)?
     };
     let r = store.call(
         ops::Push {
@@ -64,7 +64,7 @@ pub(crate) fn pull(cli: &Cli, a: &Pull) -> Result<()> {
     let Pull { id, url } = a;
     let store = open(cli, true)?;
     let ware = resolve_ware(id, &store)?;
-    let mut opts = remote_options(cli);
+    let mut opts = remote_options(cli)?;
     if let Some(u) = url {
         opts.warehouses = vec![u.clone()];
     }

@@ -40,8 +40,8 @@ mod tests;
 
 pub use daemon::{Mount, MountInfo, MountWhat, Mounts, Ping, Shutdown, Umount};
 pub use store::{
-    AddRun, Cat, Damage, Fsck, List, NameGet, NameLog, NameSet, Names, Pack, Pull, Push, Runs,
-    Stat, Stats, Unpack, Wares, broken_pipe,
+    AddRun, Cat, ConfigList, ConfigSet, Damage, Fsck, List, NameGet, NameLog, NameSet, Names, Pack,
+    Pull, Push, Runs, Stat, Stats, Unpack, Wares, broken_pipe,
 };
 
 /// What an operation gets besides its request: the descriptor that came with it, and where its
@@ -171,6 +171,8 @@ operations! {
         Pull -> PullReport,
         AddRun -> (),
         Runs -> Vec<serde_json::Value>,
+        ConfigSet -> (),
+        ConfigList -> Vec<crate::config::Setting>,
     }
     daemon {
         Ping -> serde_json::Value,

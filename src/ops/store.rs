@@ -365,3 +365,28 @@ impl Op for Runs {
             .collect()
     }
 }
+
+/// Set a setting of the store (`STORE/config.toml`) to a value, checked; `None` removes it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConfigSet {
+    /// The key (`cache.chunk_bytes`).
+    pub key: String,
+    /// The value; `None`: back to the default.
+    pub value: Option<String>,
+}
+
+impl Op for ConfigSet {
+    fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<()> {
+        crate::config::Config::set(s.db().dir(), &self.key, self.value.as_deref())
+    }
+}
+
+/// Every setting of the store, with its value, default and meaning.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ConfigList {}
+
+impl Op for ConfigList {
+    fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<Vec<crate::config::Setting>> {
+        Ok(crate::config::Config::load(s.db().dir())?.list())
+    }
+}
