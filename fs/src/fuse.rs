@@ -16,7 +16,8 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::core::{Core, Lookup, R, Xattr};
+use crate::core::{Attr, Core, Fault, Lookup, R, Xattr};
+use ware_store::node::Kind;
 
 /// Inode numbers are never reused within a mount, so every generation is 0.
 const GEN: Generation = Generation(0);
@@ -26,11 +27,57 @@ const DIR_BATCH: usize = 256;
 /// Runs one request against the core: a fault becomes its errno, a panic becomes EIO.
 fn run<T>(op: &'static str, f: impl FnOnce() -> R<T>) -> Result<T, Errno> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(|fault| fault.errno()),
+        Ok(r) => r.map_err(errno),
         Err(_) => {
             tracing::error!("{op}: the request handler panicked (a bug); answering EIO");
             Err(Errno::EIO)
         }
+    }
+}
+
+/// The errno a fault answers with.
+fn errno(fault: Fault) -> Errno {
+    match fault {
+        Fault::NoEntry => Errno::ENOENT,
+        Fault::NotDir => Errno::ENOTDIR,
+        Fault::IsDir => Errno::EISDIR,
+        Fault::ReadOnly => Errno::EROFS,
+        Fault::NoData => Errno::ENODATA,
+        Fault::Range => Errno::ERANGE,
+        Fault::BadHandle => Errno::EBADF,
+        Fault::Invalid => Errno::EINVAL,
+        Fault::Io => Errno::EIO,
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.time,
+        mtime: a.time,
+        ctime: a.time,
+        crtime: a.time,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: a.blksize,
+        flags: 0,
     }
 }
 
@@ -61,7 +108,7 @@ fn reply_entry(reply: ReplyEntry, r: Result<Lookup, Errno>) {
             attr,
             attr_ttl,
             entry_ttl,
-        }) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, GEN),
+        }) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &file_attr(&attr), GEN),
         // A zero inode number with a timeout is a negative entry the kernel may keep.
         Ok(Lookup::Absent { ttl }) => reply.entry(&ttl, &negative_attr(), GEN),
         Err(e) => reply.error(e),
@@ -76,9 +123,9 @@ fn reply_xattr(reply: ReplyXattr, r: Result<Xattr, Errno>) {
     }
 }
 
-fn reply_attr(reply: ReplyAttr, r: Result<(FileAttr, Duration), Errno>) {
+fn reply_attr(reply: ReplyAttr, r: Result<(Attr, Duration), Errno>) {
     match r {
-        Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+        Ok((attr, ttl)) => reply.attr(&ttl, &file_attr(&attr)),
         Err(e) => reply.error(e),
     }
 }
@@ -217,7 +264,7 @@ impl Filesystem for WareFs {
                     if reply.add(
                         INodeNo(it.ino),
                         it.next,
-                        it.kind,
+                        file_type(it.kind),
                         OsStr::from_bytes(&it.name),
                     ) {
                         break;
@@ -243,9 +290,9 @@ impl Filesystem for WareFs {
             Ok(items) => {
                 let mut sent = 0;
                 for it in &items {
-                    let Some((attr, ttl)) = it.attr else { break };
+                    let Some((attr, ttl)) = &it.attr else { break };
                     let name = OsStr::from_bytes(&it.name);
-                    if reply.add(INodeNo(it.ino), it.next, name, &ttl, &attr, GEN) {
+                    if reply.add(INodeNo(it.ino), it.next, name, ttl, &file_attr(attr), GEN) {
                         break;
                     }
                     sent += 1;

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use ware_store::node::Kind;
 use ware_store::pack::{NoProgress, PackOptions, pack_dir};
 use ware_store::{BlockSource, ChunkId, MemStore, NodeId, Reader, WareId};
 
@@ -87,7 +88,7 @@ fn core_over(src: Arc<dyn BlockSource>, id: WareId) -> Core {
 
 fn ino(core: &Core, parent: u64, name: &str) -> u64 {
     match core.lookup(parent, name.as_bytes()).unwrap() {
-        Lookup::Found { attr, .. } => attr.ino.0,
+        Lookup::Found { attr, .. } => attr.ino,
         Lookup::Absent { .. } => panic!("{name} absent"),
     }
 }
@@ -533,7 +534,7 @@ fn fifos_and_devices_keep_their_kind() {
         .id;
     let core = core_over(store, id);
     let (attr, _) = core.getattr(ino(&core, ROOT_INO, "fifo")).unwrap();
-    assert_eq!((attr.kind, attr.perm), (fuser::FileType::NamedPipe, 0o640));
+    assert_eq!((attr.kind, attr.perm), (Kind::Fifo, 0o640));
 }
 
 /// Lookups count, forgets take them back, and at zero an inode goes: a later lookup makes a

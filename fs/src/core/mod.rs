@@ -1,6 +1,7 @@
 //! The filesystem's core: inodes, lookups, attributes, directory listings, reads and xattrs,
-//! as plain methods returning `Result<_, Fault>`. Nothing here knows about the kernel; the
-//! FUSE adapters in `fuse.rs` call these methods and turn a [`Fault`] into an errno.
+//! as plain methods returning `Result<_, Fault>` and plain types ([`Attr`], [`Kind`]). Nothing
+//! here knows about the kernel or `fuser`: the adapters in `fuse.rs` call these methods and
+//! turn their answers into fuser's types and a [`Fault`] into an errno.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -8,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{Errno, FileAttr, FileType, INodeNo};
 use parking_lot::{Mutex, RwLock};
 use ware_store::node::{Entry, Kind};
 use ware_store::{BlockSource, ChunkId, Cid, ForeignTree, Reader, WareId};
@@ -57,32 +57,35 @@ pub(crate) enum Fault {
     Io,
 }
 
-impl Fault {
-    /// The errno the kernel passes on to the program.
-    pub(crate) fn errno(self) -> Errno {
-        match self {
-            Fault::NoEntry => Errno::ENOENT,
-            Fault::NotDir => Errno::ENOTDIR,
-            Fault::IsDir => Errno::EISDIR,
-            Fault::ReadOnly => Errno::EROFS,
-            Fault::NoData => Errno::ENODATA,
-            Fault::Range => Errno::ERANGE,
-            Fault::BadHandle => Errno::EBADF,
-            Fault::Invalid => Errno::EINVAL,
-            Fault::Io => Errno::EIO,
-        }
-    }
-}
-
 /// Result of a core request.
 pub(crate) type R<T> = Result<T, Fault>;
+
+/// An inode's attributes, as `stat` shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Attr {
+    pub ino: u64,
+    pub size: u64,
+    /// 512-byte blocks.
+    pub blocks: u64,
+    /// Access, modification and change time alike (a ware has one time per entry).
+    pub time: SystemTime,
+    pub kind: Kind,
+    /// Permission bits, setuid/setgid/sticky included.
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Device number in the kernel's `new_encode_dev` form.
+    pub rdev: u32,
+    pub blksize: u32,
+}
 
 /// The answer to a lookup.
 #[derive(Debug)]
 pub(crate) enum Lookup {
     /// The name exists.
     Found {
-        attr: FileAttr,
+        attr: Attr,
         attr_ttl: Duration,
         entry_ttl: Duration,
     },
@@ -97,10 +100,10 @@ pub(crate) struct DirItem {
     pub ino: u64,
     /// Offset of the item after this one.
     pub next: u64,
-    pub kind: FileType,
+    pub kind: Kind,
     pub name: Vec<u8>,
     /// Attributes and their timeout (readdirplus only).
-    pub attr: Option<(FileAttr, Duration)>,
+    pub attr: Option<(Attr, Duration)>,
 }
 
 /// The bytes of a read: a range of one cached chunk, or bytes gathered from several.
@@ -340,17 +343,6 @@ fn ware_fault(ware: &Cid, path: &str, what: &str, e: &ware_store::Error) -> Faul
     Fault::Io
 }
 
-fn file_type(kind: Kind) -> FileType {
-    match kind {
-        Kind::File => FileType::RegularFile,
-        Kind::Dir => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-        Kind::Fifo => FileType::NamedPipe,
-        Kind::CharDevice => FileType::CharDevice,
-        Kind::BlockDevice => FileType::BlockDevice,
-    }
-}
-
 fn time(secs: i64, nsec: u32) -> SystemTime {
     let t = if secs >= 0 {
         UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))
@@ -578,15 +570,12 @@ impl Core {
         format!("../{target}").into_bytes()
     }
 
-    fn synthetic(&self, ino: u64, kind: FileType, perm: u16, size: u64) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(ino),
+    fn synthetic(&self, ino: u64, kind: Kind, perm: u16, size: u64) -> Attr {
+        Attr {
+            ino,
             size,
             blocks: 0,
-            atime: self.started,
-            mtime: self.started,
-            ctime: self.started,
-            crtime: self.started,
+            time: self.started,
             kind,
             perm,
             nlink: 1,
@@ -594,21 +583,20 @@ impl Core {
             gid: self.owner.map_or(0, |o| o.1),
             rdev: 0,
             blksize: BLOCK,
-            flags: 0,
         }
     }
 
     /// A node's attributes and how long the kernel may keep them.
-    fn attr(&self, node: &Node) -> R<(FileAttr, Duration)> {
+    fn attr(&self, node: &Node) -> R<(Attr, Duration)> {
         match &node.kind {
             NodeKind::AllRoot | NodeKind::NamesDir => Ok((
-                self.synthetic(node.ino, FileType::Directory, 0o555, u64::from(BLOCK)),
+                self.synthetic(node.ino, Kind::Dir, 0o555, u64::from(BLOCK)),
                 SHORT_TTL,
             )),
             NodeKind::NameLink(target) => {
                 let size = Self::link_target(target).len() as u64;
                 Ok((
-                    self.synthetic(node.ino, FileType::Symlink, 0o777, size),
+                    self.synthetic(node.ino, Kind::Symlink, 0o777, size),
                     SHORT_TTL,
                 ))
             }
@@ -625,22 +613,18 @@ impl Core {
                 };
                 let t = time(entry.mtime, entry.mtime_nsec);
                 Ok((
-                    FileAttr {
-                        ino: INodeNo(node.ino),
+                    Attr {
+                        ino: node.ino,
                         size,
                         blocks,
-                        atime: t,
-                        mtime: t,
-                        ctime: t,
-                        crtime: t,
-                        kind: file_type(entry.kind),
+                        time: t,
+                        kind: entry.kind,
                         perm: (entry.mode & 0o7777) as u16,
                         nlink,
                         uid: self.owner.map_or(entry.uid, |o| o.0),
                         gid: self.owner.map_or(entry.gid, |o| o.1),
                         rdev: entry.rdev.map_or(0, |(ma, mi)| encode_dev(ma, mi)),
                         blksize: BLOCK,
-                        flags: 0,
                     },
                     LONG_TTL,
                 ))
@@ -718,7 +702,7 @@ impl Core {
         self.inodes.read().len()
     }
 
-    pub(crate) fn getattr(&self, ino: u64) -> R<(FileAttr, Duration)> {
+    pub(crate) fn getattr(&self, ino: u64) -> R<(Attr, Duration)> {
         self.attr(&*self.node(ino)?)
     }
 
@@ -980,9 +964,9 @@ impl Core {
                     self.inodes.write().looked_up(&node);
                 }
                 let kind = match &node.kind {
-                    NodeKind::AllRoot | NodeKind::NamesDir => FileType::Directory,
-                    NodeKind::NameLink(_) => FileType::Symlink,
-                    NodeKind::Ware { entry, .. } => file_type(entry.kind),
+                    NodeKind::AllRoot | NodeKind::NamesDir => Kind::Dir,
+                    NodeKind::NameLink(_) => Kind::Symlink,
+                    NodeKind::Ware { entry, .. } => entry.kind,
                 };
                 out.push(DirItem {
                     ino: node.ino,
