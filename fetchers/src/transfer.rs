@@ -165,6 +165,56 @@ pub fn fetch_index(wh: &dyn Warehouse, name: &str) -> Result<Vec<PackEntry>> {
     })
 }
 
+/// Pack indexes fetched at once when a ware's metadata is fetched (each is a round trip).
+const INDEX_FETCHERS: usize = 8;
+
+/// The indexes of `names` from `wh`, in that order, fetched by up to [`INDEX_FETCHERS`]
+/// threads (this one included); those not started by `deadline` fail with a timeout.
+pub(crate) fn fetch_indexes(
+    wh: &dyn Warehouse,
+    names: &[String],
+    deadline: std::time::Instant,
+    budget: std::time::Duration,
+) -> Vec<Result<Vec<PackEntry>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<Vec<PackEntry>>>>> =
+        names.iter().map(|_| Mutex::new(None)).collect();
+    let timeout = || Error::Timeout {
+        url: wh.url().to_string(),
+        deadline: budget,
+    };
+    let work = || {
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(name) = names.get(k) else { return };
+            let got = if std::time::Instant::now() >= deadline {
+                Err(timeout())
+            } else {
+                fetch_index(wh, name)
+            };
+            *slots[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(got);
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..INDEX_FETCHERS.min(names.len()) {
+            // A thread that cannot start leaves its share to the others and to this one.
+            if std::thread::Builder::new().spawn_scoped(s, work).is_err() {
+                break;
+            }
+        }
+        work();
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(timeout()))
+        })
+        .collect()
+}
+
 /// Fetches and verifies a ware's manifest.
 pub fn fetch_manifest(wh: &dyn Warehouse, ware: &WareId) -> Result<Manifest> {
     let bytes = wh.get(&ware_key(ware))?;

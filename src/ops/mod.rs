@@ -13,7 +13,7 @@
 //!
 //! Adding an operation: its struct and `Op` impl in `store.rs`, its line in `operations!`
 //! below, and the command that calls it (`src/cli/`). A daemon operation: its struct in
-//! `daemon.rs` and its line here, its `Serves` impl in `src/daemon.rs`, its command. Nothing
+//! `daemon.rs` and its line here, its `Serves` impl in `src/daemon/serves.rs`, its command. Nothing
 //! else changes (docs/ARCHITECTURE.md, "Adding a store operation").
 
 use std::os::fd::OwnedFd;
@@ -89,7 +89,7 @@ pub trait Op: Wire {
     fn run(self, store: &LocalStore, cx: &mut Cx<'_>) -> Result<Self::Reply>;
 }
 
-/// What serves the daemon's own operations (the daemon, `src/daemon.rs`). `Ok(None)`: no reply
+/// What serves the daemon's own operations (the daemon, `src/daemon/serves.rs`). `Ok(None)`: no reply
 /// is due (a foreground mount whose client went away).
 pub trait Serves<O: Wire> {
     /// Serves `op` for the client on `conn`.

@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
 use ware_fs::{Catalog, Mount, MountConfig, MountRoot};
 use ware_store::db::Store;
 use ware_store::pack::Progress;
@@ -30,8 +29,10 @@ use ware_store::{BlockSource, WareId};
 use crate::api::{LocalStore, RemoteOptions};
 use crate::client::{canonical_store, runtime_dir, socket_path};
 use crate::exit::exit_code;
-use crate::ops::{self, Cx, MountInfo, MountWhat, Mounts, Ping, Request, Serves, Shutdown, Umount};
+use crate::ops::{Cx, MountInfo, MountWhat, Request};
 use crate::proto::{OtherWire, Reply, WIRE, recv_request, send_reply};
+
+mod serves;
 
 /// How often the daemon looks at its flags, mounts and idle time.
 const TICK: Duration = Duration::from_millis(200);
@@ -44,14 +45,6 @@ const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// How long `ware umount` waits out a transient user of a mount before it reports it busy.
 const UMOUNT_PATIENCE: Duration = Duration::from_secs(2);
-
-/// This process's resident memory (VmRSS), if /proc says.
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
 
 struct Live {
     mount: Mount,
@@ -598,78 +591,5 @@ impl Daemon {
             *lock(&self.last_activity) = Instant::now();
         }
         mounts.len()
-    }
-}
-
-// --- The daemon's own operations (crate::ops) -----------------------------------------------
-
-impl Serves<Ping> for Daemon {
-    fn serve(&self, _: Ping, _: &UnixStream, _: &mut Cx<'_>) -> Result<Option<serde_json::Value>> {
-        let (chunks, dirs) = self.caches.used();
-        Ok(Some(json!({
-            "pid": std::process::id(),
-            "store": self.store.dir(),
-            "wire": WIRE,
-            "memory": {
-                "rss_bytes": rss_bytes(),
-                "chunk_cache_bytes": chunks,
-                "chunk_cache_budget": self.budgets.0,
-                "dir_cache_bytes": dirs,
-                "dir_cache_budget": self.budgets.1,
-            },
-        })))
-    }
-}
-
-impl Serves<ops::Mount> for Daemon {
-    fn serve(
-        &self,
-        op: ops::Mount,
-        conn: &UnixStream,
-        _: &mut Cx<'_>,
-    ) -> Result<Option<MountInfo>> {
-        let info = self.mount(
-            op.what,
-            op.mountpoint,
-            op.allow_other,
-            op.foreground,
-            &op.remote,
-        )?;
-        if !op.foreground {
-            return Ok(Some(info));
-        }
-        // A foreground mount lives as long as the connection.
-        match self.attend(conn, &info)? {
-            Some(v) => Ok(Some(serde_json::from_value(v)?)),
-            None => Ok(None),
-        }
-    }
-}
-
-impl Serves<Umount> for Daemon {
-    fn serve(&self, op: Umount, _: &UnixStream, _: &mut Cx<'_>) -> Result<Option<()>> {
-        self.umount(&op.mountpoint, op.lazy)?;
-        Ok(Some(()))
-    }
-}
-
-impl Serves<Mounts> for Daemon {
-    fn serve(&self, _: Mounts, _: &UnixStream, _: &mut Cx<'_>) -> Result<Option<Vec<MountInfo>>> {
-        self.prune_mounts();
-        let infos = lock(&self.mounts)
-            .values()
-            .map(|l| MountInfo {
-                inodes: Some(l.mount.inodes() as u64),
-                ..l.info.clone()
-            })
-            .collect();
-        Ok(Some(infos))
-    }
-}
-
-impl Serves<Shutdown> for Daemon {
-    fn serve(&self, _: Shutdown, _: &UnixStream, _: &mut Cx<'_>) -> Result<Option<()>> {
-        self.stop.store(true, Ordering::SeqCst);
-        Ok(Some(()))
     }
 }

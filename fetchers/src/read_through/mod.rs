@@ -31,7 +31,9 @@ use ware_store::bundle::{PackEntry, pack_key};
 use ware_store::chunk::{decode_chunk, encode_chunk};
 use ware_store::{BlockSource, ChunkId, NodeId, WareId};
 
-use crate::transfer::{check_warehouse, fetch_index, fetch_manifest, named_by_manifest};
+use crate::transfer::{check_warehouse, fetch_indexes, fetch_manifest, named_by_manifest};
+
+mod local;
 use crate::{Kind, Warehouse};
 
 /// Bytes read from a pack in one request when a chunk is missed (the chunk and those after it).
@@ -44,56 +46,6 @@ pub const READ_WINDOW: u64 = 256 << 10;
 pub const PREFETCH_SPAN: u64 = 1 << 20;
 
 pub use crate::local::LocalCache;
-
-/// Pack indexes fetched at once when a ware's metadata is fetched (each is a round trip).
-const INDEX_FETCHERS: usize = 8;
-
-/// The indexes of `names` from `wh`, in that order, fetched by up to [`INDEX_FETCHERS`]
-/// threads (this one included); those not started by `deadline` fail with a timeout.
-fn fetch_indexes(
-    wh: &dyn Warehouse,
-    names: &[String],
-    deadline: Instant,
-    budget: Duration,
-) -> Vec<crate::Result<Vec<PackEntry>>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<crate::Result<Vec<PackEntry>>>>> =
-        names.iter().map(|_| Mutex::new(None)).collect();
-    let timeout = || crate::Error::Timeout {
-        url: wh.url().to_string(),
-        deadline: budget,
-    };
-    let work = || {
-        loop {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some(name) = names.get(k) else { return };
-            let got = if Instant::now() >= deadline {
-                Err(timeout())
-            } else {
-                fetch_index(wh, name)
-            };
-            *slots[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(got);
-        }
-    };
-    std::thread::scope(|s| {
-        for _ in 1..INDEX_FETCHERS.min(names.len()) {
-            // A thread that cannot start leaves its share to the others and to this one.
-            if std::thread::Builder::new().spawn_scoped(s, work).is_err() {
-                break;
-            }
-        }
-        work();
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_or_else(|| Err(timeout()))
-        })
-        .collect()
-}
 
 /// A prefetch job: `n` entries of a pack from the one at `loc`.
 type Job = (ChunkId, Location, usize);
@@ -613,65 +565,5 @@ impl BlockSource for ReadThrough {
                 self.inner.forget_inflight(run_of(&loc, n));
             }
         }
-    }
-}
-
-impl Inner {
-    fn node(&self, id: &NodeId) -> ware_store::Result<Vec<u8>> {
-        match self.local.node(id) {
-            Err(ware_store::Error::NotFound { .. }) => {}
-            Ok(bytes) => {
-                self.learn_locations(id, &bytes);
-                return Ok(bytes);
-            }
-            other => return other,
-        }
-        let deadline = Instant::now() + self.deadline;
-        let tried = self.state().tried.contains(id);
-        if !tried && self.fetch_ware(id, deadline)? {
-            return self.local.node(id);
-        }
-        let block = self.fetch_node_block(id, deadline)?;
-        // A ware's root, fetched block by block (IPFS): the ware is now partly cached.
-        if ware_store::node::RootNode::decode(id, &block).is_ok() {
-            self.local.note_partial(id)?;
-        }
-        Ok(block)
-    }
-
-    /// A ware root the store holds only in part (cached by an earlier mount, in an earlier
-    /// daemon): fetch its manifest once, so its missing chunks can be found. Complete wares and
-    /// other nodes cost one check each, once.
-    fn learn_locations(&self, id: &NodeId, bytes: &[u8]) {
-        if !self.state().tried.insert(*id) {
-            return;
-        }
-        if ware_store::node::RootNode::decode(id, bytes).is_err()
-            || self.local.has_ware(id).unwrap_or(true)
-        {
-            return;
-        }
-        self.state().tried.remove(id);
-        if let Err(e) = self.fetch_ware(id, Instant::now() + self.deadline) {
-            // Its cached files still read; the others fail until a warehouse answers.
-            tracing::warn!(ware = %id, "partly cached ware: {e}");
-            self.state().tried.insert(*id);
-        }
-    }
-
-    fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
-        match self.local.chunk(id) {
-            Err(ware_store::Error::NotFound { .. }) => {}
-            other => return other,
-        }
-        let deadline = Instant::now() + self.deadline;
-        // Being fetched (a prefetch, another read): wait for that rather than fetch it twice.
-        if self.wait_started(id, deadline) {
-            match self.local.chunk(id) {
-                Err(ware_store::Error::NotFound { .. }) => {}
-                other => return other,
-            }
-        }
-        self.fetch_chunk(id, deadline)
     }
 }
