@@ -33,11 +33,12 @@
 //!
 //! What it reports, where a ware has nothing to say: `atime` and `ctime` are the `mtime`;
 //! `st_blocks` is the size in 4 KiB blocks; directories have size 4096 and `nlink` 1 (the
-//! "not counted" value btrfs also uses; `find` then does not rely on it). Inodes are never
-//! forgotten during a mount (that is what keeps their numbers stable), so memory grows with the
-//! number of distinct entries looked up, a few hundred bytes each. Reads ahead of the program
-//! are the kernel's readahead (raised to [`MountConfig::read_ahead_kb`]); there is no prefetch
-//! of its own yet.
+//! "not counted" value btrfs also uses; `find` then does not rely on it). The inode table
+//! counts the kernel's lookups and drops an inode the kernel forgets (numbers are never reused:
+//! a later lookup makes a new one), so a long-lived mount holds about what the kernel holds.
+//! Reads ahead of the program are the kernel's readahead (raised to
+//! [`MountConfig::read_ahead_kb`]) and the source's prefetch: a sequential reader's next 4 MiB
+//! (from the start of a file when it is opened) are handed to the source as hints.
 //!
 //! FUSE passthrough (`BackingId`) is not used: it hands the kernel a real file to read from,
 //! and a ware's contents are chunks in a store, not files; it would mean writing every opened
