@@ -157,7 +157,7 @@ def render_memory(doc: dict | None, where: str | None, charts: dict | None = Non
     if not doc:
         return lines + ["No results yet: `sudo benchmarks/run --only memory`.", ""]
     r = doc["results"]
-    lines += [H.header(doc, where) if hasattr(H, "header") else "", "",
+    lines += [H.header(doc, where), "",
               f"One store daemon serves every run: {r['small_runs']:,} runs of "
               f"`{SMALL_JOB}` (each a fresh lazy mount of the tree, namespaces, scratch overlay "
               f"and run record; {r['small_seconds']:.0f} s in all), then {len(r['read_all'])} "

@@ -585,9 +585,8 @@ exit $rc
         .prefix("ware-test-chroot")
         .tempdir()
         .unwrap();
-    let ware = w.command();
-    let mut c = Command::new("unshare");
-    c.args([
+    let mut unshare = Command::new("unshare");
+    unshare.args([
         "--mount",
         "--propagation",
         "private",
@@ -596,17 +595,15 @@ exit $rc
         SCRIPT,
         "sh",
     ]);
-    c.arg(if shared { "shared" } else { "private" });
-    c.arg(base.path());
+    unshare.arg(if shared { "shared" } else { "private" });
+    unshare.arg(base.path());
     // The ware command line: program, then `--store STORE` first (the stop reuses them).
-    c.arg(ware.get_program()).args(ware.get_args()).args(args);
-    for (k, v) in ware.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c.stdin(Stdio::null()).output().expect("run unshare")
+    let mut ware = w.command();
+    ware.args(args);
+    under(unshare, &ware)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare")
 }
 
 fn mounts_outside(stderr: &str) -> (String, String) {

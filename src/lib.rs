@@ -15,4 +15,5 @@ pub mod ops;
 pub mod output;
 pub mod progress;
 pub mod proto;
+pub mod record;
 pub mod run;

@@ -21,9 +21,10 @@ use ware_store::WareId;
 use crate::api::RemoteOptions;
 use crate::client::{self, RemoteStore};
 use crate::client::{StoreClient, resolve_ware};
-use crate::formula::{Formula, IdSpec, RunRecord, rfc3339};
+use crate::formula::{Formula, IdSpec};
 use crate::ops::{self, Cx, MountWhat};
 use crate::output::safe;
+use crate::record::{RunRecord, rfc3339};
 
 /// What `ware run` was asked.
 pub struct RunRequest<'a> {

@@ -590,20 +590,7 @@ fn a_servers_error_page_never_reaches_the_terminal_raw() {
     let id = w.pack_files("t", &[("f", b"data")]);
     let url = format!("http://{}/e500/", nginx.addr);
     let pull = |quiet: bool| {
-        let mut c = w.command();
-        // `Ware::command` passes --quiet: take it away for the loud run.
-        let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
-        let mut c2 = std::process::Command::new(c.get_program());
-        for a in args.iter().filter(|a| quiet || a.as_os_str() != "--quiet") {
-            c2.arg(a);
-        }
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => c2.env(k, v),
-                None => c2.env_remove(k),
-            };
-        }
-        c = c2;
+        let mut c = if quiet { w.command() } else { w.loud_command() };
         c.args(["pull", &id, &url]);
         bounded(c, std::time::Duration::from_secs(120))
     };

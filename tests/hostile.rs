@@ -270,18 +270,9 @@ fn pack(w: &Ware, tar: &[u8], extra: &[&str]) -> Output {
 
 fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     // The limit is set by util-linux's prlimit around the real command line.
-    let mut limited = Command::new("prlimit");
-    limited
-        .arg(format!("--data={DATA_LIMIT}"))
-        .arg("--")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => limited.env(k, v),
-            None => limited.env_remove(k),
-        };
-    }
+    let mut prlimit = Command::new("prlimit");
+    prlimit.arg(format!("--data={DATA_LIMIT}")).arg("--");
+    let mut limited = under(prlimit, cmd);
     let cmd = &mut limited;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

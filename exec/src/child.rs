@@ -10,14 +10,6 @@ use crate::plan::{Mode, Plan};
 use crate::report::{ChildFds, Fail, REPORT_FAILURE, REPORT_STATUS, Step, encode};
 use crate::sys::{self, SysResult, rc};
 
-fn sys_rc(r: libc::c_long) -> SysResult<c_int> {
-    if r < 0 {
-        Err(sys::errno())
-    } else {
-        Ok(r as c_int)
-    }
-}
-
 fn report_fail(fd: c_int, f: Fail) {
     let _ = sys::write_all(fd, &encode(REPORT_FAILURE, f.step as u32, f.index, f.errno));
 }
@@ -350,13 +342,13 @@ fn job(plan: &Plan, fds: &ChildFds, init_pid: libc::pid_t) -> Fail {
         let r = unsafe {
             let g = x.gid as libc::c_long;
             let u = x.uid as libc::c_long;
-            sys_rc(libc::syscall(
+            sys::check(libc::syscall(
                 libc::SYS_setgroups,
                 1 as libc::c_long,
                 groups.as_ptr(),
             ))
-            .and_then(|_| sys_rc(libc::syscall(libc::SYS_setresgid, g, g, g)))
-            .and_then(|_| sys_rc(libc::syscall(libc::SYS_setresuid, u, u, u)))
+            .and_then(|_| sys::check(libc::syscall(libc::SYS_setresgid, g, g, g)))
+            .and_then(|_| sys::check(libc::syscall(libc::SYS_setresuid, u, u, u)))
         };
         if let Err(e) = r {
             return Fail {
@@ -370,14 +362,14 @@ fn job(plan: &Plan, fds: &ChildFds, init_pid: libc::pid_t) -> Fail {
         let (mut ru, mut eu, mut su, mut rg, mut eg, mut sg) = (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
         // SAFETY: getresuid/getresgid write three integers each into our locals.
         let got = unsafe {
-            sys_rc(libc::syscall(
+            sys::check(libc::syscall(
                 libc::SYS_getresuid,
                 &mut ru,
                 &mut eu,
                 &mut su,
             ))
             .and_then(|_| {
-                sys_rc(libc::syscall(
+                sys::check(libc::syscall(
                     libc::SYS_getresgid,
                     &mut rg,
                     &mut eg,

@@ -59,7 +59,8 @@ pub(crate) fn errno() -> Errno {
     unsafe { *libc::__errno_location() }
 }
 
-fn check(r: c_long) -> SysResult<c_int> {
+/// A raw syscall's return value as a result: negative is the errno.
+pub(crate) fn check(r: c_long) -> SysResult<c_int> {
     if r < 0 { Err(errno()) } else { Ok(r as c_int) }
 }
 

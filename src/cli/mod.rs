@@ -114,6 +114,21 @@ pub(crate) fn store_dir(cli: &Cli) -> PathBuf {
 }
 
 /// Opens the store; only commands that write (or cache what warehouses send) create one.
+/// Runs `op` on `store` (with `fd`, if it takes one) under a progress bar titled `what`, the
+/// bar finished however the call ends.
+pub(crate) fn call_with_bar<O: ops::Op>(
+    cli: &Cli,
+    store: &StoreClient,
+    what: &str,
+    op: O,
+    fd: Option<std::os::fd::OwnedFd>,
+) -> Result<O::Reply> {
+    let bar = Bar::new(what, cli.quiet);
+    let r = store.call(op, &mut Cx::new(fd, &bar));
+    bar.finish();
+    r
+}
+
 pub(crate) fn open(cli: &Cli, create: bool) -> Result<StoreClient> {
     client::open_store(&store_dir(cli), create)
 }

@@ -70,11 +70,8 @@ pub(crate) fn pack(cli: &Cli, a: &Pack) -> Result<()> {
         }
     };
     let store = open(cli, true)?;
-    let bar = Bar::new("packing", cli.quiet);
     let (dir, fd) = source;
-    let report = store.call(ops::Pack { dir, opts }, &mut Cx::new(fd, &bar));
-    bar.finish();
-    let report = report?;
+    let report = call_with_bar(cli, &store, "packing", ops::Pack { dir, opts }, fd)?;
     notices(cli, &report.notices);
     if cli.json {
         print_json(&serde_json::to_value(&report)?)?;
@@ -92,17 +89,11 @@ pub(crate) fn unpack(cli: &Cli, a: &Unpack) -> Result<()> {
         ware.path.is_empty(),
         "{ware}: unpack takes a ware ID, not a path inside one"
     );
-    let bar = Bar::new("unpacking", cli.quiet);
-    let target = std::path::absolute(dir)?;
-    let r = store.call(
-        ops::Unpack {
-            ware: ware.ware,
-            target,
-        },
-        &mut Cx::new(None, &bar),
-    );
-    bar.finish();
-    let r = r?;
+    let op = ops::Unpack {
+        ware: ware.ware,
+        target: std::path::absolute(dir)?,
+    };
+    let r = call_with_bar(cli, &store, "unpacking", op, None)?;
     notices(cli, &r.notices);
     if cli.json {
         print_json(&serde_json::to_value(&r)?)?;
@@ -117,6 +108,15 @@ pub(crate) fn unpack(cli: &Cli, a: &Unpack) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The store and the place `at` (`ID|NAME[/PATH]`) names in it, for a read that may go
+/// through the warehouses: such a read caches what they send, so it may create the store.
+fn open_at(cli: &Cli, at: &OsString) -> Result<(StoreClient, WarePath, api::RemoteOptions)> {
+    let remote = remote_options(cli)?;
+    let store = open(cli, !remote.warehouses.is_empty())?;
+    let at = WarePath::parse(at, &store)?;
+    Ok((store, at, remote))
 }
 
 pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
@@ -141,10 +141,7 @@ pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
             }
         }
         Some(at) => {
-            // Reading through warehouses caches what they send: such a read may create the store.
-            let remote = remote_options(cli)?;
-            let store = open(cli, !remote.warehouses.is_empty())?;
-            let at = WarePath::parse(at, &store)?;
+            let (store, at, remote) = open_at(cli, at)?;
             let entries = store.ask(ops::List {
                 at: at.clone(),
                 remote,
@@ -164,10 +161,7 @@ pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
 }
 
 pub(crate) fn cat(cli: &Cli, a: &Cat) -> Result<()> {
-    let Cat { at } = a;
-    let remote = remote_options(cli)?;
-    let store = open(cli, !remote.warehouses.is_empty())?;
-    let at = WarePath::parse(at, &store)?;
+    let (store, at, remote) = open_at(cli, &a.at)?;
     let out = std::io::stdout().as_fd().try_clone_to_owned()?;
     store.call(
         ops::Cat { at, remote },
@@ -177,10 +171,7 @@ pub(crate) fn cat(cli: &Cli, a: &Cat) -> Result<()> {
 }
 
 pub(crate) fn stat(cli: &Cli, a: &Stat) -> Result<()> {
-    let Stat { at } = a;
-    let remote = remote_options(cli)?;
-    let store = open(cli, !remote.warehouses.is_empty())?;
-    let at = WarePath::parse(at, &store)?;
+    let (store, at, remote) = open_at(cli, &a.at)?;
     let e = store.ask(ops::Stat {
         at: at.clone(),
         remote,
@@ -219,10 +210,7 @@ pub(crate) fn stat(cli: &Cli, a: &Stat) -> Result<()> {
 pub(crate) fn fsck(cli: &Cli, a: &Fsck) -> Result<()> {
     let _ = a;
     let store = open(cli, false)?;
-    let bar = Bar::new("checking", cli.quiet);
-    let r = store.call(ops::Fsck {}, &mut Cx::new(None, &bar));
-    bar.finish();
-    let r = r?;
+    let r = call_with_bar(cli, &store, "checking", ops::Fsck {}, None)?;
     if cli.json {
         print_json(&json!({"clean": r.is_clean(), "report": r}))?;
     } else {

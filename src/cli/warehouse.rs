@@ -28,21 +28,16 @@ pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
     let Push { id, url, shared } = a;
     let store = open(cli, false)?;
     let ware = resolve_ware(id, &store)?;
-    let bar = Bar::new("pushing", cli.quiet);
     let remote = api::RemoteOptions {
         shared: *shared,
         ..remote_options(cli)?
     };
-    let r = store.call(
-        ops::Push {
-            ware,
-            url: url.clone(),
-            remote,
-        },
-        &mut Cx::new(None, &bar),
-    );
-    bar.finish();
-    let r = r?;
+    let op = ops::Push {
+        ware,
+        url: url.clone(),
+        remote,
+    };
+    let r = call_with_bar(cli, &store, "pushing", op, None)?;
     if cli.json {
         print_json(&serde_json::to_value(&r)?)?;
     } else if !cli.quiet {
@@ -68,10 +63,13 @@ pub(crate) fn pull(cli: &Cli, a: &Pull) -> Result<()> {
     if let Some(u) = url {
         opts.warehouses = vec![u.clone()];
     }
-    let bar = Bar::new("pulling", cli.quiet);
-    let r = store.call(ops::Pull { ware, remote: opts }, &mut Cx::new(None, &bar));
-    bar.finish();
-    let r = r?;
+    let r = call_with_bar(
+        cli,
+        &store,
+        "pulling",
+        ops::Pull { ware, remote: opts },
+        None,
+    )?;
     if cli.json {
         print_json(&serde_json::to_value(&r)?)?;
     } else if !cli.quiet {

@@ -529,7 +529,7 @@ impl Daemon {
 
     /// A foreground mount lives as long as its client's connection: tell the client it is
     /// ready, then wait for the client to go (unmount) or the mount to end (reply).
-    fn attend(&self, conn: &UnixStream, info: &MountInfo) -> Result<Option<serde_json::Value>> {
+    fn attend(&self, conn: &UnixStream, info: &MountInfo) -> Result<Option<MountInfo>> {
         if let Err(e) = send_reply(conn, &Reply::Ready) {
             // The client left while we mounted: its mount goes with it.
             let _ = self.umount(&info.mountpoint, true);
@@ -558,7 +558,7 @@ impl Daemon {
                 .get(&info.mountpoint)
                 .is_some_and(|l| !l.mount.is_finished());
             if !still || self.stop.load(Ordering::SeqCst) {
-                return Ok(Some(serde_json::to_value(info)?));
+                return Ok(Some(info.clone()));
             }
         }
     }

@@ -54,10 +54,7 @@ impl Serves<ops::Mount> for Daemon {
             return Ok(Some(info));
         }
         // A foreground mount lives as long as the connection.
-        match self.attend(conn, &info)? {
-            Some(v) => Ok(Some(serde_json::from_value(v)?)),
-            None => Ok(None),
-        }
+        self.attend(conn, &info)
     }
 }
 

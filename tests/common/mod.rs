@@ -46,8 +46,15 @@ impl Ware {
     }
 
     pub fn command(&self) -> Command {
+        let mut c = self.loud_command();
+        c.arg("--quiet");
+        c
+    }
+
+    /// [`Ware::command`] without `--quiet`: notices, warnings and retries show on stderr.
+    pub fn loud_command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ware"));
-        c.arg("--store").arg(self.store()).arg("--quiet");
+        c.arg("--store").arg(self.store());
         c.env_remove("WARE_STORE");
         // A daemon a test causes to start stops when the test process ends, however it ends
         // (a Ctrl-C, a kill -9): no daemon or mount outlives the run.
@@ -432,6 +439,19 @@ pub fn assert_same(a: &BTreeMap<Vec<u8>, Seen>, b: &BTreeMap<Vec<u8>, Seen>) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// `cmd` run by `wrapper`: the wrapper's own program and arguments, then `cmd`'s program and
+/// arguments, with `cmd`'s environment (`prlimit --data=N --`, `unshare … sh -c SCRIPT`).
+pub fn under(mut wrapper: Command, cmd: &Command) -> Command {
+    wrapper.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    wrapper
 }
 
 /// Runs `cmd`, killing it if it has not ended within `limit` (a hang is a failure, not a stuck
