@@ -11,8 +11,6 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../fetchers/tests/harness/mod.rs"]
-mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,16 +28,16 @@ fn main() {
     if !can_mount() {
         return;
     }
-    for servers in ["nginx", "s3s-fs", "jsipfs"] {
+    for server in ["nginx", "s3s-fs", "jsipfs"] {
         let found = Command::new("sh")
-            .args(["-c", &format!("command -v {servers} || ls /root/.cache/warefs-build/js-ipfs-*/node_modules/.bin/{servers}")])
+            .args(["-c", &format!("command -v {server} || ls /root/.cache/warefs-build/js-ipfs-*/node_modules/.bin/{server}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !require(
             found,
-            &format!("{servers} is not installed (scripts/test-servers)"),
+            format!("{server} is not installed (scripts/test-servers)"),
         ) {
             return;
         }
@@ -52,9 +50,9 @@ fn main() {
 
 /// The victim: every server, a daemon and a mount, then wait to be killed.
 fn victim(dir: &Path) {
-    let nginx = harness::Nginx::start().expect("nginx");
-    let s3 = harness::S3s::start().expect("s3s-fs");
-    let ipfs = harness::JsIpfs::start().expect("jsipfs");
+    let nginx = servers::Nginx::start().expect("nginx");
+    let s3 = servers::S3s::start().expect("s3s-fs");
+    let ipfs = servers::JsIpfs::start().expect("jsipfs");
     let w = Ware::new();
     let id = w.pack_files("src", &[("f", b"still here\n")]);
     let mnt = w.path("mnt");

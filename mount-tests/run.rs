@@ -17,13 +17,7 @@ fn debian() -> Option<(Ware, String, PathBuf)> {
     if !can_mount() {
         return None;
     }
-    let Some(rootfs) = rootfs("small") else {
-        require(
-            false,
-            "WARE_TEST_ROOTFS_SMALL is not set (scripts/test sets it)",
-        );
-        return None;
-    };
+    let rootfs = rootfs("small")?;
     let w = Ware::new();
     let id = w.pack(&rootfs);
     Some((w, id, rootfs))

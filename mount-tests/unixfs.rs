@@ -8,8 +8,6 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../fetchers/tests/harness/mod.rs"]
-mod harness;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -128,10 +126,10 @@ fn umount(w: &Ware, mnt: &Path) {
 
 /// Every block of the DAG under `root`, written where the nginx trustless gateway serves it.
 fn export_to_gateway(
-    node: &harness::JsIpfs,
+    node: &servers::JsIpfs,
     rpc: &dyn Warehouse,
     root: &Cid,
-    nginx: &harness::Nginx,
+    nginx: &servers::Nginx,
 ) {
     let refs = node
         .cli(&["refs", "-r", "--unique", &root.to_string()])
@@ -149,13 +147,11 @@ fn unixfs_content_from_js_ipfs_and_a_trustless_gateway() {
     if !can_mount() {
         return;
     }
-    let node = match harness::JsIpfs::start() {
-        Ok(n) => n,
-        Err(e) => return harness::skip("js-ipfs", &e),
+    let Some(node) = started(servers::JsIpfs::start()) else {
+        return;
     };
-    let nginx = match harness::Nginx::start() {
-        Ok(n) => n,
-        Err(e) => return harness::skip("nginx", &e),
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
     };
     let rpc_url = format!("ipfs+http://{}", node.api);
     let rpc = ware_fetchers::open(&rpc_url, &Default::default()).unwrap();

@@ -6,8 +6,6 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../fetchers/tests/harness/mod.rs"]
-mod harness;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -181,9 +179,8 @@ fn directory_warehouse() {
 
 #[test]
 fn http_warehouse_served_by_nginx() {
-    let nginx = match harness::Nginx::start() {
-        Ok(n) => n,
-        Err(e) => return harness::skip("nginx", &e),
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
     };
     let push = format!("file://{}", nginx.root().display());
     let read = format!("http://{}", nginx.addr);
@@ -192,27 +189,25 @@ fn http_warehouse_served_by_nginx() {
 
 #[test]
 fn s3_warehouse_served_by_s3s_fs() {
-    let s3 = match harness::S3s::start() {
-        Ok(s) => s,
-        Err(e) => return harness::skip("s3s-fs", &e),
+    let Some(s3) = started(servers::S3s::start()) else {
+        return;
     };
     let url = format!(
         "s3://{}/some/prefix?endpoint=http://{}&region=us-east-1",
-        harness::S3_BUCKET,
+        servers::S3_BUCKET,
         s3.addr
     );
     let env = [
-        ("AWS_ACCESS_KEY_ID", harness::S3_ACCESS_KEY.to_string()),
-        ("AWS_SECRET_ACCESS_KEY", harness::S3_SECRET_KEY.to_string()),
+        ("AWS_ACCESS_KEY_ID", servers::S3_ACCESS_KEY.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", servers::S3_SECRET_KEY.to_string()),
     ];
     round_trip(&url, &url, &env, true);
 }
 
 #[test]
 fn ipfs_node_warehouse() {
-    let node = match harness::JsIpfs::start() {
-        Ok(n) => n,
-        Err(e) => return harness::skip("js-ipfs", &e),
+    let Some(node) = started(servers::JsIpfs::start()) else {
+        return;
     };
     let url = format!("ipfs+http://{}", node.api);
     // An IPFS node holds blocks, not whole-ware manifests: push, then mount lazily block by
@@ -227,9 +222,8 @@ fn dead_and_lying_warehouses() {
     if !can_mount() {
         return;
     }
-    let nginx = match harness::Nginx::start() {
-        Ok(n) => n,
-        Err(e) => return harness::skip("nginx", &e),
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
     };
     let w = Ware::new();
     let src = source(&w);
@@ -239,9 +233,9 @@ fn dead_and_lying_warehouses() {
 
     // A proxy that flips bytes in every answer, listed before the honest server.
     let big = noise(1, 24 << 20);
-    let lying = harness::Proxy::start(
+    let lying = servers::Proxy::start(
         nginx.addr,
-        harness::Fault::Replace(big[1000..1008].to_vec(), b"XXXXXXXX".to_vec()),
+        servers::Fault::Replace(big[1000..1008].to_vec(), b"XXXXXXXX".to_vec()),
     );
     let lazy = Ware::new();
     let mnt = lazy.path("mnt");

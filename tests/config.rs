@@ -2,8 +2,6 @@
 //! used with the precedence flag > file > default, in process and through the daemon.
 
 mod common;
-#[path = "../fetchers/tests/harness/mod.rs"]
-mod harness;
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -101,7 +99,7 @@ fn settings_are_listed_checked_and_kept_private() {
 fn the_read_deadline_comes_from_the_flag_then_the_file() {
     let w = Ware::new();
     let id = w.pack_files("t", &[("f", b"x")]);
-    let hole = harness::Proxy::blackhole();
+    let hole = servers::Proxy::blackhole();
     let url = format!("http://{}", hole.addr);
     w.ok(["config", "set", "read.deadline_s", "1"]);
     let pull = |extra: &[&str]| {

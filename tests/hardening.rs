@@ -2,8 +2,6 @@
 //! create stores, IDs of inner nodes, names that are not UTF-8, exit codes and messages.
 
 mod common;
-#[path = "../fetchers/tests/harness/mod.rs"]
-mod harness;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -574,9 +572,8 @@ fn a_mount_over_files_needs_nonempty() {
 /// server; `-q` leaves only the error, which names the URL.
 #[test]
 fn a_servers_error_page_never_reaches_the_terminal_raw() {
-    let nginx = match harness::Nginx::start() {
-        Ok(n) => n,
-        Err(e) => return harness::skip("nginx", &e),
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
     };
     let mut page = String::from("<html>\n<head><title>500</title></head>\n");
     for i in 0..45 {

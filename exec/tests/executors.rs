@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Case, MINBASE};
+use common::{Case, minbase};
 use ware_exec::{Bind, ExecutorKind, JobStatus};
 
 fn ready(kind: ExecutorKind) -> bool {
@@ -18,7 +17,7 @@ fn dpkg_lists_packages(kind: ExecutorKind) {
         return;
     }
     let c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         "dpkg -l > /out/dpkg.txt && echo done > /out/flag",
     );
     let o = c.run(kind);
@@ -38,7 +37,7 @@ fn status_comes_back(kind: ExecutorKind) {
     if !ready(kind) {
         return;
     }
-    let o = Case::new(Path::new(MINBASE), "exit 7").run(kind);
+    let o = Case::new(&minbase(), "exit 7").run(kind);
     assert_eq!(o.status, JobStatus::Exited(7));
     assert_eq!(o.status.exit_code(), 7);
     // Under runc the job is the container's pid 1, which cannot be killed by a signal from
@@ -49,7 +48,7 @@ fn status_comes_back(kind: ExecutorKind) {
     } else {
         "kill -9 $$"
     };
-    let o = Case::new(Path::new(MINBASE), script).run(kind);
+    let o = Case::new(&minbase(), script).run(kind);
     assert_eq!(o.status, JobStatus::Signaled(9));
     assert_eq!(o.status.exit_code(), 137);
 }
@@ -61,7 +60,7 @@ fn root_writes_are_discarded(kind: ExecutorKind) {
     }
     let probe = format!("ware-probe-{kind}-{}", std::process::id());
     let c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         &format!(
             "echo scratch > /etc/{probe} && cat /etc/{probe} > /out/seen && rm /usr/bin/dpkg && test ! -e /usr/bin/dpkg && echo gone > /out/rm"
         ),
@@ -70,8 +69,8 @@ fn root_writes_are_discarded(kind: ExecutorKind) {
     assert_eq!(o.status, JobStatus::Exited(0));
     assert_eq!(c.output("seen"), "scratch\n");
     assert_eq!(c.output("rm"), "gone\n");
-    assert!(!Path::new(MINBASE).join("etc").join(&probe).exists());
-    assert!(Path::new(MINBASE).join("usr/bin/dpkg").exists());
+    assert!(!&minbase().join("etc").join(&probe).exists());
+    assert!(&minbase().join("usr/bin/dpkg").exists());
 }
 
 /// A read-only bind refuses writes with EROFS, and its files are readable.
@@ -80,7 +79,7 @@ fn readonly_bind_is_erofs(kind: ExecutorKind) {
         return;
     }
     let mut c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         "cat /in/data > /out/read; (echo x > /in/new) 2> /out/err; echo $? > /out/rc; (echo y >> /in/data) 2>> /out/err; true",
     );
     let input = c.tmp.path().join("in");
@@ -112,7 +111,7 @@ fn wall_limit_kills_everything(kind: ExecutorKind) {
     }
     let marker = format!("{}.{}", 700 + kind as u32, std::process::id());
     let c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         &format!("sleep {marker} & (setsid sleep {marker} &) ; sleep {marker}"),
     )
     .wall(Duration::from_millis(700));

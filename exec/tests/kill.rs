@@ -2,17 +2,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Case, MINBASE};
+use common::{Case, minbase};
 use ware_exec::{ExecutorKind, JobStatus};
 
 /// `kill_running_jobs` (for a caller's SIGINT/SIGTERM handler) ends running jobs, whole.
 fn kill_running_jobs_ends_them(kind: ExecutorKind) {
     let marker = format!("{}.{}", 600 + kind as u32, std::process::id());
     let c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         &format!("(setsid sleep {marker} &); echo up > /out/up; sleep {marker}"),
     );
     let up = c.out.join("up");
@@ -51,7 +50,7 @@ fn jobs_die_with_their_caller() {
         // The doomed caller: run a job that never ends.
         let (kind, marker) = spec.split_once(' ').unwrap();
         let c = Case::new(
-            Path::new(MINBASE),
+            &minbase(),
             &format!("(setsid sleep {marker} &); sleep {marker}"),
         );
         let _ = ware_exec::run(kind.parse().unwrap(), &c.job);

@@ -5,9 +5,9 @@ mod common;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{Case, MINBASE};
+use common::{Case, minbase};
 use ware_exec::{Bind, ExecutorKind, JobStatus};
 
 const NS: ExecutorKind = ExecutorKind::Ns;
@@ -24,7 +24,7 @@ fn namespaces_are_the_jobs_own() {
         return;
     }
     let c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         "hostname > /out/hostname; cat /proc/net/dev > /out/netdev; echo $$ > /out/pid; \
          ls /proc | grep -c '^[0-9]' > /out/nproc; \
          (echo > /dev/tcp/127.0.0.1/9) 2> /out/lo; true",
@@ -57,7 +57,7 @@ fn network_true_is_the_hosts() {
     if !common::can_run() {
         return;
     }
-    let mut c = Case::new(Path::new(MINBASE), "cat /proc/net/dev > /out/netdev");
+    let mut c = Case::new(&minbase(), "cat /proc/net/dev > /out/netdev");
     c.job.network = true;
     ok(&c);
     let host = std::fs::read_to_string("/proc/net/dev").unwrap();
@@ -71,10 +71,7 @@ fn leftovers_die_with_the_job() {
         return;
     }
     let marker = format!("{}.{}", 800 + std::process::id() % 100, std::process::id());
-    let c = Case::new(
-        Path::new(MINBASE),
-        &format!("(setsid sleep {marker} &); exit 3"),
-    );
+    let c = Case::new(&minbase(), &format!("(setsid sleep {marker} &); exit 3"));
     let o = c.run(NS);
     assert_eq!(o.status, JobStatus::Exited(3));
     assert_eq!(common::processes_with(&marker), Vec::<String>::new());
@@ -87,7 +84,7 @@ fn job_runs_as_nobody() {
         return;
     }
     let mut c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         "id -u > /out/uid; id -g > /out/gid; id -G > /out/groups; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status > /out/status",
     );
     c.job.uid = 65534;
@@ -114,7 +111,7 @@ fn root_job_is_confined() {
     let leak = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
     assert!(leak > 2);
     let c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         "ls /proc/self/fd > /out/fds; (mount -t tmpfs none /mnt) 2> /out/mount; echo $? > /out/mount_rc; \
          (echo 1 > /proc/sys/vm/drop_caches) 2> /out/sysctl; \
          (ls /proc/1/root/ > /out/init_root) 2> /out/init_root_err; \
@@ -165,7 +162,12 @@ impl PlantedRoot {
         for (name, target) in links {
             std::os::unix::fs::symlink(target, planted.join(name)).unwrap();
         }
-        let opts = CString::new(format!("lowerdir={}:{MINBASE}", planted.display())).unwrap();
+        let opts = CString::new(format!(
+            "lowerdir={}:{}",
+            planted.display(),
+            minbase().display()
+        ))
+        .unwrap();
         let target = CString::new(root.as_os_str().as_bytes()).unwrap();
         // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
         let r = unsafe {
@@ -265,7 +267,7 @@ fn host_is_invisible() {
     std::fs::write(&canary, "host").unwrap();
     let canary = canary.to_str().unwrap();
     let c = Case::new(
-        Path::new(MINBASE),
+        &minbase(),
         &format!(
             "n=0; for p in {canary} /../../..{canary} /proc/self/root{canary} /proc/1/root{canary} \
              /proc/self/cwd/../..{canary}; do test -e $p && echo $p >> /out/seen; n=$((n+1)); done; \
@@ -286,15 +288,15 @@ fn setup_errors_name_the_culprit() {
     if !common::can_run() {
         return;
     }
-    let mut c = Case::new(Path::new(MINBASE), "true");
+    let mut c = Case::new(&minbase(), "true");
     c.job.cwd = "/no/such/dir".into();
     let e = ware_exec::run(NS, &c.job).unwrap_err().to_string();
     assert!(e.contains("/no/such/dir"), "{e}");
-    let mut c = Case::new(Path::new(MINBASE), "true");
+    let mut c = Case::new(&minbase(), "true");
     c.job.argv = vec!["no-such-program".into()];
     let e = ware_exec::run(NS, &c.job).unwrap_err();
     assert!(matches!(e, ware_exec::ExecError::Exec { .. }), "{e}");
-    let mut c = Case::new(Path::new(MINBASE), "true");
+    let mut c = Case::new(&minbase(), "true");
     c.job.mounts.push(Bind {
         source: "/nonexistent-src".into(),
         target: "/x".into(),
@@ -310,7 +312,7 @@ fn limits_are_enforced_or_noticed() {
     if !common::can_run() {
         return;
     }
-    let mut c = Case::new(Path::new(MINBASE), "cat /proc/self/cgroup > /out/cgroup");
+    let mut c = Case::new(&minbase(), "cat /proc/self/cgroup > /out/cgroup");
     c.job.limits.memory_bytes = Some(256 << 20);
     c.job.limits.pids = Some(64);
     let o = c.run(NS);
@@ -343,7 +345,7 @@ fn an_id_the_kernel_reads_as_unchanged_never_runs_the_job_as_root() {
     }
     for kind in [ExecutorKind::Ns, ExecutorKind::Chroot] {
         for (uid, gid) in [(u32::MAX, 65534), (65534, u32::MAX)] {
-            let mut c = Case::new(Path::new(MINBASE), "id > /out/id");
+            let mut c = Case::new(&minbase(), "id > /out/id");
             c.job.uid = uid;
             c.job.gid = gid;
             let e = ware_exec::run(kind, &c.job).unwrap_err().to_string();
@@ -369,8 +371,8 @@ fn a_huge_wall_limit_is_no_panic() {
         return;
     }
     for secs in [u64::MAX, i64::MAX as u64] {
-        let c = Case::new(Path::new(MINBASE), "echo ran > /out/r")
-            .wall(std::time::Duration::from_secs(secs));
+        let c =
+            Case::new(&minbase(), "echo ran > /out/r").wall(std::time::Duration::from_secs(secs));
         ok(&c);
         assert_eq!(c.output("r"), "ran\n");
     }

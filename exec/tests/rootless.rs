@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Case, MINBASE};
+use common::{Case, minbase};
 use ware_exec::{ExecutorKind, JobStatus};
 
 const CHILD_ENV: &str = "WARE_EXEC_ROOTLESS_DIR";
@@ -31,7 +31,7 @@ impl ReachableRoot {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let lower = dir.path().join("lower");
         std::fs::create_dir(&lower).unwrap();
-        let src = CString::new(MINBASE).unwrap();
+        let src = CString::new(minbase().as_os_str().as_bytes()).unwrap();
         let dst = CString::new(lower.as_os_str().as_bytes()).unwrap();
         // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
         let r = unsafe {
@@ -43,7 +43,13 @@ impl ReachableRoot {
                 std::ptr::null(),
             )
         };
-        assert_eq!(r, 0, "bind {MINBASE}: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            r,
+            0,
+            "bind {}: {}",
+            minbase().display(),
+            std::io::Error::last_os_error()
+        );
         ReachableRoot { _dir: dir, lower }
     }
 }

@@ -11,18 +11,7 @@ use ware_fetchers::transfer::{pull, push};
 use ware_fetchers::{FetchOptions, Warehouse, open};
 use ware_store::pack::{NoProgress, PackOptions, pack_dir};
 use ware_store::{BlockSource, MemStore, Reader, WareId};
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use ware_test_kit::{is_root, noise, require};
 
 /// A tree with big files (several packs' worth), small ones and a subdirectory.
 fn tree(dir: &Path) {
@@ -205,9 +194,7 @@ fn prefetch_brings_chunks_in_the_background() {
 /// A warehouse that fills up: push fails with the error, it does not hang.
 #[test]
 fn push_to_a_full_warehouse_fails_instead_of_hanging() {
-    if !rustix::process::geteuid().is_root() {
-        assert!(std::env::var("CI").is_err(), "needs root (tmpfs) under CI");
-        eprintln!("SKIPPED: needs root to mount a small tmpfs");
+    if !require(is_root(), "needs root to mount a small tmpfs") {
         return;
     }
     let (tmp, store, id, _) = setup();

@@ -10,18 +10,7 @@ use ware_store::{BlockSource, ChunkId, MemStore, NodeId, Reader, WareId};
 use crate::core::{Core, Fault, LONG_TTL, Lookup, ROOT_INO, Xattr};
 use crate::{Caches, Catalog, MountRoot};
 
-/// Deterministic pseudo-random bytes (xorshift), so chunk boundaries vary.
-pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+pub(crate) use ware_test_kit::noise;
 
 struct Tree {
     store: Arc<MemStore>,
@@ -38,7 +27,7 @@ fn build() -> &'static Tree {
 }
 
 fn make() -> Tree {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ware_test_kit::tempdir("ware-fs-unit");
     let root = dir.path();
     let big = noise(7, 3 << 20);
     std::fs::write(root.join("big"), &big).unwrap();
@@ -164,7 +153,10 @@ fn core_serves_the_packed_tree() {
     assert_eq!(core.getattr(10_000_000).unwrap_err(), Fault::NoEntry);
 
     // Xattrs: size probe, exact buffer, too small a buffer, missing name.
-    if t.xattrs {
+    if ware_test_kit::require(
+        t.xattrs,
+        "xattr checks: the scratch directory has no user xattrs",
+    ) {
         assert_eq!(
             core.getxattr(small, b"user.test", 0).unwrap(),
             Xattr::Size(7)
@@ -183,8 +175,6 @@ fn core_serves_the_packed_tree() {
             Xattr::Data(b"user.test\0".to_vec())
         );
         assert_eq!(core.listxattr(small, 5).unwrap_err(), Fault::Range);
-    } else {
-        eprintln!("skipping xattr checks: the temporary directory has no user xattrs");
     }
     assert_eq!(
         core.getxattr(big, b"user.test", 0).unwrap_err(),
@@ -312,7 +302,7 @@ impl Catalog for Names {
 fn whole_store_mount_shows_ids_and_names() {
     let t = build();
     let other = {
-        let d = tempfile::tempdir().unwrap();
+        let d = ware_test_kit::tempdir("ware-fs-unit");
         std::fs::write(d.path().join("f"), b"second ware").unwrap();
         pack_dir(&*t.store, d.path(), &PackOptions::default(), &NoProgress)
             .unwrap()
@@ -514,7 +504,7 @@ fn concurrent_reads_of_one_chunk_fetch_it_once() {
 
 #[test]
 fn fifos_and_devices_keep_their_kind() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ware_test_kit::tempdir("ware-fs-unit");
     let fifo = dir.path().join("fifo");
     rustix::fs::mknodat(
         rustix::fs::CWD,

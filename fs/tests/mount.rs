@@ -18,41 +18,10 @@ use std::sync::Arc;
 use ware_fs::{Catalog, FsError, MountConfig, MountRoot, mount, ware_mounts};
 use ware_store::pack::{MtimeFilter, NoProgress, PackOptions, pack_dir};
 use ware_store::{BlockSource, ChunkId, MemStore, NodeId, Reader, WareId};
-
-/// True when real mounts can run here; otherwise says why (and fails under CI).
-fn can_mount(test: &str) -> bool {
-    let why = if !rustix::process::geteuid().is_root() {
-        "not root"
-    } else if !Path::new("/dev/fuse").exists() {
-        "no /dev/fuse"
-    } else {
-        return true;
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: cannot mount under CI: {why}");
-    }
-    eprintln!("skipping {test}: {why}");
-    false
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+use ware_test_kit::{can_mount, noise, rootfs, tempdir};
 
 fn tmp() -> tempfile::TempDir {
-    // /var/tmp is a disk filesystem (user xattrs) where /tmp may be a small tmpfs.
-    tempfile::Builder::new()
-        .prefix("ware-fs-test")
-        .tempdir_in(std::env::var_os("WARE_TEST_TMP").unwrap_or_else(|| "/var/tmp".into()))
-        .unwrap()
+    tempdir("ware-fs-test")
 }
 
 /// The test tree; returns whether user xattrs could be set.
@@ -193,7 +162,7 @@ fn cfg() -> MountConfig {
 
 #[test]
 fn a_mounted_ware_matches_its_source() {
-    if !can_mount("a_mounted_ware_matches_its_source") {
+    if !can_mount() {
         return;
     }
     let src = tmp();
@@ -359,7 +328,7 @@ impl BlockSource for Damaged {
 
 #[test]
 fn a_corrupt_chunk_gives_eio_for_its_file_only() {
-    if !can_mount("a_corrupt_chunk_gives_eio_for_its_file_only") {
+    if !can_mount() {
         return;
     }
     let src = tmp();
@@ -420,7 +389,7 @@ impl Catalog for Names {
 
 #[test]
 fn the_whole_store_mount_shows_ids_and_names() {
-    if !can_mount("the_whole_store_mount_shows_ids_and_names") {
+    if !can_mount() {
         return;
     }
     let store = Arc::new(MemStore::new());
@@ -490,7 +459,7 @@ fn the_whole_store_mount_shows_ids_and_names() {
 
 #[test]
 fn a_missing_ware_fails_before_mounting() {
-    if !can_mount("a_missing_ware_fails_before_mounting") {
+    if !can_mount() {
         return;
     }
     let store = Arc::new(MemStore::new());
@@ -505,7 +474,7 @@ fn a_missing_ware_fails_before_mounting() {
 
 #[test]
 fn unmount_and_drop_leave_nothing_mounted() {
-    if !can_mount("unmount_and_drop_leave_nothing_mounted") {
+    if !can_mount() {
         return;
     }
     let src = tmp();
@@ -589,7 +558,7 @@ impl Drop for OpenOnDrop {
 
 #[test]
 fn a_slow_read_does_not_stall_other_files() {
-    if !can_mount("a_slow_read_does_not_stall_other_files") {
+    if !can_mount() {
         return;
     }
     let src = tmp();
@@ -653,17 +622,12 @@ fn in_chroot(root: &Path, script: &str) -> String {
 
 #[test]
 fn a_rootfs_on_the_mount_runs_under_chroot() {
-    if !can_mount("a_rootfs_on_the_mount_runs_under_chroot") {
+    if !can_mount() {
         return;
     }
-    let Some(rootfs) = std::env::var_os("WARE_TEST_ROOTFS_SMALL") else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("WARE_TEST_ROOTFS_SMALL is not set under CI (scripts/test sets it)");
-        }
-        eprintln!("skipping a_rootfs_on_the_mount_runs_under_chroot: WARE_TEST_ROOTFS_SMALL unset");
+    let Some(rootfs) = rootfs("small") else {
         return;
     };
-    let rootfs = PathBuf::from(rootfs);
     let store = Arc::new(MemStore::new());
     let id = pack_dir(&*store, &rootfs, &PackOptions::default(), &NoProgress)
         .unwrap()
@@ -685,7 +649,7 @@ fn a_rootfs_on_the_mount_runs_under_chroot() {
 #[test]
 fn allow_other_keeps_private_files_private() {
     use std::os::unix::process::CommandExt;
-    if !can_mount("allow_other_keeps_private_files_private") {
+    if !can_mount() {
         return;
     }
     let src = tmp();
@@ -773,7 +737,7 @@ impl Drop for Helper {
 
 #[test]
 fn a_dead_daemon_is_seen_and_cleared() {
-    if !can_mount("a_dead_daemon_is_seen_and_cleared") {
+    if !can_mount() {
         return;
     }
     let mnt = tmp();

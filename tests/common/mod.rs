@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 pub mod generate;
-pub mod procs;
 
+// The kit every test crate shares: the skip rule, noise, scratch, servers, process checks.
 #[allow(unused_imports)]
-pub use procs::processes_with;
+pub use ware_test_kit::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -29,10 +29,7 @@ impl Default for Ware {
 impl Ware {
     pub fn new() -> Ware {
         Ware {
-            dir: tempfile::Builder::new()
-                .prefix("ware-test")
-                .tempdir_in(scratch())
-                .expect("tempdir"),
+            dir: tempdir("ware-test"),
         }
     }
 
@@ -165,31 +162,6 @@ impl Drop for Ware {
     }
 }
 
-/// Polls `cond` every 20 ms until it holds or `limit` passes; its last answer.
-pub fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    cond()
-}
-
-/// Deterministic incompressible bytes (xorshift), the same on every machine.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// The trimmed stdout of a `ware` run that must have succeeded (its stderr shown if not).
 pub fn stdout_ok(out: &Output) -> String {
     assert!(
@@ -216,49 +188,6 @@ pub fn binary_for_others() -> PathBuf {
         bin
     })
     .clone()
-}
-
-/// Where tests put their files: $WARE_TEST_TMP or /var/tmp (a real disk, with xattrs).
-pub fn scratch() -> PathBuf {
-    let p = std::env::var_os("WARE_TEST_TMP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    std::fs::create_dir_all(&p).expect("scratch dir");
-    p
-}
-
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// True under CI, where a test that cannot run must fail rather than skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// Skips (locally, with a printed reason) or fails (under CI) a test that lacks something.
-pub fn require(cond: bool, what: &str) -> bool {
-    if !cond {
-        assert!(!in_ci(), "under CI this test must run, but: {what}");
-        eprintln!("SKIPPED: {what}");
-    }
-    cond
-}
-
-/// Whether FUSE mounts can be made here (root and /dev/fuse); skips or fails like [`require`].
-pub fn can_mount() -> bool {
-    require(
-        is_root() && Path::new("/dev/fuse").exists(),
-        "mount tests need root and /dev/fuse",
-    )
-}
-
-/// A benchmark root filesystem from scripts/rootfs (exported by scripts/test).
-pub fn rootfs(kind: &str) -> Option<PathBuf> {
-    let var = format!("WARE_TEST_ROOTFS_{}", kind.to_uppercase());
-    std::env::var_os(&var)
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
 }
 
 /// Everything a user would notice about one entry.
@@ -439,42 +368,4 @@ pub fn assert_same(a: &BTreeMap<Vec<u8>, Seen>, b: &BTreeMap<Vec<u8>, Seen>) {
             .collect::<Vec<_>>()
             .join("\n")
     );
-}
-
-/// `cmd` run by `wrapper`: the wrapper's own program and arguments, then `cmd`'s program and
-/// arguments, with `cmd`'s environment (`prlimit --data=N --`, `unshare … sh -c SCRIPT`).
-pub fn under(mut wrapper: Command, cmd: &Command) -> Command {
-    wrapper.arg(cmd.get_program()).args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => wrapper.env(k, v),
-            None => wrapper.env_remove(k),
-        };
-    }
-    wrapper
-}
-
-/// Runs `cmd`, killing it if it has not ended within `limit` (a hang is a failure, not a stuck
-/// suite).
-pub fn bounded(mut cmd: std::process::Command, limit: std::time::Duration) -> std::process::Output {
-    let child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-            panic!("{cmd:?} hangs: still running after {limit:?}");
-        }
-    }
 }

@@ -1,6 +1,5 @@
 //! Shared helpers: skip rules, a job on the minbase rootfs, output directories.
 #![allow(dead_code)]
-#![allow(unsafe_code)] // system calls to set up and check what the test needs
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -9,39 +8,29 @@ use std::time::Duration;
 
 use ware_exec::{Bind, ExecutorKind, Job, Limits, Outcome};
 
-#[path = "../../../tests/common/procs.rs"]
-mod procs;
 #[allow(unused_imports)]
-pub use procs::processes_with;
+pub use ware_test_kit::processes_with;
 
-pub const MINBASE: &str = "/root/.cache/warefs-build/rootfs-small";
-
-fn skip(reason: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("cannot run under CI=true: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-    false
+/// The small benchmark rootfs (debootstrap minbase) the jobs run on.
+pub fn minbase() -> PathBuf {
+    static ROOT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| ware_test_kit::rootfs("small"))
+        .clone()
+        .expect("can_run() first")
 }
 
-/// True if the test can run (root and the minbase rootfs); prints why not otherwise.
+/// True if the test can run (root and the minbase rootfs); skips by the kit's rule otherwise.
 pub fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return skip("the executor tests need root");
-    }
-    if !Path::new(MINBASE).join("usr/bin/dpkg").exists() {
-        return skip(&format!("{MINBASE} missing: run scripts/rootfs small"));
-    }
-    true
+    ware_test_kit::require(ware_test_kit::is_root(), "the executor tests need root")
+        && ware_test_kit::rootfs("small").is_some()
 }
 
-/// True if an OCI runtime is installed.
+/// True if an OCI runtime is installed; skips by the kit's rule otherwise.
 pub fn have_runc() -> bool {
-    if Path::new("/usr/bin/runc").exists() || Path::new("/usr/bin/crun").exists() {
-        return true;
-    }
-    skip("neither runc nor crun installed")
+    ware_test_kit::require(
+        Path::new("/usr/bin/runc").exists() || Path::new("/usr/bin/crun").exists(),
+        "neither runc nor crun installed",
+    )
 }
 
 /// A test case's scratch: the work dir, an output dir bound at /out, and the job.
@@ -54,10 +43,7 @@ pub struct Case {
 impl Case {
     /// `sh -c script` on `root` with /out bound writable.
     pub fn new(root: &Path, script: &str) -> Case {
-        let tmp = tempfile::Builder::new()
-            .prefix("ware-exec-test")
-            .tempdir()
-            .unwrap();
+        let tmp = ware_test_kit::tempdir("ware-exec-test");
         let out = tmp.path().join("out");
         let work = tmp.path().join("work");
         std::fs::create_dir(&out).unwrap();

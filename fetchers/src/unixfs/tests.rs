@@ -65,18 +65,6 @@ impl Dag {
     }
 }
 
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn murmur3_is_the_x64_128_first_half() {
     // MurmurHash3_x64_128("hello", seed 0) = cbd8a7b341bd9b02 5b1e906a48ae1d19.
@@ -201,7 +189,7 @@ proptest! {
 #[test]
 fn reads_a_tree_of_files_dirs_and_symlinks() {
     let dag = Dag::new();
-    let big = pseudo_random(300_000, 1);
+    let big = ware_test_kit::noise(1, 300_000);
     let (big_cid, big_len) = dag.file(&[&big[..100_000], &big[100_000..250_000], &big[250_000..]]);
     let small = dag.raw(b"hello\n");
     let empty = dag.raw(b"");
@@ -375,7 +363,7 @@ fn reads_hamt_sharded_directories() {
 #[test]
 fn damaged_or_missing_blocks_are_errors_naming_the_cid() {
     let dag = Dag::new();
-    let data = pseudo_random(50_000, 2);
+    let data = ware_test_kit::noise(2, 50_000);
     let (file, _) = dag.file(&[&data[..20_000], &data[20_000..]]);
     let other = dag.raw(b"other");
     let root = dag.dir(&[("f", file), ("o", other)]);

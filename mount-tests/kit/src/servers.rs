@@ -1,4 +1,4 @@
-//! Real servers for the conformance suite, each started on 127.0.0.1 with a free port, waited
+//! Real servers for the tests (nginx, python's http.server, s3s-fs, a js-ipfs node), each started on 127.0.0.1 with a free port, waited
 //! for by polling (no fixed sleeps), and killed with its whole process group when its guard is
 //! dropped, also when a test fails. And a small fault-injecting TCP proxy (threads of the test
 //! process: it ends with it).
@@ -9,7 +9,8 @@
 //! that kills the server's whole group once the test process is gone. A watchdog ignores
 //! SIGINT, SIGTERM and SIGHUP, and is itself stopped when its guard drops. Server files live
 //! in `$TMPDIR/ware-test-srv*` (what scripts/test clears after an interrupted run).
-#![allow(dead_code)]
+//!
+//! A test that cannot start one skips through [`crate::started`].
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,14 +20,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-
-/// Skips a test whose server cannot start: prints why locally, fails under `CI=true`.
-pub fn skip(what: &str, why: &anyhow::Error) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{what}: cannot run in CI: {why:#}");
-    }
-    eprintln!("SKIPPED {what}: {why:#} (run scripts/test-servers)");
-}
 
 /// A free port on 127.0.0.1 (bound, then released for the server to take).
 pub fn free_port() -> u16 {
@@ -366,16 +359,6 @@ impl S3s {
             addr,
             _guard: guard,
         })
-    }
-
-    pub fn settings(&self, endpoint: SocketAddr) -> ware_fetchers::S3Settings {
-        ware_fetchers::S3Settings {
-            access_key_id: Some(S3_ACCESS_KEY.into()),
-            secret_access_key: Some(S3_SECRET_KEY.into()),
-            region: Some("us-east-1".into()),
-            endpoint: Some(format!("http://{endpoint}")),
-            ..Default::default()
-        }
     }
 }
 
