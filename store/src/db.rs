@@ -180,6 +180,13 @@ impl Store {
             }
             return Err(Error::io(&lock_path, e.into()));
         }
+        // The lock is ours: a store whose maker stopped before its database existed is no
+        // store to a command that only reads.
+        if !create && !dir.join("CURRENT").exists() {
+            return Err(Error::NoStore {
+                dir: dir.to_path_buf(),
+            });
+        }
         lock.set_len(0)
             .and_then(|_| write!(lock, "{}", std::process::id()))
             .map_err(|e| Error::io(&lock_path, e))?;

@@ -28,13 +28,19 @@ pub(crate) fn prepare(dir: &Path, create: bool) -> Result<()> {
         Ok(_) => {
             if !create {
                 // Only a store that is not there is "no store": one we may not enter says so.
+                // A store another process is creating has its lock before its database: the
+                // caller takes the lock to tell "in use" from "no store".
                 match std::fs::symlink_metadata(dir.join("CURRENT")) {
                     Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            && !dir.join("ware.lock").exists() =>
+                    {
                         return Err(Error::NoStore {
                             dir: dir.to_path_buf(),
                         });
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io(dir, e)),
                 }
             }
