@@ -1,4 +1,4 @@
-"""The `memory` group of benchmarks/run: the resident memory of one long-lived store daemon over
+"""The `memory` group: the resident memory of one long-lived store daemon over
 many `ware run`s (issue 19, item 13), against the bound its caches are documented to keep.
 
 One store, the tree packed into it once (untimed); the first run starts the daemon and every
@@ -14,18 +14,18 @@ and 1,000 and after each read-all run; VmHWM (its peak) at the end. The peer is 
 serving the same tree (image `mksquashfs TREE IMG -comp zstd`, cached with the run group's):
 its VmRSS after reading every file of its mount the same way (`tar -cf - -C MNT . | cat`).
 
-benchmarks/run calls init(itself) once, then bench_memory / render_memory.
+The entry point calls bench_memory, then report calls render_memory; running commands comes
+from harness, the section header from render.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
-H = None  # the benchmarks/run module (set by init)
+from . import harness, render
 
 BEGIN, END = "<!-- memory:begin -->", "<!-- memory:end -->"
 SMALL_JOB = "ls /usr/bin > /dev/null; cat /etc/os-release > /dev/null"
@@ -36,11 +36,6 @@ MIB = 1 << 20
 # directory cache (32 MiB), RocksDB's memtables (128 MiB) and block cache (32 MiB), and a
 # baseline of 32 MiB (code, thread stacks, tables of live mounts).
 BOUND_MIB = 256 + 32 + 128 + 32 + 32
-
-
-def init(module) -> None:
-    global H
-    H = module
 
 
 def status(pid: int) -> dict:
@@ -62,7 +57,7 @@ class MemBench:
         self.sqmnt = self.u / "mnt-squashfs"
 
     def ware(self, *a, what=None, timeout=600):
-        return H.run([self.ctx.ware, "--store", self.store, *a], what=what, timeout=timeout)
+        return harness.run([self.ctx.ware, "--store", self.store, *a], what=what, timeout=timeout)
 
     def formula(self, name: str, script: str) -> Path:
         p = self.u / f"{name}.json"
@@ -73,7 +68,7 @@ class MemBench:
     def daemon_pid(self) -> int:
         st = json.loads(self.ware("--json", "daemon", "status", what="ware daemon status").stdout)
         if not st.get("running"):
-            raise H.BenchError("the store's daemon is not running after a run")
+            raise harness.BenchError("the store's daemon is not running after a run")
         return st["daemon"]["pid"]
 
     def squashfs_image(self) -> Path:
@@ -83,10 +78,10 @@ class MemBench:
         d.mkdir(parents=True, exist_ok=True)
         img = d / f"{self.ctx.tree.name}.sqfs"
         if not img.exists():
-            H.log(f"memory setup: mksquashfs of the tree into {img} (untimed, kept)")
+            harness.log(f"memory setup: mksquashfs of the tree into {img} (untimed, kept)")
             tmp = img.with_name(img.name + ".tmp")
-            H.rm_rf(tmp)
-            H.run(["mksquashfs", self.ctx.tree, tmp, "-comp", "zstd", "-noappend", "-quiet"],
+            harness.rm_rf(tmp)
+            harness.run(["mksquashfs", self.ctx.tree, tmp, "-comp", "zstd", "-noappend", "-quiet"],
                   what="making the squashfs image", timeout=3600)
             tmp.replace(img)
         return img
@@ -94,14 +89,14 @@ class MemBench:
     def peer(self) -> dict:
         img = self.squashfs_image()
         self.sqmnt.mkdir(parents=True)
-        H.run(["squashfuse", img, self.sqmnt], what="squashfuse", timeout=60)
+        harness.run(["squashfuse", img, self.sqmnt], what="squashfuse", timeout=60)
         try:
             pid = int(subprocess.run(["pgrep", "-n", "-f", f"squashfuse .*{self.sqmnt}"],
                                      capture_output=True, text=True).stdout.split()[0])
             samples = []
             for _ in range(self.args.runs):
                 # On the host: a FUSE mount is nodev, so the tree's own /dev/null is no use.
-                H.run(["bash", "-c", "set -o pipefail; tar -cf - -C \"$1\" . | cat > /dev/null",
+                harness.run(["bash", "-c", "set -o pipefail; tar -cf - -C \"$1\" . | cat > /dev/null",
                        "read-all", self.sqmnt], what="read-all", timeout=1800, group=True)
                 samples.append(status(pid))
             return {"read_all": samples}
@@ -110,10 +105,10 @@ class MemBench:
 
     def run(self) -> dict:
         self.u.mkdir(parents=True)
-        H.log("memory setup: ware pack of the tree into a fresh store (untimed)")
+        harness.log("memory setup: ware pack of the tree into a fresh store (untimed)")
         ran = self.ware("pack", "--devices", "keep", self.ctx.tree, what="packing",
                         timeout=3600)
-        self.ware_id = H.parse_ware_id(ran)
+        self.ware_id = harness.parse_ware_id(ran)
         small = self.formula("small", SMALL_JOB)
         read_all = self.formula("read-all", READ_ALL)
         n = self.args.memory_runs
@@ -125,7 +120,7 @@ class MemBench:
                     pid = self.daemon_pid()
                 if i in SAMPLES or i == n:
                     samples.append({"runs": i, **status(pid)})
-                    H.log(f"memory: after {i} runs: VmRSS "
+                    harness.log(f"memory: after {i} runs: VmRSS "
                           f"{samples[-1]['VmRSS'] / MIB:.1f} MiB")
             small_s = time.monotonic() - t0
             reads = []
@@ -133,16 +128,16 @@ class MemBench:
                 self.ware("-q", "run", read_all, what=f"read-all job, run {i + 1}",
                           timeout=1800)
                 reads.append(status(pid))
-                H.log(f"memory: after read-all {i + 1}: VmRSS "
+                harness.log(f"memory: after read-all {i + 1}: VmRSS "
                       f"{reads[-1]['VmRSS'] / MIB:.1f} MiB")
             if self.daemon_pid() != pid:
-                raise H.BenchError("the daemon restarted during the runs")
+                raise harness.BenchError("the daemon restarted during the runs")
             peak = status(pid)["VmHWM"]
         finally:
             try:
                 self.ware("daemon", "stop", what="ware daemon stop")
-            except H.BenchError as e:
-                H.warn(f"cleanup: {e}")
+            except harness.BenchError as e:
+                harness.warn(f"cleanup: {e}")
         return {"small_runs": n, "small_seconds": small_s, "small": samples,
                 "read_all": reads, "peak": peak, "bound_mib": BOUND_MIB,
                 "squashfuse": self.peer()}
@@ -157,7 +152,7 @@ def render_memory(doc: dict | None, where: str | None, charts: dict | None = Non
     if not doc:
         return lines + ["No results yet: `sudo benchmarks/run --only memory`.", ""]
     r = doc["results"]
-    lines += [H.header(doc, where), "",
+    lines += [render.header(doc, where), "",
               f"One store daemon serves every run: {r['small_runs']:,} runs of "
               f"`{SMALL_JOB}` (each a fresh lazy mount of the tree, namespaces, scratch overlay "
               f"and run record; {r['small_seconds']:.0f} s in all), then {len(r['read_all'])} "

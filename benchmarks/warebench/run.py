@@ -1,4 +1,4 @@
-"""The `run` group of benchmarks/run: `ware run` (issue 5) against unpack-then-run and friends.
+"""The `run` group: `ware run` (issue 5) against unpack-then-run and friends.
 
 A job on the benchmark tree, from invoking the command to the job's end, for:
 
@@ -15,8 +15,8 @@ the wall clock just before the harness spawned the first command gives the time 
 start); `python3 -c 'import json'`; `python3 -c 'import numpy'` (the two Python jobs only when
 the tree has python3 / numpy: the small tree has neither).
 
-benchmarks/run calls init(itself) once, then bench_run / render_run / chart_run; everything
-shared (running commands, dropping caches, chart styling) comes from there through H.
+The entry point calls bench_run, then report calls render_run / chart_run; running commands,
+dropping caches and rounds come from harness, tables and chart styling from render.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
-H = None  # the benchmarks/run module (set by init)
+from . import harness, render
 
 BEGIN, END = "<!-- run:begin -->", "<!-- run:end -->"
 TOOLS = ["ware-ns", "ware-chroot", "ware-runc", "tar+chroot", "squashfuse+chroot", "runc",
@@ -62,19 +62,9 @@ TIMING = (
     "daemon kept running, one untimed run of each way and job first")
 
 
-def init(module) -> None:
-    global H
-    H = module
-
-
 def doc_fields(args) -> dict:
     return {"cache": "warm only (--warm)" if args.warm else "cold and warm",
             "timing": TIMING}
-
-
-# ---------------------------------------------------------------------------------------------
-# Setup
-# ---------------------------------------------------------------------------------------------
 
 
 def load() -> str:
@@ -116,7 +106,7 @@ class RunBench:
         if img.exists() and stamp.exists() and stamp.read_text() == key:
             return img, True
         tmp = img.with_name(img.name + ".tmp")
-        H.rm_rf(tmp)
+        harness.rm_rf(tmp)
         make(tmp)
         tmp.replace(img)
         stamp.write_text(key)
@@ -128,25 +118,25 @@ class RunBench:
         self.sqmnt.mkdir()
         tree = self.ctx.tree
         t0 = time.monotonic()
-        H.log("run setup: ware pack --devices keep of the tree into a fresh store (untimed)")
-        ran = H.run([self.ctx.ware, "--store", self.store, "pack", "--devices", "keep", tree],
+        harness.log("run setup: ware pack --devices keep of the tree into a fresh store (untimed)")
+        ran = harness.run([self.ctx.ware, "--store", self.store, "pack", "--devices", "keep", tree],
                     what="packing the ware to run on")
-        self.ware_id = H.parse_ware_id(ran)
+        self.ware_id = harness.parse_ware_id(ran)
         pack_s = time.monotonic() - t0
-        H.log("run setup: the .tar and squashfs image of the tree (cached in "
+        harness.log("run setup: the .tar and squashfs image of the tree (cached in "
               f"{cache_dir()}; made once)")
-        self.tar, tar_hit = self.cached_image("tar", lambda p: H.run(
+        self.tar, tar_hit = self.cached_image("tar", lambda p: harness.run(
             ["tar", "-cf", p, "-C", tree, "."], what="making the tar"))
-        self.img, sq_hit = self.cached_image("sqfs", lambda p: H.run(
+        self.img, sq_hit = self.cached_image("sqfs", lambda p: harness.run(
             ["mksquashfs", tree, p, "-comp", "zstd", "-noappend", "-quiet", "-no-progress"],
             what="making the squashfs image"))
-        H.log("run setup: the runc bundles (rootfs: tar -x of the tree, untimed)")
+        harness.log("run setup: the runc bundles (rootfs: tar -x of the tree, untimed)")
         self.rootfs.mkdir()
-        H.run(["tar", "-xf", self.tar, "-C", self.rootfs], what="unpacking the runc rootfs")
+        harness.run(["tar", "-xf", self.tar, "-C", self.rootfs], what="unpacking the runc rootfs")
         self.jobs = {j: argv for j, argv in JOBS.items() if self.has(argv, j)}
         skipped = [j for j in JOBS if j not in self.jobs]
         if skipped:
-            H.warn(f"the tree lacks what jobs {skipped} need (python3/numpy): skipped")
+            harness.warn(f"the tree lacks what jobs {skipped} need (python3/numpy): skipped")
         self.formulas, self.bundles, self.tbundles = {}, {}, {}
         for j, argv in self.jobs.items():
             f = self.u / f"formula-{j}.json"
@@ -156,7 +146,7 @@ class RunBench:
             self.bundles[j] = self.bundle(f"bundle-{j}", argv, self.rootfs)
             self.tbundles[j] = self.bundle(f"tbundle-{j}", argv, self.bdest)
         return {"ware_id": self.ware_id, "ware_pack_s": pack_s,
-                "ware_stored_bytes": H.du_bytes(self.store),
+                "ware_stored_bytes": harness.du_bytes(self.store),
                 "tar": str(self.tar), "tar_bytes": self.tar.stat().st_size,
                 "tar_cached": tar_hit, "squashfs": str(self.img),
                 "squashfs_bytes": self.img.stat().st_size, "squashfs_cached": sq_hit,
@@ -178,7 +168,7 @@ class RunBench:
     def bundle(self, name: str, argv, rootfs: Path) -> Path:
         b = self.u / name
         b.mkdir()
-        H.run(["runc", "spec", "--bundle", b], what="runc spec")
+        harness.run(["runc", "spec", "--bundle", b], what="runc spec")
         cfg = json.loads((b / "config.json").read_text())
         cfg["process"]["terminal"] = False
         cfg["process"]["args"] = list(argv)
@@ -188,39 +178,39 @@ class RunBench:
 
     # --- state -------------------------------------------------------------------------------
     def ware(self, *a, what=None) -> object:
-        return H.run([self.ctx.ware, "--store", self.store, *a], what=what, timeout=120)
+        return harness.run([self.ctx.ware, "--store", self.store, *a], what=what, timeout=120)
 
     def daemon_pid(self):
         try:
             st = json.loads(self.ware("--json", "daemon", "status",
                                       what="ware daemon status").stdout)
         except Exception as e:  # noqa: BLE001 (recorded, never fatal)
-            H.warn(f"cannot read the daemon's pid: {e}")
+            harness.warn(f"cannot read the daemon's pid: {e}")
             return None
         return st.get("daemon", {}).get("pid") if st.get("running") else None
 
     def sq_umount(self) -> None:
-        if str(self.sqmnt) in H.mountpoints():
+        if str(self.sqmnt) in harness.mountpoints():
             try:
-                H.run(["fusermount3", "-u", self.sqmnt], what="unmounting squashfuse",
+                harness.run(["fusermount3", "-u", self.sqmnt], what="unmounting squashfuse",
                       timeout=60)
-            except H.BenchError as e:
-                H.warn(f"{e}; detaching lazily")
+            except harness.BenchError as e:
+                harness.warn(f"{e}; detaching lazily")
                 subprocess.run(["umount", "-l", str(self.sqmnt)])
 
     def close(self) -> None:
         if self.ware_id:
             try:
                 self.ware("daemon", "stop", what="ware daemon stop")
-            except H.BenchError as e:
-                H.warn(f"cleanup: {e}")
+            except harness.BenchError as e:
+                harness.warn(f"cleanup: {e}")
         self.sq_umount()
         for c in self.containers:
             subprocess.run(["runc", "delete", "--force", c], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-        left = [m for m in H.mountpoints() if m.startswith(str(self.u) + "/")]
+        left = [m for m in harness.mountpoints() if m.startswith(str(self.u) + "/")]
         for m in sorted(left, reverse=True):
-            H.warn(f"still mounted after cleanup: {m}; detaching it")
+            harness.warn(f"still mounted after cleanup: {m}; detaching it")
             subprocess.run(["umount", "-l", m])
 
     # --- one run -----------------------------------------------------------------------------
@@ -238,14 +228,14 @@ class RunBench:
                 self.ware("daemon", "stop", what="ware daemon stop")
         elif tool in ("tar+chroot", "tar+runc"):
             dest = self.dest if tool == "tar+chroot" else self.bdest
-            H.rm_rf(dest)
+            harness.rm_rf(dest)
             dest.mkdir()
             steps = [("ready", ["tar", "-xf", self.tar, "-C", dest])]
             if tool == "tar+chroot":
                 steps.append(("job", ["chroot", dest, *argv]))
             else:
                 steps.append(("job", self.runc_argv(self.tbundles[job])))
-            cleanup = [lambda d=dest: H.rm_rf(d)]
+            cleanup = [lambda d=dest: harness.rm_rf(d)]
         elif tool == "squashfuse+chroot":
             self.sq_umount()
             steps = [("ready", ["squashfuse", self.img, self.sqmnt]),
@@ -255,14 +245,14 @@ class RunBench:
             steps = [("job", self.runc_argv(self.bundles[job]))]
         pid_before = self.daemon_pid() if tool in WARE_TOOLS and mode == "warm" else None
         if mode == "cold":
-            H.drop_caches()
+            harness.drop_caches()
         else:  # no dirty pages of an earlier run (rm -rf, tar -x) written back in this one
             os.sync()
         m = {"ready_s": 0.0}
         launch_ns = time.time_ns()
         t0 = time.monotonic()
         for kind, cmd in steps:
-            ran = H.run(cmd, what=what, timeout=TIMEOUT)
+            ran = harness.run(cmd, what=what, timeout=TIMEOUT)
             m[f"{kind}_s"] = m.get(f"{kind}_s", 0.0) + ran.seconds
         m["seconds"] = time.monotonic() - t0
         if job == "start":
@@ -270,7 +260,7 @@ class RunBench:
             try:
                 m["start_s"] = (int(lines[-1]) - launch_ns) / 1e9
             except (IndexError, ValueError):
-                raise H.BenchError(f"{what}: the job printed no date +%s%N "
+                raise harness.BenchError(f"{what}: the job printed no date +%s%N "
                                    f"(stdout {ran.stdout[-200:]!r})") from None
         if tool in WARE_TOOLS:
             m.update(self.record_times(rec, launch_ns, m["seconds"]))
@@ -282,7 +272,7 @@ class RunBench:
         for c in cleanup:
             c()
         m["cleanup_s"] = time.monotonic() - t1
-        m["command"] = " && ".join(H.fmt_cmd(c) for _, c in steps).replace(str(self.u), "$WORK")
+        m["command"] = " && ".join(harness.fmt_cmd(c) for _, c in steps).replace(str(self.u), "$WORK")
         return m
 
     def runc_argv(self, bundle: Path) -> list:
@@ -313,7 +303,7 @@ class RunBench:
 
 
 def bench_run(args, ctx, work: Path) -> dict:
-    source = H.tree_summary(ctx.tree)
+    source = harness.tree_summary(ctx.tree)
     rb = RunBench(args, ctx, work)
     modes = ["warm"] if args.warm else ["cold", "warm"]
     try:
@@ -323,12 +313,12 @@ def bench_run(args, ctx, work: Path) -> dict:
         acc = {mode: {j: {t: {"runs": []} for t in TOOLS} for j in jobs} for mode in modes}
         for mode in modes:
             if mode == "warm":
-                H.log("run: warm-up (one untimed run of each way and job; the daemon is "
+                harness.log("run: warm-up (one untimed run of each way and job; the daemon is "
                       "started by the first ware run and kept)")
                 for j in jobs:
                     for t in TOOLS:
                         rb.once("warm", t, j, f"warm-up {t} {j}")
-            for r, order in H.rounds(TOOLS, args.runs):
+            for r, order in harness.rounds(TOOLS, args.runs):
                 for j in jobs:
                     for t in order:
                         m = rb.once(mode, t, j, f"{mode} {t} {j}, run {r + 1}")
@@ -337,13 +327,13 @@ def bench_run(args, ctx, work: Path) -> dict:
                         acc[mode][j][t]["runs"].append(m)
                         extra = (f"  start {m['start_s'] * 1e3:8.1f} ms" if "start_s" in m
                                  else "")
-                        H.log(f"{mode} {r + 1}/{args.runs} {j:5} {t:17} "
+                        harness.log(f"{mode} {r + 1}/{args.runs} {j:5} {t:17} "
                               f"{m['seconds'] * 1e3:9.1f} ms{extra}")
         for mode in modes:
             for j in jobs:
                 for t in TOOLS:
                     v = acc[mode][j][t]
-                    v.update(H.summarize(v["runs"]))
+                    v.update(harness.summarize(v["runs"]))
                     for k in ("ready_s", "job_s", "start_s", "rec_setup_s", "rec_job_s",
                               "rec_after_s", "cleanup_s"):
                         xs = [x[k] for x in v["runs"] if x.get(k) is not None]
@@ -361,11 +351,6 @@ def bench_run(args, ctx, work: Path) -> dict:
         return res
     finally:
         rb.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------------------
 
 
 def ms(s) -> str:
@@ -445,14 +430,14 @@ def render_run(doc: dict | None, where: str | None, charts: dict | None = None) 
     if doc is None:
         return out + ["No run results yet.", ""]
     res, setup = doc["results"], doc["results"]["_setup"]
-    out += [H.header(doc, where), "",
+    out += [render.header(doc, where), "",
             f"Load average (1/5/15 min) before: {res.get('load_before')}, after: "
             f"{res.get('load_after')} — the machine is shared, so every figure carries that "
             "noise; each run's load is in the JSON.", "",
             f"The tree is packed once into a fresh store (`ware pack --devices keep`, "
             f"{setup['ware_pack_s']:.1f} s, untimed); the `.tar` "
-            f"({H.mb(setup['tar_bytes'])} MB) and the squashfs image "
-            f"(`mksquashfs … -comp zstd`, {H.mb(setup['squashfs_bytes'])} MB) are made once "
+            f"({render.mb(setup['tar_bytes'])} MB) and the squashfs image "
+            f"(`mksquashfs … -comp zstd`, {render.mb(setup['squashfs_bytes'])} MB) are made once "
             "and cached outside the repo; the prepared runc bundle's rootfs is a `tar -x` of "
             "the tree made before the rounds. The formula is "
             f"`{json.dumps(setup['formula_example'])}` with the job's argv "
@@ -466,7 +451,7 @@ def render_run(doc: dict | None, where: str | None, charts: dict | None = None) 
             else:
                 continue
             break
-        out.append(f"- {LABEL[t]}: `{H.md_cell(cmd)}`")
+        out.append(f"- {LABEL[t]}: `{render.md_cell(cmd)}`")
     out += ["",
             "Each figure: wall clock from just before the first command is spawned to the end "
             "of the job (for `ware run`, to the end of the command: mount, namespaces, the "
@@ -531,7 +516,7 @@ def render_run(doc: dict | None, where: str | None, charts: dict | None = None) 
                     for v in js.values() for n in v.get("notices", [])})
     if notes:
         out += ["Run-record notices: " + "; ".join(f"`{n}`" for n in notes) + ".", ""]
-    out += H.img(charts, "run-startup.png",
+    out += render.img(charts, "run-startup.png",
                  "ware run against unpack-then-run, squashfuse and runc, cold and warm")
     out += ["Targets (issue 5):", "", *targets(res), ""]
     return out
@@ -540,8 +525,8 @@ def render_run(doc: dict | None, where: str | None, charts: dict | None = None) 
 def chart_run(plt, doc, where, out: Path) -> list[str]:
     res = doc["results"]
     modes = [m for m in ("cold", "warm") if m in res]
-    colors = {"ware-ns": H.WARE_C, "ware-chroot": "#4a98c9", "ware-runc": H.WARE_C2,
-              "tar+chroot": H.PEER_C, "squashfuse+chroot": H.SQ_C, "runc": "#2ca02c",
+    colors = {"ware-ns": render.WARE_C, "ware-chroot": "#4a98c9", "ware-runc": render.WARE_C2,
+              "tar+chroot": render.PEER_C, "squashfuse+chroot": render.SQ_C, "runc": "#2ca02c",
               "tar+runc": "#98df8a"}
     fig, axes = plt.subplots(len(modes), 1, figsize=(13, 5.2 * len(modes)), squeeze=False)
     for ax, mode in zip(axes[:, 0], modes):
@@ -570,7 +555,7 @@ def chart_run(plt, doc, where, out: Path) -> list[str]:
                                          for j in jobs], fontsize=9)
         ax.set_ylabel("ms (log scale)")
         ax.set_title(f"{mode}", fontsize=10, loc="left")
-        H.style(ax)
+        render.style(ax)
         ax.grid(axis="y", which="both", alpha=0.2)
         top = max(p.get_height() for p in ax.patches)
         ax.set_ylim(top=top * 8)
@@ -578,9 +563,9 @@ def chart_run(plt, doc, where, out: Path) -> list[str]:
     fig.legend(handles, labels, fontsize=8.5, ncol=4, loc="upper center",
                bbox_to_anchor=(0.5, 0.925), frameon=False)
     fig.suptitle("ware run vs tar -x + chroot, squashfuse + chroot, runc — median ms "
-                 f"(min–max whiskers)\n{H.subtitle(doc, 'cold and warm')}; load "
+                 f"(min–max whiskers)\n{render.subtitle(doc, 'cold and warm')}; load "
                  f"{doc['results'].get('load_before')}", fontsize=11)
     fig.subplots_adjust(bottom=0.1, top=0.86, hspace=0.3, left=0.07, right=0.98)
-    H.footer(fig, doc, where)
-    H.save(plt, fig, out / "run-startup.png")
+    render.footer(fig, doc, where)
+    render.save(plt, fig, out / "run-startup.png")
     return ["run-startup.png"]

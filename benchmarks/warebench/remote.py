@@ -1,0 +1,645 @@
+"""The `warehouse` group (a remote cold start): a lazy `ware mount` from nginx (and from s3s-fs on
+the long link) and a first job, against `curl | tar -x` and `curl | zstd -d | tar -x` and the
+same job; on loopback, on a link capped with tc tbf, and on a long link through the delaying
+proxy; its section and charts.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import statistics
+import subprocess
+import time
+
+from pathlib import Path
+
+from .harness import (
+    BenchError,
+    Ctx,
+    MOUNT_TIMEOUT,
+    drop_caches,
+    du_bytes,
+    fmt_cmd,
+    free_port,
+    log,
+    mountpoints,
+    parse_ware_id,
+    quiet,
+    rm_rf,
+    run,
+    summarize,
+    ware_stats,
+    warn,
+)
+from .render import (
+    PEER_C,
+    WARE_C,
+    bars,
+    compare,
+    footer,
+    header,
+    img,
+    mb,
+    md_cell,
+    save,
+    spread,
+    subtitle,
+    x_vs,
+)
+from .servers import DelayProxy, Nginx, S3_BUCKET, S3sFs, curl_s3, s3_env, s3_url
+
+WBEGIN, WEND = "<!-- warehouse:begin -->", "<!-- warehouse:end -->"
+
+
+WH_TOOLS = ["warefs", "tar", "tar.zst"]
+# On the long (delayed) link the same three again, from an S3 warehouse (s3s-fs) instead of nginx.
+WH_S3_TOOLS = ["warefs-s3", "tar-s3", "tar.zst-s3"]
+WH_ALL_TOOLS = WH_TOOLS + WH_S3_TOOLS
+# The job of the warehouse group: the mount group's plus a Python import that reads a few MB
+# of scattered files (numpy), the shape of "a first real program" the warehouses issue names.
+WH_JOB = "ls /usr/bin; /usr/bin/dpkg -l; python3 -c \"import numpy\""
+WH_NS = f"warefs-bench-{os.getpid()}"  # network namespace of the capped link
+WH_NET = ("10.249.83.1", "10.249.83.2")  # host end, namespace end (a /30 on a veth pair)
+WH_RTT_NS = f"warefs-bench-rtt-{os.getpid()}"  # network namespace of the long link
+WH_RTT_NET = ("10.249.83.5", "10.249.83.6")
+WH_LABEL = {"warefs": "ware mount (lazy, HTTP)", "tar": "curl | tar -x",
+            "tar.zst": "curl | zstd -d | tar -x",
+            "warefs-s3": "ware mount (lazy, S3)", "tar-s3": "curl (S3) | tar -x",
+            "tar.zst-s3": "curl (S3) | zstd -d | tar -x"}
+WH_SHORT = {"warefs": "ware mount", "tar": "curl | tar", "tar.zst": "curl | zstd | tar",
+            "warefs-s3": "ware mount S3", "tar-s3": "S3 | tar", "tar.zst-s3": "S3 | zstd | tar"}
+WH_SPEEDUP_TARGET = 10  # issue 4: ≥10x faster than download-and-unpack at 10 ms RTT, 1 Gbit/s
+
+
+def wh_base(tool: str) -> str:
+    """The warefs way a peer is compared with: the one over the same protocol."""
+    return "warefs-s3" if tool.endswith("-s3") else "warefs"
+
+
+def link_kind(link: str) -> str:
+    return "loopback" if link == "loopback" else "rtt" if link.startswith("rtt") else "capped"
+
+
+def link_title(link: str, doc: dict | None = None) -> str:
+    if link == "loopback":
+        return "loopback, no cap"
+    if link.startswith("rtt"):
+        info = ((doc or {}).get("results", {}).get("_setup", {}).get("links", {})
+                .get(link, {}))
+        ms = info.get("rtt_ms", link[3:].split("ms")[0])
+        rate = info.get("rate_mbit")
+        return (f"{ms} ms RTT (delaying proxy), "
+                + (f"{rate / 1000:g} Gbit/s" if rate and rate >= 1000 else f"{rate} Mbit/s"))
+    return f"capped at {link.replace('mbit', ' Mbit/s')}"
+WH_TARGET = 0.05  # bytes fetched at start as a share of the image (issue 4; Slacker: 6.4%)
+
+
+class WarehouseBench:
+    """Scratch state of the warehouse group, and every server, namespace, daemon and mount it
+    makes, so that close() (called from a finally) takes them all down."""
+
+    def __init__(self, args, ctx: Ctx, work: Path):
+        self.args, self.ctx = args, ctx
+        self.u = work / "warehouse"
+        self.www = self.u / "www"  # what nginx serves: the warehouse, tree.tar, tree.tar.zst
+        self.mnt = self.u / "mnt"
+        self.dest = self.u / "dest"
+        self.fresh = self.u / "fresh-store"
+        self.servers: dict[str, Nginx] = {}
+        self.s3: dict[str, S3sFs] = {}
+        self.proxies: dict[str, DelayProxy] = {}
+        self.urls: dict[str, dict] = {}  # link -> {"http": URL, "s3": ENDPOINT}
+        self.netns = None
+        self.extra_ns: list[tuple[str, str]] = []  # (namespace, host veth) of the long link
+        self.src = self.u / "src-store"
+        self.ware_id = None
+        self.daemon_stores: set[Path] = set()
+
+    # --- setup (untimed) ---------------------------------------------------------------------
+    def prepare(self) -> dict:
+        self.u.mkdir(parents=True)
+        self.www.mkdir()
+        self.mnt.mkdir()
+        src = self.src
+        log("warehouse setup: ware pack --devices keep, ware push file:// (untimed)")
+        ran = run([self.ctx.ware, "--store", src, "pack", "--devices", "keep", self.ctx.tree],
+                  what="packing the ware to push")
+        self.ware_id = parse_ware_id(ran)
+        run([self.ctx.ware, "-q", "--store", src, "push", self.ware_id, f"file://{self.www}"],
+            what="pushing the ware to the warehouse directory")
+        wh_bytes = du_bytes(self.www)
+        log("warehouse setup: tar -cf and zstd of the tree (untimed)")
+        run(["tar", "-cf", self.www / "tree.tar", "-C", self.ctx.tree, "."],
+            what="making the tar")
+        run(["zstd", "-q", "-T0", self.www / "tree.tar", "-o", self.www / "tree.tar.zst"],
+            what="compressing the tar")
+        for dirpath, dirnames, filenames in os.walk(self.www):
+            os.chmod(dirpath, 0o755)
+            for n in filenames:
+                os.chmod(os.path.join(dirpath, n), 0o644)
+        packs = list((self.www / "packs").glob("*.pack"))
+        return {"ware_id": self.ware_id, "warehouse_bytes": wh_bytes,
+                "warehouse_packs": len(packs),
+                "warehouse_pack_bytes": sum(p.stat().st_size for p in packs),
+                "tar_bytes": (self.www / "tree.tar").stat().st_size,
+                "tar_zst_bytes": (self.www / "tree.tar.zst").stat().st_size,
+                "commands": {
+                    "push": "ware --store SRC pack --devices keep TREE; "
+                            "ware --store SRC push ID file://$WWW",
+                    "tar": "tar -cf $WWW/tree.tar -C TREE .",
+                    "zstd": "zstd -q -T0 $WWW/tree.tar -o $WWW/tree.tar.zst"}}
+
+    def start_servers(self, links: list[str]) -> dict:
+        info = {}
+        port = free_port()
+        for link in links:
+            kind = link_kind(link)
+            if kind == "loopback":
+                srv = Nginx(self.u / "nginx-loopback", self.www, "127.0.0.1", port)
+            elif kind == "capped":
+                self.make_capped_link()
+                srv = Nginx(self.u / "nginx-capped", self.www, WH_NET[1], port,
+                            netns=self.netns)
+            else:
+                cmds = self.make_link(WH_RTT_NS, WH_RTT_NET, f"{self.args.rtt_mbit}mbit",
+                                      "r")
+                srv = Nginx(self.u / "nginx-rtt", self.www, WH_RTT_NET[1], port,
+                            netns=WH_RTT_NS)
+            self.servers[link] = srv
+            srv.start()
+            info[link] = {"url": srv.url, "netns": srv.netns, "kind": kind}
+            self.urls[link] = {"http": srv.url}
+            if kind == "capped":
+                info[link]["rate_mbit"] = self.args.cap_mbit
+            if kind == "rtt":
+                info[link].update(self.start_rtt(link, srv, port, cmds))
+        rm_rf(self.src)
+        return info
+
+    def start_rtt(self, link: str, srv: Nginx, port: int, cmds: list[str]) -> dict:
+        """The long link: nginx and s3s-fs in their namespace behind a 1 Gbit/s tbf, each
+        reached through a delaying proxy on the host. Fills the S3 bucket (untimed)."""
+        s3port = free_port()
+        s3 = S3sFs(self.u / "s3s-fs", self.u / "s3root", WH_RTT_NET[1], s3port,
+                   netns=WH_RTT_NS)
+        self.s3[link] = s3
+        s3.start()
+        direct = f"{WH_RTT_NET[1]}:{s3port}"
+        s3_wanted = any(t.endswith("-s3") for t in self.args.wh_tools)
+        if s3_wanted:
+            log("warehouse setup: ware push to s3s-fs, curl PUT of tree.tar and tree.tar.zst "
+                "(untimed)")
+            run([self.ctx.ware, "-q", "--store", self.src, "push", self.ware_id,
+                 s3_url(direct)], env_extra=s3_env(), what="pushing the ware to s3s-fs",
+                timeout=900)
+        for name in ("tree.tar", "tree.tar.zst") if s3_wanted else ():
+            run(["bash", "-c", f"{curl_s3(direct)}/{name} -T {shlex.quote(str(self.www / name))}"
+                               " -o /dev/null"], what=f"uploading {name} to s3s-fs", timeout=900)
+        rtt = self.args.rtt_ms
+        hp = DelayProxy(self.u / "proxy-http", f"{WH_RTT_NET[1]}:{port}", rtt)
+        sp = DelayProxy(self.u / "proxy-s3", direct, rtt)
+        self.proxies[link], self.proxies[link + "-s3"] = hp, sp
+        hp.start()
+        sp.start()
+        self.urls[link] = {"http": f"http://{hp.addr}", "s3": sp.addr}
+        # What the proxy adds, measured: 20 small requests on one connection (keep-alive).
+        probe = run(["curl", "-sS", "-w", "%{time_starttransfer}\n", "-r", "0-99"]
+                    + ["-o", "/dev/null", f"http://{hp.addr}/tree.tar"] * 21,
+                    what="probing the delaying proxy")
+        ttfb = [float(x) * 1000 for x in probe.stdout.split()]
+        return {"rtt_ms": rtt, "rate_mbit": self.args.rtt_mbit,
+                "http_proxy": f"http://{hp.addr} -> {srv.url}",
+                "s3_proxy": f"http://{sp.addr} -> http://{direct}",
+                "proxy_command": hp.command, "link_commands": cmds,
+                "s3_bucket_bytes": du_bytes(self.u / "s3root" / S3_BUCKET),
+                "first_request_ms": ttfb[0],
+                "keepalive_request_ms_median": statistics.median(ttfb[1:]),
+                "keepalive_request_ms_min": min(ttfb[1:]),
+                "keepalive_request_ms_max": max(ttfb[1:])}
+
+    def make_link(self, ns: str, net: tuple[str, str], rate: str, tag: str) -> list[str]:
+        """A network namespace joined to the host by a veth pair, each end's egress capped with
+        tc tbf at rate; returns the commands."""
+        host_if, ns_if = f"wf{tag}{os.getpid() % 100000}h", f"wf{tag}{os.getpid() % 100000}n"
+        self.extra_ns.append((ns, host_if))
+        steps = [["ip", "netns", "add", ns],
+                 ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if,
+                  "netns", ns],
+                 ["ip", "addr", "add", f"{net[0]}/30", "dev", host_if],
+                 ["ip", "link", "set", host_if, "up"],
+                 ["ip", "-n", ns, "addr", "add", f"{net[1]}/30", "dev", ns_if],
+                 ["ip", "-n", ns, "link", "set", ns_if, "up"],
+                 ["ip", "-n", ns, "link", "set", "lo", "up"],
+                 ["tc", "qdisc", "add", "dev", host_if, "root", "tbf", "rate", rate,
+                  "burst", "1mb" if rate.endswith("000mbit") else "64kb", "latency", "100ms"],
+                 ["tc", "-n", ns, "qdisc", "add", "dev", ns_if, "root", "tbf", "rate", rate,
+                  "burst", "1mb" if rate.endswith("000mbit") else "64kb", "latency", "100ms"]]
+        for st in steps:
+            run(st, what="making the long link")
+        return [fmt_cmd(st) for st in steps]
+
+    def make_capped_link(self) -> None:
+        """A network namespace joined to the host by a veth pair, each end's egress capped
+        with tc tbf at --cap-mbit (no added latency: this kernel has no netem)."""
+        ns, rate = WH_NS, f"{self.args.cap_mbit}mbit"
+        host_if, ns_if = f"wfb{os.getpid() % 100000}h", f"wfb{os.getpid() % 100000}n"
+        self.netns = ns  # set first: close() deletes it (and the veth with it) from here on
+        self.veth = host_if
+        burst = "64kb"
+        steps = [["ip", "netns", "add", ns],
+                 ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if,
+                  "netns", ns],
+                 ["ip", "addr", "add", f"{WH_NET[0]}/30", "dev", host_if],
+                 ["ip", "link", "set", host_if, "up"],
+                 ["ip", "-n", ns, "addr", "add", f"{WH_NET[1]}/30", "dev", ns_if],
+                 ["ip", "-n", ns, "link", "set", ns_if, "up"],
+                 ["ip", "-n", ns, "link", "set", "lo", "up"],
+                 ["tc", "qdisc", "add", "dev", host_if, "root", "tbf", "rate", rate,
+                  "burst", burst, "latency", "100ms"],
+                 ["tc", "-n", ns, "qdisc", "add", "dev", ns_if, "root", "tbf", "rate", rate,
+                  "burst", burst, "latency", "100ms"]]
+        self.link_commands = [fmt_cmd(s) for s in steps]
+        for s in steps:
+            run(s, what="making the capped link")
+
+    # --- runs --------------------------------------------------------------------------------
+    def stop_daemon(self, store: Path) -> None:
+        if store in self.daemon_stores:
+            run([self.ctx.ware, "--store", store, "daemon", "stop"], what="ware daemon stop",
+                timeout=120)
+            self.daemon_stores.discard(store)
+
+    def teardown(self) -> None:
+        self.stop_daemon(self.fresh)
+        for p in (self.fresh, self.dest):
+            if os.path.lexists(p):
+                rm_rf(p)
+
+    def once(self, link: str, tool: str, r: int) -> dict:
+        self.teardown()
+        srv = self.servers[link]
+        what = f"{tool} cold start over {link}, run {r + 1}"
+        s3 = tool.endswith("-s3")
+        base = tool[:-3] if s3 else tool
+        # warefs@NAME: the same with another ware binary (--wh-variants NAME=PATH).
+        ware = self.args.wh_variants.get(base.split("@", 1)[1]) if "@" in base else self.ctx.ware
+        base = base.split("@", 1)[0]
+        env = s3_env() if s3 else None
+        if base == "warefs":
+            root = self.mnt
+            wh = s3_url(self.urls[link]["s3"]) if s3 else self.urls[link]["http"]
+            step = [ware, "--store", self.fresh, "--warehouse", wh, "mount",
+                    self.ware_id, self.mnt]
+        else:
+            self.dest.mkdir()
+            root = self.dest
+            mid = " | zstd -d -q -c" if base == "tar.zst" else ""
+            name = "tree.tar" + (".zst" if base == "tar.zst" else "")
+            get = (f"{curl_s3(self.urls[link]['s3'])}/{name}" if s3 else
+                   f"curl -sS --fail {shlex.quote(self.urls[link]['http'] + '/' + name)}")
+            step = ["bash", "-c", f"set -o pipefail; {get}{mid}"
+                                  f" | tar -x -C {shlex.quote(str(self.dest))}"]
+        job = ["chroot", root, "/bin/sh", "-c", WH_JOB]
+        proxy = self.proxies.get(link + "-s3") if s3 else None
+        drop_caches()
+        mark = srv.mark()
+        before = proxy.stats() if proxy else None
+        t0 = time.monotonic()
+        if base == "warefs":
+            self.daemon_stores.add(self.fresh)
+        a = run(step, env_extra=env, what=what, timeout=MOUNT_TIMEOUT, group=base != "warefs")
+        try:
+            b = run(job, what=what + " (job)", timeout=MOUNT_TIMEOUT, group=True)
+        except BenchError as e:
+            if tool == "warefs" and (self.fresh / "daemon.log").exists():
+                tail = (self.fresh / "daemon.log").read_text(errors="replace")[-1500:]
+                raise BenchError(f"{e}\n  daemon.log ends with:\n{tail}") from None
+            raise
+        total = time.monotonic() - t0
+        m = {"seconds": total, "ready_s": a.seconds, "job_s": b.seconds,
+             "user_s": a.user_s + b.user_s, "sys_s": a.sys_s + b.sys_s,
+             "job_packages": sum(1 for ln in b.stdout.splitlines() if ln.startswith("ii ")),
+             "job_output_lines": len(b.stdout.splitlines())}
+        if base == "warefs":
+            self.stop_daemon(self.fresh)  # everything fetched is now in the store and logged
+            m["http"] = srv.since(mark) if not s3 else self.s3_counts(proxy, before)
+            m.update(ware_stats(self.ctx, self.fresh))
+            m["local_bytes"] = du_bytes(self.fresh)
+            m["local_how"] = "du -sb of the fresh store (daemon stopped)"
+        else:
+            m["http"] = srv.since(mark) if not s3 else self.s3_counts(proxy, before)
+            m["local_bytes"] = du_bytes(self.dest)
+            m["local_how"] = "du -sb of the extracted tree"
+        m["command"] = (fmt_cmd(step, env) + " && " + fmt_cmd(job)).replace(str(self.u),
+                                                                            "$WORK")
+        self.teardown()
+        return m
+
+    @staticmethod
+    def s3_counts(proxy: DelayProxy, before: dict) -> dict:
+        """Requests and bytes through the S3 proxy since `before` (s3s-fs keeps no access
+        log): bytes are what the server sent, response headers included."""
+        time.sleep(0.05)  # let the proxy flush what it has read
+        after = proxy.stats()
+        return {"requests": after["requests"] - before["requests"],
+                "bytes": after["bytes_down"] - before["bytes_down"],
+                "bytes_up": after["bytes_up"] - before["bytes_up"],
+                "connections": after["connections"] - before["connections"],
+                "non_2xx": None, "by_kind": {},
+                "how": "counted by the delaying proxy: bytes server to client (headers "
+                       "included), requests = HTTP header ends client to server"}
+
+    def close(self) -> None:
+        """Takes down everything this group started, whatever state a failure left."""
+        errors = []
+        for store in list(self.daemon_stores):
+            try:
+                self.stop_daemon(store)
+            except BenchError as e:
+                errors.append(str(e))
+        left = [m for m in mountpoints() if m.startswith(str(self.u) + "/")]
+        for m in sorted(left, reverse=True):
+            warn(f"still mounted after cleanup: {m}; detaching it")
+            subprocess.run(["umount", "-l", m])
+        for srv in list(self.servers.values()) + list(self.s3.values()) + \
+                list(self.proxies.values()):
+            srv.stop()
+        for ns, veth in self.extra_ns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            if Path(f"/sys/class/net/{veth}").exists():
+                subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        self.extra_ns = []
+        if self.netns:
+            r = subprocess.run(["ip", "netns", "del", self.netns], capture_output=True,
+                               text=True)
+            if r.returncode != 0 and self.netns in (quiet(["ip", "netns", "list"]) or ""):
+                errors.append(f"ip netns del {self.netns}: {r.stderr.strip()}")
+            # The veth pair goes with the namespace; make sure of it.
+            if Path(f"/sys/class/net/{self.veth}").exists():
+                subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+            self.netns = None
+        for e in errors:
+            warn(f"cleanup: {e}")
+
+
+def bench_warehouse(args, ctx: Ctx, work: Path) -> dict:
+    wb = WarehouseBench(args, ctx, work)
+    try:
+        setup = wb.prepare()
+        links = wh_links(args)
+        setup["servers"] = wb.start_servers(links)
+        setup["links"] = setup["servers"]
+        if any(link_kind(x) == "capped" for x in links):
+            setup["capped_link"] = wb.link_commands
+        res = {"_setup": setup}
+        tools = {link: [t for t in (WH_ALL_TOOLS if link_kind(link) == "rtt" else WH_TOOLS)
+                        if t in args.wh_tools] for link in links}
+        for link in links:  # --wh-variants: warefs@NAME next to each warefs way
+            for t in list(tools[link]):
+                if t.startswith("warefs"):
+                    tools[link] += [t.replace("warefs", f"warefs@{v}", 1)
+                                    for v in args.wh_variants]
+        setup["variants"] = {k: str(v) for k, v in args.wh_variants.items()}
+        acc = {link: {t: {"runs": []} for t in tools[link]} for link in links}
+        nruns = {link: {"loopback": args.runs, "capped": args.cap_runs or args.runs,
+                        "rtt": args.rtt_runs or args.runs}[link_kind(link)] for link in links}
+        for r in range(max(nruns.values())):
+            for link in links:
+                if r >= nruns[link]:
+                    continue
+                k = r % len(tools[link])
+                for t in tools[link][k:] + tools[link][:k]:
+                    m = wb.once(link, t, r)
+                    acc[link][t]["command"] = m.pop("command")
+                    acc[link][t]["runs"].append(m)
+                    log(f"warehouse {link:9} {r + 1}/{nruns[link]} {t:10} {m['seconds']:7.2f} s "
+                        f"(ready {m['ready_s']:.2f} + job {m['job_s']:.2f})  "
+                        f"{m['http']['requests']} requests, {m['http']['bytes'] / 1e6:.1f} MB")
+        for link in links:
+            for t, v in acc[link].items():
+                runs = v["runs"]
+                v.update(summarize(runs))
+                v["runs_done"] = len(runs)
+                for k in ("ready_s", "job_s"):
+                    v[k.replace("_s", "_median_s")] = statistics.median(x[k] for x in runs)
+                v["requests"] = int(statistics.median(x["http"]["requests"] for x in runs))
+                v["bytes_served"] = int(statistics.median(x["http"]["bytes"] for x in runs))
+                v["local_bytes"] = int(statistics.median(x["local_bytes"] for x in runs))
+                sb = [x["stats"]["stored_bytes"] for x in runs
+                      if isinstance(x.get("stats"), dict) and "stored_bytes" in x["stats"]]
+                v["store_stats_stored_bytes"] = int(statistics.median(sb)) if sb else None
+                v["job_packages"] = sorted({x["job_packages"] for x in runs})
+            pk = {t: acc[link][t]["job_packages"] for t in tools[link]}
+            if len({tuple(p) for p in pk.values()}) != 1:
+                warn(f"the job saw different package counts over {link}: {pk}")
+            res[link] = acc[link]
+        res["_links"] = links
+        return res
+    finally:
+        wb.close()
+
+
+WH_TIMING = (
+    "wall clock (time.monotonic) from before the mount/download command to the end of the "
+    "chroot job (ready_s + job_s); before each run the page cache is dropped, the ware daemon "
+    "of the previous run stopped, and the store/extraction directory is fresh and empty. HTTP "
+    "requests and bytes from nginx's access log ($body_bytes_sent), read after the run (for "
+    "warefs after its daemon stopped)")
+
+
+def wh_links(args) -> list[str]:
+    links = ["loopback"]
+    if args.cap_mbit:
+        links.append(f"{args.cap_mbit}mbit")
+    if args.rtt_ms:
+        links.append(f"rtt{args.rtt_ms:g}ms-{args.rtt_mbit}mbit")
+    return [x for x in links if not args.links or link_kind(x) in args.links]
+
+
+def render_warehouse(doc: dict | None, where: str | None, charts: dict | None = None
+                     ) -> list[str]:
+    out = ["## Warehouse: cold start over HTTP", ""]
+    if doc is None:
+        return out + ["No warehouse results yet.", ""]
+    res, setup = doc["results"], doc["results"]["_setup"]
+    links = res.get("_links", [k for k in res if not k.startswith("_")])
+    image = {"warefs": setup["warehouse_bytes"], "tar": setup["tar_bytes"],
+             "tar.zst": setup["tar_zst_bytes"]}
+    image.update({t + "-s3": v for t, v in image.items()})
+    linfo = setup.get("links", {})
+    out += [header(doc, where), "",
+            "The tree is served by nginx (one worker, `sendfile on`) from one directory: the "
+            f"warehouse written by `ware push ID file://DIR` ({mb(setup['warehouse_bytes'])} MB: "
+            f"manifest, {setup['warehouse_packs']} packs and their indexes), `tree.tar` "
+            f"({mb(setup['tar_bytes'])} MB) and `tree.tar.zst` (`zstd -T0`, level 3, "
+            f"{mb(setup['tar_zst_bytes'])} MB), all made once outside the timing. Each run "
+            "starts cold: page cache dropped (on the server's files too), a fresh empty store "
+            "or directory, no ware daemon. The job is "
+            f"`chroot ROOT /bin/sh -c '{WH_JOB}'`, its output collected by the harness. "
+            "Commands:", "",
+            f"- warefs: `ware --store FRESH --warehouse http://ADDR:PORT mount ID MNT && "
+            "chroot MNT /bin/sh -c '…'`",
+            "- tar: `curl -sS --fail http://ADDR:PORT/tree.tar | tar -x -C DIR && chroot DIR …`",
+            "- tar.zst: `curl -sS --fail http://ADDR:PORT/tree.tar.zst | zstd -d -q -c | "
+            "tar -x -C DIR && chroot DIR …`", ""]
+    if any(not l == "loopback" for l in links):
+        out += [f"The capped link: nginx in a network namespace joined to the host by a veth "
+                f"pair, each end's egress limited with `tc qdisc … tbf rate "
+                f"{doc.get('cap_mbit', '?')}mbit burst 64kb latency 100ms`; no added latency "
+                "(this kernel has no netem), so round trips stay well under a millisecond.", ""]
+    rtt_links = [x for x in links if link_kind(x) == "rtt"]
+    for link in rtt_links:
+        li = linfo.get(link, {})
+        out += [f"The long link ({link_title(link, doc)}): nginx and an S3 warehouse (s3s-fs "
+                f"{doc.get('versions', {}).get('s3s-fs', '') or ''}, started as "
+                "mount-tests/kit/src/servers.rs starts it: bucket `wares`, SigV4 checked) in a network "
+                "namespace joined to the host by a veth pair, each end's egress limited with "
+                f"`tc qdisc … tbf rate {li.get('rate_mbit', '?')}mbit burst 1mb latency 100ms`; "
+                "the clients reach each server through `benchmarks/delay-proxy` on the host, "
+                f"which delays every chunk of bytes by {li.get('rtt_ms', 10) / 2:g} ms in each "
+                "direction (a per-connection queue of (deliver-at, bytes): a stream keeps its "
+                "bandwidth, every request/response exchange pays the round trip) and each new "
+                "connection by one extra round trip (the TCP handshake); TCP slow start over "
+                "the long link is not modelled. Measured through the proxy before the runs: "
+                f"a first request (new connection) {li.get('first_request_ms', 0):.1f} ms, then "
+                f"requests on the same connection {li.get('keepalive_request_ms_median', 0):.1f}"
+                f" ms median ({li.get('keepalive_request_ms_min', 0):.1f}–"
+                f"{li.get('keepalive_request_ms_max', 0):.1f}) to the first byte. The S3 bucket "
+                "was filled untimed with `ware push ID s3://wares?endpoint=…` and `curl "
+                "--aws-sigv4 … -T` of the same tree.tar and tree.tar.zst; the S3 downloads are "
+                f"`{curl_s3('PROXY')}/tree.tar[.zst] | …` and warefs mounts with `--warehouse "
+                "s3://wares?endpoint=http://PROXY&allow_http=true&region=us-east-1` (keys in "
+                "`AWS_*`). s3s-fs keeps no access log: for the S3 rows, requests and bytes are "
+                "counted by the proxy (bytes include the response headers).", ""]
+    if not rtt_links:
+        out += ["Not measured here: the warehouses issue's target (at least 10x faster than "
+                "download-and-unpack with 10 ms of added round-trip latency and a 1 Gbit/s "
+                "cap); run with `--rtt-ms 10`.", ""]
+    out += ["Ready = the mount or download-and-extract command; job = the chroot job; total = "
+            "both. Requests and MB served come from nginx's access log (`$body_bytes_sent`); "
+            "\"% of image\" = MB served over the size of what that way downloads from (the "
+            "whole warehouse, the .tar, the .tar.zst). \"local MB\" = `du -sb` of the fresh "
+            "store (warefs, after its daemon stopped) or of the extracted tree. \"x vs warefs\" "
+            "= the peer's total divided by warefs's over the same protocol (HTTP rows against "
+            "the HTTP mount, S3 rows against the S3 mount): above 1 means warefs is faster.",
+            ""]
+    said = []
+    for link in links:
+        lr = res[link]
+        w = lr.get("warefs")
+        any_t = next(iter(t for t in WH_ALL_TOOLS if t in lr), None)
+        n = lr[any_t]["runs_done"] if any_t else doc["runs"]
+        title = link_title(link, doc)
+        out += [f"### Cold start over {title} ({n} runs)", "",
+                "| how | ready s | job s | total median s | min s | max s | requests | "
+                "MB served | % of image | local MB | x vs warefs |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for t in WH_ALL_TOOLS:
+            if t not in lr:
+                continue
+            r = lr[t]
+            bw = lr.get(wh_base(t))
+            out.append(
+                f"| {md_cell(WH_LABEL[t])} | {r['ready_median_s']:.2f} | {r['job_median_s']:.2f} | "
+                f"{r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | "
+                f"{r['requests']:,} | {mb(r['bytes_served'])} | "
+                f"{100 * r['bytes_served'] / image[t]:.1f}% | {mb(r['local_bytes'])} | "
+                f"{x_vs(r['median_s'], bw['median_s']) if bw else 'n/a'} |")
+        out.append("")
+        for wt in ("warefs", "warefs-s3"):
+            w = lr.get(wt)
+            if not w:
+                continue
+            proto = "S3" if wt == "warefs-s3" else "HTTP"
+            peer_ts = [t for t in WH_ALL_TOOLS if t in lr and wh_base(t) == wt and t != wt]
+            kinds = {}
+            for x in w["runs"]:
+                for k, v in x["http"]["by_kind"].items():
+                    kinds.setdefault(k, []).append(v)
+            if kinds and wt == "warefs":
+                out += [f"warefs's requests by key ({title}) (median of the runs): " + "; ".join(
+                    f"{k} {int(statistics.median(v_['requests'] for v_ in vs))} "
+                    f"({mb(statistics.median(v_['bytes'] for v_ in vs))} MB)"
+                    for k, vs in kinds.items()) + ".", ""]
+            peers = [(WH_LABEL[t], lr[t]["median_s"]) for t in peer_ts]
+            said.append(compare(f"Cold start to a finished job, {title}, {proto}",
+                                f"the lazy warefs mount ({proto})", w["median_s"], peers))
+            if link_kind(link) == "rtt" and peers:
+                worst = min(s_ / w["median_s"] for _, s_ in peers)
+                said.append(
+                    f"- Target (issue 4): at least {WH_SPEEDUP_TARGET}x faster than "
+                    f"download-and-unpack at {title}, {proto}: "
+                    + ("**met**" if worst >= WH_SPEEDUP_TARGET else
+                       "**NOT met: warefs is behind it**")
+                    + f" (the fastest peer's time over the lazy mount's: {worst:.2f}x).")
+            jobs = [(WH_LABEL[t], lr[t]["job_median_s"]) for t in peer_ts]
+            slow = [f"{w['job_median_s'] / s:.1f}x the job on the extracted tree via "
+                    f"{name} ({s:.2f} s)" for name, s in jobs if s < w["job_median_s"]]
+            if slow:
+                wins = all(w["median_s"] <= s for _, s in peers)
+                said.append(f"- The job alone, {title}, {proto}: **warefs is behind** — it takes "
+                            f"{w['job_median_s']:.2f} s on the lazy mount (fetching as it "
+                            f"reads), " + "; ".join(slow) + (
+                                "; warefs is ahead on the whole only because it skips the "
+                                "download and extraction." if wins else "."))
+            share = w["bytes_served"] / setup["warehouse_bytes"]
+            share_tree = w["bytes_served"] / doc["tree"]["logical_bytes"]
+            said.append(
+                f"- Bytes fetched for the cold start, {title}, {proto}: {mb(w['bytes_served'])} MB in "
+                f"{w['requests']:,} requests, {100 * share:.1f}% of the warehouse "
+                f"({100 * share_tree:.1f}% of the tree's {mb(doc['tree']['logical_bytes'])} MB "
+                f"logical); the target of below {100 * WH_TARGET:.0f}% of the image is "
+                + ("**met**." if share < WH_TARGET else "**NOT met: warefs is behind it**.")
+                + (f" The fresh store holds {mb(w['local_bytes'])} MB afterwards (`du -sb`), so "
+                   f"about {100 * (1 - w['local_bytes'] / w['bytes_served']):.0f}% of the bytes "
+                   "served did not end up in it." if w["local_bytes"] < w["bytes_served"]
+                   else ""))
+    out += img(charts, "warehouse-startup.png",
+               "Cold start from an HTTP warehouse: lazy ware mount vs curl | tar -x vs "
+               "curl | zstd -d | tar -x, and bytes served")
+    out += ["Where warefs stands:", ""] + said + [""]
+    return out
+
+
+def chart_warehouse(plt, doc, where, out: Path) -> list[str]:
+    res, setup = doc["results"], doc["results"]["_setup"]
+    links = res.get("_links", [k for k in res if not k.startswith("_")])
+    colors = {"warefs": WARE_C, "tar": PEER_C, "tar.zst": "#c7c7c7",
+              "warefs-s3": "#6baed6", "tar-s3": "#fdae6b", "tar.zst-s3": "#e0e0e0"}
+    image = {"warefs": ("warehouse", setup["warehouse_bytes"]),
+             "tar": (".tar", setup["tar_bytes"]), "tar.zst": (".tar.zst", setup["tar_zst_bytes"])}
+    image.update({t + "-s3": v for t, v in image.items()})
+    widths = [max(1.0, len([t for t in WH_ALL_TOOLS if t in res[link]]) / 3) for link in links]
+    fig, axes = plt.subplots(1, len(links) + 1, figsize=(5.2 * (sum(widths) + 1), 6),
+                             squeeze=False, gridspec_kw={"width_ratios": widths + [1]})
+    for ax, link in zip(axes[0], links):
+        lr = res[link]
+        tools = [t for t in WH_ALL_TOOLS if t in lr]
+        bars(ax, [f"{WH_LABEL[t]}\nready {lr[t]['ready_median_s']:.2f} s\n"
+                  f"+ job {lr[t]['job_median_s']:.2f} s" for t in tools],
+             [(lr[t]["median_s"], lr[t]["min_s"], lr[t]["max_s"]) for t in tools],
+             [colors[t] for t in tools], "s")
+        n = lr[tools[0]]["runs_done"] if tools else doc["runs"]
+        ax.set_ylabel("wall-clock time to a finished job (s)")
+        ax.set_title(link_title(link, doc)[0].upper() + link_title(link, doc)[1:]
+                     + f", {n} runs", fontsize=10)
+        if len(tools) > 3:
+            ax.tick_params(axis="x", labelsize=7.5)
+    ax = axes[0][-1]
+    lr = res[links[0]]
+    tools = [t for t in WH_ALL_TOOLS if t in lr]
+    bars(ax, [f"{WH_SHORT[t]}\n{lr[t]['requests']:,} request"
+              f"{'s' if lr[t]['requests'] != 1 else ''}\nof {mb(image[t][1])} MB\n"
+              f"({image[t][0]})" for t in tools],
+         [spread(x["http"]["bytes"] / 1e6 for x in lr[t]["runs"]) for t in tools],
+         [colors[t] for t in tools], "MB", "{:,.1f}")
+    ax.set_ylabel("MB served by nginx (10^6 bytes)")
+    ax.set_title(f"Bytes served ({links[0]})", fontsize=10)
+    fig.suptitle("Cold start from a warehouse (nginx; S3 on the long link): lazy ware mount vs "
+                 "download and "
+                 f"extract, then `{WH_JOB}`\n{subtitle(doc, 'cold')}", fontsize=10.5)
+    fig.subplots_adjust(bottom=0.27, top=0.84, wspace=0.3)
+    footer(fig, doc, where)
+    save(plt, fig, out / "warehouse-startup.png")
+    return ["warehouse-startup.png"]
