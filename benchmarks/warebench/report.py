@@ -12,7 +12,8 @@ from . import memory as memory_group
 from .harness import log, warn
 from .mount import MBEGIN, MEND, chart_mount, render_mount
 from .pack import BEGIN, END, chart_pack, chart_unpack, render_group
-from .remote import WBEGIN, WEND, chart_warehouse, render_warehouse
+from .remote import WBEGIN, WEND
+from .remote_report import chart_warehouse, render_warehouse
 from .render import DOCS_HEAD, latest, load_pyplot, rel
 from .scaling import SBEGIN, SEND, chart_scaling, render_scaling
 
