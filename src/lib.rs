@@ -13,6 +13,7 @@ pub mod exit;
 pub mod formula;
 pub mod ops;
 pub mod output;
+pub mod profile;
 pub mod progress;
 pub mod proto;
 pub mod record;

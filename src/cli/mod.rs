@@ -8,6 +8,7 @@ mod daemon;
 mod debug;
 mod mount;
 mod name;
+mod profile;
 mod run;
 mod store;
 mod warehouse;
@@ -92,6 +93,14 @@ pub enum Command {
     /// default. `ware config ls` lists every key with its value, default and meaning.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Access profiles, learned from mounts: the order a ware's nodes and chunks were first read.
+    ///
+    /// Each mount of a ware records what it reads; when it ends, that goes into the ware's
+    /// profile (`ware:<id>`), merged with what earlier mounts read. (Prefetching a profile at
+    /// mount time is not built yet.) Nothing to do by hand: `ls`, `show` and `rm` are for
+    /// looking and forgetting.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
     /// Tools for testing warefs itself.
     #[command(hide = true, subcommand)]
     Debug(debug::DebugCommand),
@@ -208,6 +217,7 @@ pub(crate) fn run(cli: &Cli) -> Result<()> {
         Command::Run(a) => run::run(cli, a),
         Command::Runs(a) => run::runs(cli, a),
         Command::Config(cmd) => config::config(cli, cmd),
+        Command::Profile(cmd) => profile::profile(cli, cmd),
         Command::Debug(cmd) => debug::debug(cli, cmd),
     }
 }

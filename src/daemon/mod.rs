@@ -30,6 +30,7 @@ use crate::api::{LocalStore, RemoteOptions};
 use crate::client::{canonical_store, runtime_dir, socket_path};
 use crate::exit::exit_code;
 use crate::ops::{Cx, MountInfo, MountWhat, Request};
+use crate::profile::Recording;
 use crate::proto::{OtherWire, Reply, WIRE, recv_request, send_reply};
 
 mod serves;
@@ -49,6 +50,9 @@ const UMOUNT_PATIENCE: Duration = Duration::from_secs(2);
 struct Live {
     mount: Mount,
     info: MountInfo,
+    /// What the mount read, kept as the ware's profile once the mount is gone (after `mount`,
+    /// so it is dropped after the unmount).
+    _recording: Option<Recording>,
 }
 
 struct Daemon {
@@ -466,6 +470,14 @@ impl Daemon {
             owner: (me.0 != 0).then_some(me),
             ..MountConfig::default()
         };
+        // A ware's mount learns its access profile (src/profile.rs).
+        let (recording, src) = match &what {
+            MountWhat::Ware(id) => {
+                let (rec, src) = Recording::start(self.store.clone(), *id, src);
+                (Some(rec), src)
+            }
+            _ => (None, src),
+        };
         let mount = ware_fs::mount(src, root, &mountpoint, &cfg)
             .with_context(|| format!("mounting on {}", mountpoint.display()))?;
         let info = MountInfo {
@@ -481,6 +493,7 @@ impl Daemon {
             Live {
                 mount,
                 info: info.clone(),
+                _recording: recording,
             },
         );
         Ok(info)

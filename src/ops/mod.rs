@@ -41,7 +41,8 @@ mod tests;
 pub use daemon::{Mount, MountInfo, MountWhat, Mounts, Ping, Shutdown, Umount};
 pub use store::{
     AddRun, Cat, ConfigList, ConfigSet, Damage, Fsck, List, NameGet, NameLog, NameSet, Names, Pack,
-    Pull, Push, Runs, Stat, Stats, Unpack, Wares, broken_pipe,
+    ProfileInfo, ProfileList, ProfileRemove, ProfileShow, Pull, Push, Runs, Stat, Stats, Unpack,
+    Wares, broken_pipe,
 };
 
 /// What an operation gets besides its request: the descriptor that came with it, and where its
@@ -173,6 +174,9 @@ operations! {
         Runs -> Vec<serde_json::Value>,
         ConfigSet -> (),
         ConfigList -> Vec<crate::config::Setting>,
+        ProfileList -> Vec<ProfileInfo>,
+        ProfileShow -> ProfileInfo,
+        ProfileRemove -> (),
     }
     daemon {
         Ping -> serde_json::Value,

@@ -390,3 +390,121 @@ impl Op for ConfigList {
         Ok(crate::config::Config::load(s.db().dir())?.list())
     }
 }
+
+/// A stored access profile, as `ware profile ls` and `show` tell it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    /// `ware:<id>` or `run:<formula id>:<path>`.
+    pub key: String,
+    /// The CID of the profile's bytes.
+    pub id: String,
+    /// Its size in bytes.
+    pub bytes: usize,
+    /// The ware it is of (`None` when it cannot be read).
+    pub ware: Option<String>,
+    /// How many recordings went into it.
+    pub runs: u64,
+    /// Nodes it lists.
+    pub nodes: usize,
+    /// Chunks it lists.
+    pub chunks: usize,
+    /// Why it cannot be read, if it cannot.
+    pub error: Option<String>,
+    /// With `show`: every block in first-read order, with the recordings that missed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Vec<(String, u8)>>,
+}
+
+impl ProfileInfo {
+    fn of(s: ware_store::profiles::StoredProfile, with_blocks: bool) -> ProfileInfo {
+        use ware_store::profile::{BlockKind, block_kind};
+        let (ware, runs, nodes, chunks, error, blocks) = match &s.profile {
+            Ok(p) => {
+                let n = |k| {
+                    p.blocks
+                        .iter()
+                        .filter(|b| block_kind(&b.0) == Some(k))
+                        .count()
+                };
+                (
+                    Some(p.ware.to_string()),
+                    p.runs,
+                    n(BlockKind::Node),
+                    n(BlockKind::Chunk),
+                    None,
+                    with_blocks.then(|| p.blocks.iter().map(|b| (b.0.to_string(), b.1)).collect()),
+                )
+            }
+            Err(e) => (None, 0, 0, 0, Some(e.clone()), None),
+        };
+        ProfileInfo {
+            key: s.key,
+            id: s.id.to_string(),
+            bytes: s.bytes,
+            ware,
+            runs,
+            nodes,
+            chunks,
+            error,
+            blocks,
+        }
+    }
+}
+
+/// Every access profile the store holds, in key order.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ProfileList {}
+
+impl Op for ProfileList {
+    fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<Vec<ProfileInfo>> {
+        Ok(s.db()
+            .profiles()?
+            .into_iter()
+            .map(|p| ProfileInfo::of(p, false))
+            .collect())
+    }
+}
+
+/// One access profile with its blocks, by key (`ware:<id>`, `run:<formula>:<path>`) or by
+/// the CID of its bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProfileShow {
+    /// A key or a profile's CID.
+    pub which: String,
+}
+
+impl Op for ProfileShow {
+    fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<ProfileInfo> {
+        let found = if self.which.starts_with("ware:") || self.which.starts_with("run:") {
+            s.db().profile(&self.which)?
+        } else {
+            let id: ware_store::NodeId = self.which.parse()?;
+            s.db().profiles()?.into_iter().find(|p| p.id == id)
+        };
+        let p = found.ok_or_else(|| ware_store::Error::NotFound {
+            what: "profile",
+            id: self.which.clone(),
+        })?;
+        Ok(ProfileInfo::of(p, true))
+    }
+}
+
+/// Forget an access profile (the next mount or run goes without it and learns it again).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProfileRemove {
+    /// `ware:<id>` or `run:<formula id>:<path>`.
+    pub key: String,
+}
+
+impl Op for ProfileRemove {
+    fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<()> {
+        if !s.db().remove_profile(&self.key)? {
+            return Err(ware_store::Error::NotFound {
+                what: "profile",
+                id: self.key,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}

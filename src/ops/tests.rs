@@ -78,6 +78,21 @@ fn every_request_round_trips() {
         }
         .into(),
         Runs {}.into(),
+        ConfigSet {
+            key: "cache.chunk_bytes".into(),
+            value: Some("1M".into()),
+        }
+        .into(),
+        ConfigList {}.into(),
+        ProfileList {}.into(),
+        ProfileShow {
+            which: format!("ware:{id}"),
+        }
+        .into(),
+        ProfileRemove {
+            key: format!("ware:{id}"),
+        }
+        .into(),
         Ping {}.into(),
         Mount {
             remote,
@@ -107,7 +122,7 @@ fn every_request_round_trips() {
         let back: Request = serde_json::from_str(&text).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), text, "{name}");
     }
-    assert_eq!(names.len(), 22);
+    assert_eq!(names.len(), 27);
     assert!(names.contains("name_set") && names.contains("add_run"));
 }
 

@@ -43,6 +43,7 @@ pub(crate) const CF_NAMES: &str = "names";
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_RUNS: &str = "runs";
 pub(crate) const CF_BLOCKS: &str = "blocks";
+pub(crate) const CF_PROFILES: &str = "profiles";
 
 const WARE_PREFIX: &[u8] = b"ware/";
 const PARTIAL_PREFIX: &[u8] = b"partial/";
@@ -226,6 +227,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_META, cf_options()),
             ColumnFamilyDescriptor::new(CF_RUNS, cf_options()),
             ColumnFamilyDescriptor::new(CF_BLOCKS, blocks_options()),
+            ColumnFamilyDescriptor::new(CF_PROFILES, cf_options()),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
             .map_err(|e| bad(&format!("cannot open the database: {}", e.into_string())))?;

@@ -22,6 +22,7 @@ pub mod foreign;
 pub mod id;
 pub mod node;
 pub mod pack;
+pub mod profile;
 pub mod source;
 pub mod tree;
 pub mod unpack;
@@ -35,6 +36,8 @@ pub mod fsck;
 pub mod names;
 #[cfg(feature = "rocksdb")]
 mod private;
+#[cfg(feature = "rocksdb")]
+pub mod profiles;
 #[cfg(feature = "rocksdb")]
 pub mod runs;
 

@@ -43,6 +43,7 @@ impl ChunkMap {
 impl Core {
     fn dir_node(&self, id: &NodeId) -> Result<Arc<DirNode>, ware_store::Error> {
         if let Some(n) = self.caches.dirs.get(id) {
+            self.src.note_cached(&id.0);
             return Ok(n);
         }
         let bytes = self.src.node(id)?;
@@ -120,6 +121,7 @@ impl Core {
             .id()
             .map_err(|e| ware_fault(&ware.id, &self.path(node), "bad chunk reference", &e))?;
         if let Some(d) = self.caches.chunks.get(&id) {
+            self.src.note_cached(&id.to_cid());
             return Ok(d);
         }
         let (flight, leader) = {
@@ -127,6 +129,8 @@ impl Core {
             // Again, under the lock: a flight that landed between the look above and here put
             // its chunk in the cache before it left `inflight`, so this is not a second fetch.
             if let Some(d) = self.caches.chunks.get(&id) {
+                drop(inflight);
+                self.src.note_cached(&id.to_cid());
                 return Ok(d);
             }
             match inflight.get(&id) {
