@@ -277,6 +277,32 @@ def mountpoints() -> list[str]:
         return []
 
 
+def detach_mounts_below(d: Path) -> None:
+    """Detaches (umount -l) whatever is still mounted below `d`, deepest first, with a warning
+    each: what a cleanup that went wrong left (e.g. a half-made mount)."""
+    left = [m for m in mountpoints() if m.startswith(str(d) + "/")]
+    for m in sorted(left, reverse=True):
+        warn(f"still mounted after cleanup: {m}; detaching it")
+        subprocess.run(["umount", "-l", m])
+
+
+def wait_listening(proc, addr: str, port: int, fail) -> None:
+    """Waits until something accepts TCP connections on addr:port (up to 10 s); when `proc`
+    exits first or time runs out, calls fail(why) (which stops it and raises)."""
+    import socket
+    t0 = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection((addr, port), timeout=0.2):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() - t0 > 10:
+            fail("it exited" if proc.poll() is not None else "timeout")
+            return
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:

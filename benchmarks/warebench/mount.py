@@ -19,6 +19,7 @@ from .harness import (
     MOUNT_TIMEOUT,
     Ran,
     drop_caches,
+    detach_mounts_below,
     du_bytes,
     fmt_cmd,
     log,
@@ -176,10 +177,7 @@ class MountBench:
             except BenchError as e:
                 errors.append(str(e))
         # Whatever is still mounted below the scratch dir (e.g. a half-made mount).
-        left = [m for m in mountpoints() if m.startswith(str(self.u) + "/")]
-        for m in sorted(left, reverse=True):
-            warn(f"still mounted after cleanup: {m}; detaching it")
-            subprocess.run(["umount", "-l", m])
+        detach_mounts_below(self.u)
         for e in errors:
             warn(f"cleanup: {e}")
 

@@ -19,11 +19,11 @@ from .harness import (
     Ctx,
     MOUNT_TIMEOUT,
     drop_caches,
+    detach_mounts_below,
     du_bytes,
     fmt_cmd,
     free_port,
     log,
-    mountpoints,
     parse_ware_id,
     quiet,
     rm_rf,
@@ -343,10 +343,7 @@ class WarehouseBench:
                 self.stop_daemon(store)
             except BenchError as e:
                 errors.append(str(e))
-        left = [m for m in mountpoints() if m.startswith(str(self.u) + "/")]
-        for m in sorted(left, reverse=True):
-            warn(f"still mounted after cleanup: {m}; detaching it")
-            subprocess.run(["umount", "-l", m])
+        detach_mounts_below(self.u)
         for srv in list(self.servers.values()) + list(self.s3.values()) + \
                 list(self.proxies.values()):
             srv.stop()

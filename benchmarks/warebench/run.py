@@ -208,10 +208,7 @@ class RunBench:
         for c in self.containers:
             subprocess.run(["runc", "delete", "--force", c], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-        left = [m for m in harness.mountpoints() if m.startswith(str(self.u) + "/")]
-        for m in sorted(left, reverse=True):
-            harness.warn(f"still mounted after cleanup: {m}; detaching it")
-            subprocess.run(["umount", "-l", m])
+        harness.detach_mounts_below(self.u)
 
     # --- one run -----------------------------------------------------------------------------
     def once(self, mode: str, tool: str, job: str, what: str) -> dict:

@@ -14,7 +14,7 @@ import time
 
 from pathlib import Path
 
-from .harness import BenchError, REPO, fmt_cmd
+from .harness import BenchError, REPO, fmt_cmd, wait_listening
 
 DELAY_PROXY = REPO / "benchmarks" / "delay-proxy"
 # s3s-fs as mount-tests/kit/src/servers.rs starts it (bucket, keys); region as the tests use it.
@@ -71,7 +71,6 @@ class Nginx:
         self.log = d / "access.log"
 
     def start(self) -> None:
-        import socket
         (self.d / "tmp").mkdir(parents=True, exist_ok=True)
         (self.d / "nginx.conf").write_text(NGINX_CONF.format(
             d=self.d, addr=self.addr, port=self.port, root=self.root))
@@ -82,21 +81,13 @@ class Nginx:
         self.proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        t0 = time.monotonic()
-        while True:
-            try:
-                with socket.create_connection((self.addr, self.port), timeout=0.2):
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() - t0 > 10:
-                err = (self.d / "error.log").read_text() if (self.d / "error.log").exists() \
-                    else ""
-                self.stop()
-                raise BenchError(f"nginx did not listen on {self.addr}:{self.port} "
-                                 f"({'it exited' if self.proc.poll() is not None else 'timeout'})"
-                                 f"; error.log: {err[-600:]}")
-            time.sleep(0.02)
+        wait_listening(self.proc, self.addr, self.port, self._failed)
+
+    def _failed(self, why: str) -> None:
+        err = (self.d / "error.log").read_text() if (self.d / "error.log").exists() else ""
+        self.stop()
+        raise BenchError(f"nginx did not listen on {self.addr}:{self.port} ({why}); "
+                         f"error.log: {err[-600:]}")
 
     def stop(self) -> None:
         if self.proc is None:
@@ -208,7 +199,6 @@ class S3sFs:
         self.proc = None
 
     def start(self) -> None:
-        import socket
         self.d.mkdir(parents=True, exist_ok=True)
         (self.root / S3_BUCKET).mkdir(parents=True, exist_ok=True)
         argv = ["s3s-fs", "--host", self.addr, "--port", str(self.port), "--access-key", S3_AK,
@@ -219,18 +209,12 @@ class S3sFs:
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.d / "stderr", "w"),
                                      start_new_session=True)
-        t0 = time.monotonic()
-        while True:
-            try:
-                with socket.create_connection((self.addr, self.port), timeout=0.2):
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() - t0 > 10:
-                self.stop()
-                raise BenchError(f"s3s-fs did not listen on {self.addr}:{self.port}: "
-                                 f"{(self.d / 'stderr').read_text()[-600:]}")
-            time.sleep(0.02)
+        wait_listening(self.proc, self.addr, self.port, self._failed)
+
+    def _failed(self, why: str) -> None:
+        self.stop()
+        raise BenchError(f"s3s-fs did not listen on {self.addr}:{self.port} ({why}): "
+                         f"{(self.d / 'stderr').read_text()[-600:]}")
 
     def stop(self) -> None:
         if self.proc is None:

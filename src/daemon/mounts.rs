@@ -1,0 +1,233 @@
+//! The daemon's mounts: setting one up (the source it reads, its profile recording), ending it
+//! (`ware umount`, lazily or waiting out a transient user), attending a foreground mount for
+//! as long as its client stays, and forgetting mounts unmounted from outside.
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ware_fs::{MountConfig, MountRoot};
+use ware_store::BlockSource;
+
+use super::{Daemon, Live, StoreCatalog, TICK, lock};
+use crate::api::RemoteOptions;
+use crate::ops::{MountInfo, MountWhat};
+use crate::profile::Recording;
+use crate::proto::{Reply, send_reply};
+
+/// How long `ware umount` waits out a transient user of a mount before it reports it busy.
+const UMOUNT_PATIENCE: Duration = Duration::from_secs(2);
+
+impl Daemon {
+    pub(super) fn mount(
+        &self,
+        what: MountWhat,
+        mountpoint: PathBuf,
+        allow_other: bool,
+        foreground: bool,
+        remote: &RemoteOptions,
+    ) -> Result<MountInfo> {
+        // Fetching a remote ware's metadata may take a while: not while holding the map,
+        // which every other request and the main loop need.
+        // IPFS content is read through a ReadThrough even without warehouses: it is what shows
+        // foreign trees, from the blocks the store has cached.
+        let unixfs = matches!(what, MountWhat::Unixfs(_));
+        let src: Arc<dyn BlockSource> = if remote.warehouses.is_empty() && !unixfs {
+            self.store.clone()
+        } else {
+            let rt = remote.read_through(self.store.clone())?;
+            if let MountWhat::Ware(id) = &what
+                && self.store.ware(id)?.is_none()
+            {
+                rt.prepare(id)?;
+            }
+            Arc::new(rt)
+        };
+        let mut mounts = lock(&self.mounts);
+        if self.stop.load(Ordering::SeqCst) {
+            bail!("the daemon is stopping");
+        }
+        if mounts.contains_key(&mountpoint) {
+            bail!("{}: a ware is already mounted there", mountpoint.display());
+        }
+        if ware_fs::ware_mounts().contains(&mountpoint) {
+            if ware_fs::is_dead(&mountpoint) {
+                ware_fs::detach_unmount(&mountpoint)?;
+                tracing::info!("cleaned up dead mount {}", mountpoint.display());
+            } else {
+                bail!(
+                    "{}: a ware is already mounted there by another store's daemon",
+                    mountpoint.display()
+                );
+            }
+        }
+        let (root, fsname) = match &what {
+            MountWhat::Ware(id) => (MountRoot::Ware(*id), format!("ware:{id}")),
+            MountWhat::All => (
+                MountRoot::All(Arc::new(StoreCatalog(self.store.clone()))),
+                "ware:all".to_string(),
+            ),
+            MountWhat::Unixfs(cid) => (
+                MountRoot::Foreign(
+                    cid.parse()
+                        .with_context(|| format!("{cid:?} is not a CID"))?,
+                ),
+                format!("ipfs:{cid}"),
+            ),
+        };
+        // Without root, entries show as the daemon's user's (MountConfig::owner): a job in a
+        // user namespace is then root over its root filesystem, as it would be as root.
+        let me = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        let cfg = MountConfig {
+            allow_other,
+            caches: self.caches.clone(),
+            fsname,
+            owner: (me.0 != 0).then_some(me),
+            ..MountConfig::default()
+        };
+        // A ware's mount learns its access profile (src/profile.rs).
+        let (recording, src) = match &what {
+            MountWhat::Ware(id) => {
+                let (rec, src) = Recording::start(self.store.clone(), *id, src);
+                (Some(rec), src)
+            }
+            _ => (None, src),
+        };
+        let mount = ware_fs::mount(src, root, &mountpoint, &cfg)
+            .with_context(|| format!("mounting on {}", mountpoint.display()))?;
+        let info = MountInfo {
+            mountpoint: mountpoint.clone(),
+            what,
+            allow_other,
+            foreground,
+            inodes: None,
+        };
+        tracing::info!("mounted {:?} on {}", info.what, mountpoint.display());
+        mounts.insert(
+            mountpoint,
+            Live {
+                mount,
+                info: info.clone(),
+                _recording: recording,
+            },
+        );
+        Ok(info)
+    }
+
+    pub(super) fn umount(&self, mountpoint: &Path, lazy: bool) -> Result<()> {
+        let r = self.umount_inner(mountpoint, lazy);
+        ware_exec::trim_heap();
+        r
+    }
+
+    pub(super) fn umount_inner(&self, mountpoint: &Path, lazy: bool) -> Result<()> {
+        let live = lock(&self.mounts).remove(mountpoint);
+        match live {
+            Some(l) if lazy => {
+                if let Err(e) = l.mount.unmount() {
+                    tracing::info!("{e}: detached lazily");
+                }
+                Ok(())
+            }
+            Some(mut l) => match l.mount.try_unmount(UMOUNT_PATIENCE) {
+                Ok(()) => {
+                    tracing::info!("unmounted {}", mountpoint.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    lock(&self.mounts).insert(mountpoint.to_path_buf(), l);
+                    Err(anyhow::Error::new(e).context(
+                        "the mount is in use (a program has a file open or its working \
+                         directory there); close it, or use `ware umount --lazy`",
+                    ))
+                }
+            },
+            None if ware_fs::ware_mounts().iter().any(|m| m == mountpoint) => {
+                ware_fs::detach_unmount(mountpoint)?;
+                tracing::info!("detached {} (not one of ours)", mountpoint.display());
+                Ok(())
+            }
+            None => Err(crate::exit::Failure {
+                code: 3,
+                message: format!("{}: no ware is mounted there", mountpoint.display()),
+            }
+            .into()),
+        }
+    }
+
+    /// A foreground mount lives as long as its client's connection: tell the client it is
+    /// ready, then wait for the client to go (unmount) or the mount to end (reply).
+    pub(super) fn attend(&self, conn: &UnixStream, info: &MountInfo) -> Result<Option<MountInfo>> {
+        if let Err(e) = send_reply(conn, &Reply::Ready) {
+            // The client left while we mounted: its mount goes with it.
+            let _ = self.umount(&info.mountpoint, true);
+            return Err(e.into());
+        }
+        loop {
+            let mut fds = [rustix::event::PollFd::new(
+                conn,
+                rustix::event::PollFlags::IN | rustix::event::PollFlags::HUP,
+            )];
+            let ready = rustix::event::poll(
+                &mut fds,
+                Some(&rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: TICK.as_nanos() as i64,
+                }),
+            )
+            .unwrap_or(0);
+            if ready > 0 {
+                // A foreground client never sends anything more: readable means it is gone.
+                tracing::info!("foreground client of {} left", info.mountpoint.display());
+                let _ = self.umount(&info.mountpoint, true);
+                return Ok(None);
+            }
+            let still = lock(&self.mounts)
+                .get(&info.mountpoint)
+                .is_some_and(|l| !l.mount.is_finished());
+            if !still || self.stop.load(Ordering::SeqCst) {
+                return Ok(Some(info.clone()));
+            }
+        }
+    }
+
+    /// [`Self::prune_mounts`], unless a request holds the map.
+    pub(super) fn try_prune_mounts(&self) -> Option<usize> {
+        match self.mounts.try_lock() {
+            Ok(m) => Some(self.prune_locked(m)),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(self.prune_locked(p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Forgets mounts whose session ended (unmounted from outside); returns how many live.
+    pub(super) fn prune_mounts(&self) -> usize {
+        self.prune_locked(lock(&self.mounts))
+    }
+
+    pub(super) fn prune_locked(
+        &self,
+        mut mounts: MutexGuard<'_, BTreeMap<PathBuf, Live>>,
+    ) -> usize {
+        let ended: Vec<PathBuf> = mounts
+            .iter()
+            .filter(|(_, l)| l.mount.is_finished())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in ended {
+            tracing::info!("{} was unmounted from outside", p.display());
+            mounts.remove(&p);
+        }
+        if !mounts.is_empty() {
+            *lock(&self.last_activity) = Instant::now();
+        }
+        mounts.len()
+    }
+}
