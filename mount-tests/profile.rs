@@ -1,7 +1,8 @@
 //! Access profiles learned from real mounts, through the `ware` binary: a mount records the
 //! order in which a ware's nodes and chunks are first read, and keeps it as the ware's profile
 //! when it ends; a later mount merges into it (reads served from the daemon's caches count);
-//! `ware profile ls|show|rm` with their errors and exit codes.
+//! `ware run` learns one profile per input (`run:<formula>:<path>`) and feeds the input wares'
+//! own; `ware profile ls|show|rm` with their errors and exit codes.
 //!
 //! Needs root and /dev/fuse: without them each test prints why it skips (and fails under CI).
 
@@ -9,6 +10,8 @@
 mod common;
 
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::*;
 use ware_store::ChunkId;
@@ -141,4 +144,526 @@ fn profile_commands_name_what_they_cannot_find_or_read() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// `ware run` of a job on the small Debian rootfs with `data` at /data; returns the formula ID.
+fn run_job(w: &Ware, root: &str, data: &str, script: &str, name: &str) -> String {
+    let f = w.path(name);
+    let formula = serde_json::json!({
+        "inputs": {"/": root, "/data": data},
+        "action": {"argv": ["/bin/sh", "-c", script]},
+    });
+    std::fs::write(&f, serde_json::to_vec(&formula).unwrap()).unwrap();
+    let rec = w.path(&format!("{name}.record"));
+    let out = w
+        .command()
+        .args([
+            "run",
+            "--record",
+            rec.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ware");
+    stdout_ok(&out);
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+    assert_eq!(rec["exit_code"], 0, "{rec}");
+    rec["formula"].as_str().expect("formula ID").to_string()
+}
+
+fn cids(p: &serde_json::Value) -> Vec<String> {
+    blocks(p).into_iter().map(|(c, _)| c).collect()
+}
+
+#[test]
+fn a_run_learns_a_profile_per_input_and_feeds_the_wares_own() {
+    if !can_mount() {
+        return;
+    }
+    let Some(rootfs) = rootfs("small") else {
+        return;
+    };
+    let w = Ware::new();
+    let root = w.pack(&rootfs);
+    let (a, b) = (noise(7, 600_000), noise(9, 400_000));
+    let data = w.pack_files("data", &[("a", &a), ("b", &b)]);
+    // A ware in the store that no job reads: the run's mount shows it, nothing learns it.
+    let other = w.pack_files("other", &[("x", &noise(11, 1000))]);
+    let (ca, cb) = (chunk_cids(&a), chunk_cids(&b));
+
+    let f1 = run_job(
+        &w,
+        &root,
+        &data,
+        "cat /data/b > /dev/null; ls /data",
+        "f1.json",
+    );
+    let ls: serde_json::Value = serde_json::from_str(&w.ok(["--json", "profile", "ls"])).unwrap();
+    let mut keys: Vec<String> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap().to_string())
+        .collect();
+    keys.sort();
+    let mut want = vec![
+        format!("run:{f1}:/"),
+        format!("run:{f1}:/data"),
+        format!("ware:{root}"),
+        format!("ware:{data}"),
+    ];
+    want.sort();
+    assert_eq!(
+        keys, want,
+        "one profile per input and per input ware, none for {other}"
+    );
+
+    // The /data input's profile: its root node first, b's chunks, none of a's.
+    let p = show(&w, &format!("run:{f1}:/data"));
+    assert_eq!(p["ware"], serde_json::json!(data));
+    let l = cids(&p);
+    assert_eq!(l[0], data);
+    for x in &cb {
+        assert!(l.contains(x), "b was read: {l:?}");
+    }
+    for x in &ca {
+        assert!(!l.contains(x), "a was never read: {l:?}");
+    }
+    // The rootfs input's profile holds what the shell and ls read, and is the ware's own.
+    let p = show(&w, &format!("run:{f1}:/"));
+    assert_eq!(p["ware"], serde_json::json!(root));
+    assert!(p["chunks"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(cids(&p), cids(&show(&w, &format!("ware:{root}"))));
+
+    // Another job on the same data: its own run profile, merged into the ware's.
+    let f2 = run_job(&w, &root, &data, "cat /data/a > /dev/null", "f2.json");
+    assert_ne!(f1, f2);
+    let l2 = cids(&show(&w, &format!("run:{f2}:/data")));
+    for x in &ca {
+        assert!(l2.contains(x), "a was read: {l2:?}");
+    }
+    for x in &cb {
+        assert!(!l2.contains(x), "b was not read by the second job: {l2:?}");
+    }
+    let own = show(&w, &format!("ware:{data}"));
+    assert_eq!(own["runs"], 2);
+    let own = blocks(&own);
+    for x in &cb {
+        assert_eq!(own[position(&own, x)].1, 1, "the second run missed b");
+    }
+    for x in &ca {
+        assert_eq!(own[position(&own, x)].1, 0, "the second run read a");
+    }
+    // The first job's profile is untouched by the second.
+    assert_eq!(show(&w, &format!("run:{f1}:/data"))["runs"], 1);
+}
+
+/// `ware` on `w`'s store with extra environment, stdin closed; asserts success, returns stdout.
+fn ok_env(w: &Ware, env: &[(&str, String)], args: &[&str]) -> String {
+    let mut c = w.command();
+    c.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(args)
+        .stdin(Stdio::null());
+    stdout_ok(&c.output().expect("run ware"))
+}
+
+fn mount_env(w: &Ware, env: &[(&str, String)], id: &str, dir: &str) -> std::path::PathBuf {
+    let mnt = w.path(dir);
+    std::fs::create_dir_all(&mnt).unwrap();
+    ok_env(w, env, &["mount", id, mnt.to_str().unwrap()]);
+    mnt
+}
+
+fn push_json(w: &Ware, env: &[(&str, String)], id: &str, url: &str) -> serde_json::Value {
+    let out = ok_env(w, env, &["--json", "push", "--shared", id, url]);
+    serde_json::from_str(&out).expect("push json")
+}
+
+/// Profiles pushed to `push_url` reach fresh stores reading `read_url`: by a lazy mount (at
+/// mount time, with the ware's metadata) and by a pull; a push of a ware already there still
+/// uploads a newer profile, and a push with nothing new uploads nothing.
+fn profiles_travel(push_url: &str, read_url: &str, env: &[(&str, String)]) {
+    let w = Ware::new();
+    let (a, b) = (noise(13, 900_000), noise(15, 500_000));
+    let id = w.pack_files("src", &[("a", &a), ("b", &b)]);
+    let key = format!("ware:{id}");
+    // The daemon pushes: it starts (with the first mount) in the environment that holds an
+    // S3 warehouse's keys.
+    let mnt = mount_env(&w, env, &id, "m1");
+    assert_eq!(std::fs::read(mnt.join("a")).unwrap(), a);
+    umount(&w, &mnt);
+
+    let first = push_json(&w, env, &id, push_url);
+    assert_eq!(first["already_there"], false, "{first}");
+    assert_eq!(first["profiles"], 1, "{first}");
+    // Learned more since: the warehouse has the ware, and still gets the newer profile.
+    let mnt = mount_env(&w, env, &id, "m2");
+    assert_eq!(std::fs::read(mnt.join("b")).unwrap(), b);
+    umount(&w, &mnt);
+    let again = push_json(&w, env, &id, push_url);
+    assert_eq!(again["already_there"], true, "{again}");
+    assert_eq!(again["profiles"], 1, "{again}");
+    assert!(again["uploaded_bytes"].as_u64().unwrap() > 0, "{again}");
+    let idle = push_json(&w, env, &id, push_url);
+    assert_eq!(
+        (idle["profiles"].as_u64(), idle["uploaded_bytes"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let learned = show(&w, &key);
+    assert_eq!(learned["runs"], 2);
+
+    // A fresh store mounting the ware lazily has its profile as soon as the mount is up.
+    let lazy = Ware::new();
+    let mnt = lazy.path("lazy");
+    std::fs::create_dir_all(&mnt).unwrap();
+    ok_env(
+        &lazy,
+        env,
+        &["--warehouse", read_url, "mount", &id, mnt.to_str().unwrap()],
+    );
+    let got = show(&lazy, &key);
+    assert_eq!(got["id"], learned["id"], "the same profile, byte for byte");
+    assert_eq!(std::fs::read(mnt.join("b")).unwrap(), b);
+    umount(&lazy, &mnt);
+
+    // So has a store that pulls it.
+    let pulled = Ware::new();
+    let r: serde_json::Value =
+        serde_json::from_str(&ok_env(&pulled, env, &["--json", "pull", &id, read_url])).unwrap();
+    assert_eq!(r["profiles"], 1, "{r}");
+    assert_eq!(show(&pulled, &key)["id"], learned["id"]);
+}
+
+#[test]
+fn profiles_travel_through_nginx() {
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    if !can_mount() {
+        return;
+    }
+    let push = format!("file://{}", nginx.root().display());
+    let read = format!("http://{}", nginx.addr);
+    profiles_travel(&push, &read, &[]);
+}
+
+#[test]
+fn profiles_travel_through_s3s_fs() {
+    let Some(s3) = started(servers::S3s::start()) else {
+        return;
+    };
+    if !can_mount() {
+        return;
+    }
+    let url = s3.url("p");
+    let env = servers::S3s::env();
+    profiles_travel(&url, &url, &env);
+}
+
+/// A warehouse whose profiles are damaged, or are another ware's: refused with a line in the
+/// daemon's log, and the mount works as without them (nothing kept, every byte right).
+#[test]
+fn damaged_or_foreign_profiles_in_a_warehouse_are_refused_and_the_mount_still_works() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let a = noise(17, 300_000);
+    let id = w.pack_files("src", &[("a", &a)]);
+    let other = w.pack_files("other", &[("o", &noise(19, 300_000))]);
+    let push = format!("file://{}", nginx.root().display());
+    let read = format!("http://{}", nginx.addr);
+    for ware in [&id, &other] {
+        let mnt = mount(&w, ware, &format!("m-{ware}"));
+        std::fs::read_dir(&mnt).unwrap().for_each(drop);
+        umount(&w, &mnt);
+        w.ok(["push", "--shared", ware, &push]);
+    }
+    let set = nginx.root().join(format!("profiles/{id}"));
+    let honest = std::fs::read(&set).expect("the pushed profiles");
+    let foreign = std::fs::read(nginx.root().join(format!("profiles/{other}"))).unwrap();
+    for (what, bytes) in [
+        ("bad bytes", b"\xa3not a profile set".to_vec()),
+        ("cut short", honest[..honest.len() - 7].to_vec()),
+        ("another ware's", foreign),
+    ] {
+        servers::write_readable(nginx.root(), &format!("profiles/{id}"), &bytes);
+        let lazy = Ware::new();
+        let mnt = lazy.path("lazy");
+        std::fs::create_dir_all(&mnt).unwrap();
+        lazy.ok(["--warehouse", &read, "mount", &id, mnt.to_str().unwrap()]);
+        assert_eq!(std::fs::read(mnt.join("a")).unwrap(), a, "{what}");
+        assert_eq!(lazy.ok(["profile", "ls"]), "", "{what}: nothing kept");
+        umount(&lazy, &mnt);
+        let log = std::fs::read_to_string(lazy.store().join("daemon.log")).unwrap();
+        assert!(
+            log.contains(&format!("profiles/{id}")) && log.contains("going without"),
+            "{what}: the daemon log says why:\n{log}"
+        );
+    }
+}
+
+/// A run learns its inputs' profiles in one store and pushes the inputs (with them) to a
+/// warehouse; a fresh store running the same formula from the warehouse fetches by the
+/// profiles (the run record's counters say so) and the job sees the right bytes.
+fn a_fresh_store_prefetches_by_the_pushed_profile(
+    push_url: &str,
+    read_url: &str,
+    env: &[(&str, String)],
+) {
+    let Some(rootfs) = rootfs("small") else {
+        return;
+    };
+    let w = Ware::new();
+    let root = w.pack(&rootfs);
+    let b = noise(21, 3 << 20);
+    let data = w.pack_files("data", &[("b", &b), ("c", &noise(23, 1 << 20))]);
+    let script = "cat /data/b | md5sum > /out/sum; ls /usr/bin > /dev/null";
+    let formula = serde_json::json!({
+        "inputs": {"/": root, "/data": data},
+        "action": {"argv": ["/bin/sh", "-c", script]},
+        "outputs": {"/out": {}},
+    });
+    let f = w.path("f.json");
+    std::fs::write(&f, serde_json::to_vec(&formula).unwrap()).unwrap();
+    let rec_a = w.path("a.record");
+    ok_env(
+        &w,
+        env,
+        &[
+            "run",
+            "--record",
+            rec_a.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ],
+    );
+    let rec_a: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec_a).unwrap()).unwrap();
+    assert!(rec_a.get("fetched").is_none(), "all local: {rec_a}");
+    for id in [&root, &data] {
+        let r = push_json(&w, env, id, push_url);
+        assert!(r["profiles"].as_u64().unwrap() >= 1, "{r}");
+    }
+
+    let fresh = Ware::new();
+    let rec_b = fresh.path("b.record");
+    ok_env(
+        &fresh,
+        env,
+        &[
+            "--warehouse",
+            read_url,
+            "run",
+            "--record",
+            rec_b.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ],
+    );
+    let rec_b: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec_b).unwrap()).unwrap();
+    assert_eq!(rec_b["exit_code"], 0, "{rec_b}");
+    assert_eq!(
+        rec_b["outputs"], rec_a["outputs"],
+        "the same sum: the same bytes"
+    );
+    let fetched = &rec_b["fetched"];
+    assert!(
+        fetched["prefetch_requests"].as_u64().unwrap() > 0,
+        "{rec_b}"
+    );
+    assert!(
+        fetched["prefetch_bytes"].as_u64().unwrap() > 0
+            && fetched["profile_chunks"].as_u64().unwrap() >= chunk_cids(&b).len() as u64,
+        "{rec_b}"
+    );
+    assert_eq!(fetched["profiles_refused"], 0, "{rec_b}");
+    let log = std::fs::read_to_string(fresh.store().join("daemon.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "profile run:{}:/data: prefetching",
+            rec_a["formula"].as_str().unwrap()
+        )),
+        "the daemon log says which profile it used:\n{log}"
+    );
+    // Every prefetched byte was verified: the store checks whole.
+    ok_env(&fresh, env, &["fsck"]);
+}
+
+#[test]
+fn a_fresh_store_prefetches_by_the_profile_pushed_to_nginx() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let push = format!("file://{}", nginx.root().display());
+    let read = format!("http://{}", nginx.addr);
+    a_fresh_store_prefetches_by_the_pushed_profile(&push, &read, &[]);
+}
+
+#[test]
+fn a_fresh_store_prefetches_by_the_profile_pushed_to_s3s_fs() {
+    if !can_mount() {
+        return;
+    }
+    let Some(s3) = started(servers::S3s::start()) else {
+        return;
+    };
+    let url = s3.url("q");
+    let env = servers::S3s::env();
+    a_fresh_store_prefetches_by_the_pushed_profile(&url, &url, &env);
+}
+
+/// A profile whose blocks are another ware's (well formed, so it is taken): the prefetch
+/// refuses it with a line in the log, and the mount reads on demand, right.
+#[test]
+fn a_profile_naming_another_wares_chunks_is_not_prefetched() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let a = noise(25, 2 << 20);
+    let id = w.pack_files("src", &[("a", &a)]);
+    let other = w.pack_files("other", &[("o", &noise(27, 2 << 20))]);
+    let mnt = mount(&w, &other, "m");
+    std::fs::read(mnt.join("o")).unwrap();
+    umount(&w, &mnt);
+    let push = format!("file://{}", nginx.root().display());
+    w.ok(["push", "--shared", &id, &push]);
+    w.ok(["push", "--shared", &other, &push]);
+    // The set of `id`, with the profile of `other` relabelled as `id`'s.
+    let theirs = std::fs::read(nginx.root().join(format!("profiles/{other}"))).unwrap();
+    let (oid, iid): (ware_store::Cid, ware_store::Cid) =
+        (other.parse().unwrap(), id.parse().unwrap());
+    let theirs = ware_store::profile::ProfileSet::decode(&oid, "theirs", &theirs).unwrap();
+    let mut p = theirs.profiles[&format!("ware:{other}")].clone();
+    p.ware = iid;
+    let mut forged = ware_store::profile::ProfileSet::new(iid);
+    forged.profiles.insert(format!("ware:{id}"), p);
+    servers::write_readable(nginx.root(), &format!("profiles/{id}"), &forged.encode());
+
+    let lazy = Ware::new();
+    let mnt = lazy.path("lazy");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let read = format!("http://{}", nginx.addr);
+    lazy.ok(["--warehouse", &read, "mount", &id, mnt.to_str().unwrap()]);
+    assert_eq!(std::fs::read(mnt.join("a")).unwrap(), a);
+    let status: serde_json::Value =
+        serde_json::from_str(&lazy.ok(["--json", "daemon", "status"])).unwrap();
+    let fetched = &status["mounts"][0]["fetched"];
+    assert_eq!(fetched["profiles_refused"], 1, "{status}");
+    assert_eq!(fetched["prefetch_requests"], 0, "{status}");
+    assert!(fetched["demand_requests"].as_u64().unwrap() > 0, "{status}");
+    umount(&lazy, &mnt);
+    let log = std::fs::read_to_string(lazy.store().join("daemon.log")).unwrap();
+    assert!(
+        log.contains(&format!("profile ware:{id}")) && log.contains("are not the ware's; not used"),
+        "{log}"
+    );
+}
+
+/// The names of the threads of process `pid`.
+fn threads(pid: u64) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+/// A warehouse that answers whole objects but never a byte range: the profile's prefetch
+/// hangs, yet a read fails with EIO within its deadline (never later), what is local keeps
+/// working, unmounting does not wait for the prefetch, and its threads end by the deadline.
+#[test]
+fn a_stalled_prefetch_delays_no_read_past_its_deadline_and_ends_with_the_mount() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|n| (format!("f{n}"), noise(31 + 2 * n, 1 << 20)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), &d[..])).collect();
+    let id = w.pack_files("src", &refs);
+    let mnt = mount(&w, &id, "m");
+    for (n, d) in &files {
+        assert_eq!(&std::fs::read(mnt.join(n)).unwrap(), d);
+    }
+    umount(&w, &mnt);
+    w.ok([
+        "push",
+        "--shared",
+        &id,
+        &format!("file://{}", nginx.root().display()),
+    ]);
+
+    let proxy = servers::Proxy::start(nginx.addr, servers::Fault::StallRanges);
+    let lazy = Ware::new();
+    let mnt = lazy.path("lazy");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let url = format!("http://{}", proxy.addr);
+    let deadline = Duration::from_secs(3);
+    lazy.ok([
+        "--read-deadline",
+        "3",
+        "--warehouse",
+        &url,
+        "mount",
+        &id,
+        mnt.to_str().unwrap(),
+    ]);
+    let status: serde_json::Value =
+        serde_json::from_str(&lazy.ok(["--json", "daemon", "status"])).unwrap();
+    let pid = status["daemon"]["pid"].as_u64().unwrap();
+    assert!(
+        status["mounts"][0]["fetched"]["profile_chunks"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "the profile came with the metadata: {status}"
+    );
+    assert!(threads(pid).iter().any(|t| t.starts_with("ware-profile")));
+
+    // The directory tree is local; the bytes are behind the stalled prefetch.
+    let names: Vec<_> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), files.len());
+    let t = Instant::now();
+    let err = std::fs::read(mnt.join("f2")).expect_err("no byte can come");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::IO.raw_os_error()),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < deadline + Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // Unmounting does not wait for the stalled requests; their threads end by the deadline.
+    umount(&lazy, &mnt);
+    let t = Instant::now();
+    while threads(pid).iter().any(|t| t.starts_with("ware-profile")) {
+        assert!(
+            t.elapsed() < deadline + Duration::from_secs(10),
+            "prefetch threads outlive the mount: {:?}",
+            threads(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing half-written: the store checks whole.
+    lazy.ok(["fsck"]);
 }

@@ -192,15 +192,8 @@ fn s3_warehouse_served_by_s3s_fs() {
     let Some(s3) = started(servers::S3s::start()) else {
         return;
     };
-    let url = format!(
-        "s3://{}/some/prefix?endpoint=http://{}&region=us-east-1",
-        servers::S3_BUCKET,
-        s3.addr
-    );
-    let env = [
-        ("AWS_ACCESS_KEY_ID", servers::S3_ACCESS_KEY.to_string()),
-        ("AWS_SECRET_ACCESS_KEY", servers::S3_SECRET_KEY.to_string()),
-    ];
+    let url = s3.url("some/prefix");
+    let env = servers::S3s::env();
     round_trip(&url, &url, &env, true);
 }
 

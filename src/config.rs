@@ -64,6 +64,22 @@ pub const KEYS: &[Key] = &[
         help: "bytes of decoded directories the daemon keeps in memory, for all its mounts \
                together (read when the daemon starts)",
     },
+    Key {
+        name: "prefetch.concurrency",
+        default: "12",
+        range: (1.0, 64.0),
+        fraction: false,
+        help: "requests at once when a mount fetches its ware's access profile ahead of the \
+               reads (read at each mount); reads that miss never wait behind them",
+    },
+    Key {
+        name: "prefetch.max_range",
+        default: "4194304",
+        range: (65_536.0, 268_435_456.0),
+        fraction: false,
+        help: "largest request of a profile prefetch, in bytes: chunks close together in a \
+               pack are fetched in one range request up to this size",
+    },
 ];
 
 /// One setting as `ware config ls` shows it.

@@ -26,6 +26,10 @@ pub struct RunRecord {
     /// What the run could not do as asked (limits not enforced, owners filtered, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+    /// What the inputs' mount fetched from warehouses until the job ended, and why (absent
+    /// when it read the local store only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<ware_fetchers::read_through::FetchStats>,
 }
 
 /// Formats a time as RFC 3339 UTC with milliseconds (`2026-11-25T14:24:07.123Z`).

@@ -144,7 +144,12 @@ fn run_once(
         std::fs::DirBuilder::new().mode(0o700).create(d)?;
     }
 
-    let mount = ForegroundMount::start(daemon, &mnt, remote)?;
+    // The inputs' reads are learned as their run:<formula>:<path> profiles (src/profile.rs).
+    let what = MountWhat::Run {
+        formula: formula_id,
+        inputs: resolved.clone(),
+    };
+    let mount = ForegroundMount::start(daemon, &mnt, what, remote)?;
     tracing::debug!("inputs mounted at {}", mnt.display());
     let result = (|| -> Result<RunRecord> {
         let mut mounts = Vec::new();
@@ -223,6 +228,7 @@ fn run_once(
         };
         tracing::debug!("job ended: {:?}", outcome.status);
         let mut notices = outcome.notices.clone();
+        let fetched = fetched_by(daemon, &mnt);
 
         let mut outputs = BTreeMap::new();
         for (path, host) in &out_dirs {
@@ -269,6 +275,7 @@ fn run_once(
             exit_code,
             outputs,
             notices,
+            fetched,
         })
     })();
     // Outputs are packed (or the run failed): the mount is no longer needed.
@@ -286,6 +293,16 @@ fn run_once(
         .context("keeping the run record in the store")?;
     tracing::debug!("run record kept");
     Ok(record)
+}
+
+/// What the daemon's mount at `mnt` fetched from warehouses so far (None: it reads the local
+/// store only, or the daemon cannot say).
+fn fetched_by(daemon: &RemoteStore, mnt: &Path) -> Option<ware_fetchers::read_through::FetchStats> {
+    let mounts = daemon
+        .ask(ops::Mounts {})
+        .map_err(|e| tracing::warn!("the inputs' fetch counters: {e:#}"))
+        .ok()?;
+    mounts.into_iter().find(|m| m.mountpoint == mnt)?.fetched
 }
 
 /// What `ware run` does with signals while its job runs. Ctrl-C (SIGINT, SIGQUIT) reaches the
@@ -344,7 +361,12 @@ struct ForegroundMount {
 }
 
 impl ForegroundMount {
-    fn start(daemon: &RemoteStore, mnt: &Path, remote: &RemoteOptions) -> Result<ForegroundMount> {
+    fn start(
+        daemon: &RemoteStore,
+        mnt: &Path,
+        what: MountWhat,
+        remote: &RemoteOptions,
+    ) -> Result<ForegroundMount> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (daemon_t, mnt_t, remote) = (daemon.clone(), mnt.to_path_buf(), remote.clone());
         // As root the job may run as any uid: the mount lets other users in (the kernel
@@ -354,7 +376,7 @@ impl ForegroundMount {
         let thread = std::thread::spawn(move || {
             let op = ops::Mount {
                 remote,
-                what: MountWhat::All,
+                what,
                 mountpoint: mnt_t,
                 allow_other,
                 foreground: true,

@@ -168,3 +168,40 @@ fn tar_vectors() {
         "format v1 changed: the golden tar (kept mtimes) has another ID"
     );
 }
+
+/// A profile of the golden tree (its root node, a chunk read twice as often as another) and
+/// the set that carries it to a warehouse: their bytes are pinned by these CIDs (the set's is
+/// the hash of its bytes, named as a node would be).
+const PROFILE_V1: &str = "bafyr4ic77ebfngxg2kn63474koutj44qsbghyvdd6yl5fzgotmvtcipjuu";
+const PROFILES_V1: &str = "bafyr4igkv5ry3ftinlwbduytpjfeyto6dqbfjcfofyc6zkaq5zlljf6uwe";
+
+#[test]
+fn profile_vectors() {
+    use ware_store::profile::{Profile, ProfileBlock, ProfileSet};
+    use ware_store::{ChunkId, NodeId};
+    let ware: ware_store::Cid = TREE_V1.parse().unwrap();
+    let p = Profile {
+        format: "warefs-profile/1".into(),
+        ware,
+        runs: 3,
+        blocks: vec![
+            ProfileBlock(ware, 0),
+            ProfileBlock(ChunkId::of(b"golden chunk 1").to_cid(), 0),
+            ProfileBlock(ChunkId::of(b"golden chunk 2").to_cid(), 2),
+        ],
+    };
+    let (id, bytes) = p.encode();
+    assert_eq!(id.to_string(), PROFILE_V1, "the profile format changed");
+    assert_eq!(Profile::decode("golden", &bytes).unwrap(), p);
+    let mut set = ProfileSet::new(ware);
+    set.profiles.insert(format!("ware:{TREE_V1}"), p.clone());
+    set.profiles
+        .insert(format!("run:{TAR_V1}:/data"), Profile::first(ware, &[ware]));
+    let bytes = set.encode();
+    assert_eq!(
+        NodeId::of(&bytes).to_string(),
+        PROFILES_V1,
+        "the warehouse profile set format changed"
+    );
+    assert_eq!(ProfileSet::decode(&ware, "golden", &bytes).unwrap(), set);
+}

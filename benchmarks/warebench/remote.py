@@ -6,6 +6,7 @@ proxy; its section and charts.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import statistics
@@ -37,29 +38,48 @@ from .servers import DelayProxy, Nginx, S3_BUCKET, S3sFs, curl_s3, s3_env, s3_ur
 WBEGIN, WEND = "<!-- warehouse:begin -->", "<!-- warehouse:end -->"
 
 
-WH_TOOLS = ["warefs", "tar", "tar.zst"]
-# On the long (delayed) link the same three again, from an S3 warehouse (s3s-fs) instead of nginx.
-WH_S3_TOOLS = ["warefs-s3", "tar-s3", "tar.zst-s3"]
+# warefs: (a) a first run, no profile anywhere; warefs-prof: (b) a fresh store, the profile an
+# earlier run on another store pushed; warefs-prof-c: (c) another job on the same image with
+# (b)'s profile (issue 12).
+WH_TOOLS = ["warefs", "warefs-prof", "warefs-prof-c", "tar", "tar.zst"]
+# On the long (delayed) link the same again, from an S3 warehouse (s3s-fs) instead of nginx.
+WH_S3_TOOLS = ["warefs-s3", "warefs-prof-s3", "tar-s3", "tar.zst-s3"]
 WH_ALL_TOOLS = WH_TOOLS + WH_S3_TOOLS
 # The job of the warehouse group: the mount group's plus a Python import that reads a few MB
 # of scattered files (numpy), the shape of "a first real program" the warehouses issue names.
 WH_JOB = "ls /usr/bin; /usr/bin/dpkg -l; python3 -c \"import numpy\""
+# (c): another job on the image, run with the profile the job above taught.
+WH_JOB_C = "python3 -c \"import json\"; ls /usr/lib"
+# Where the warehouse with profiles lives, beside the one without (same packs, hardlinked).
+WH_PROF = "prof"
 WH_NS = f"warefs-bench-{os.getpid()}"  # network namespace of the capped link
 WH_NET = ("10.249.83.1", "10.249.83.2")  # host end, namespace end (a /30 on a veth pair)
 WH_RTT_NS = f"warefs-bench-rtt-{os.getpid()}"  # network namespace of the long link
 WH_RTT_NET = ("10.249.83.5", "10.249.83.6")
-WH_LABEL = {"warefs": "ware mount (lazy, HTTP)", "tar": "curl | tar -x",
+WH_LABEL = {"warefs": "ware mount (lazy, HTTP)",
+            "warefs-prof": "ware mount (lazy, HTTP, pushed profile)",
+            "warefs-prof-c": "ware mount (lazy, HTTP, another job's profile)",
+            "tar": "curl | tar -x",
             "tar.zst": "curl | zstd -d | tar -x",
-            "warefs-s3": "ware mount (lazy, S3)", "tar-s3": "curl (S3) | tar -x",
+            "warefs-s3": "ware mount (lazy, S3)",
+            "warefs-prof-s3": "ware mount (lazy, S3, pushed profile)",
+            "tar-s3": "curl (S3) | tar -x",
             "tar.zst-s3": "curl (S3) | zstd -d | tar -x"}
-WH_SHORT = {"warefs": "ware mount", "tar": "curl | tar", "tar.zst": "curl | zstd | tar",
-            "warefs-s3": "ware mount S3", "tar-s3": "S3 | tar", "tar.zst-s3": "S3 | zstd | tar"}
+WH_SHORT = {"warefs": "ware mount", "warefs-prof": "ware + profile",
+            "warefs-prof-c": "ware + other profile", "tar": "curl | tar",
+            "tar.zst": "curl | zstd | tar", "warefs-s3": "ware mount S3",
+            "warefs-prof-s3": "ware + profile S3", "tar-s3": "S3 | tar",
+            "tar.zst-s3": "S3 | zstd | tar"}
 WH_SPEEDUP_TARGET = 10  # issue 4: ≥10x faster than download-and-unpack at 10 ms RTT, 1 Gbit/s
 
 
 def wh_base(tool: str) -> str:
     """The warefs way a peer is compared with: the one over the same protocol."""
     return "warefs-s3" if tool.endswith("-s3") else "warefs"
+
+
+def wh_job(tool: str) -> str:
+    return WH_JOB_C if tool.split("@", 1)[0].endswith("-c") else WH_JOB
 
 
 def link_kind(link: str) -> str:
@@ -159,8 +179,42 @@ class WarehouseBench:
                 info[link]["rate_mbit"] = self.args.cap_mbit
             if kind == "rtt":
                 info[link].update(self.start_rtt(link, srv, port, cmds))
+        info["profile"] = self.learn_profile()
         rm_rf(self.src)
         return info
+
+    def learn_profile(self) -> dict:
+        """(b)'s profile: the job runs once on a mount of the source store (which holds the
+        ware whole), which learns the ware's profile; it is pushed to the warehouses under
+        WH_PROF, beside the ones without profiles (untimed)."""
+        log("warehouse setup: the job on a local mount to learn the profile; ware push of it "
+            "(untimed)")
+        run([self.ctx.ware, "--store", self.src, "mount", self.ware_id, self.mnt],
+            what="mounting to learn the profile")
+        try:
+            run(["chroot", self.mnt, "/bin/sh", "-c", WH_JOB], what="the job, to learn",
+                timeout=MOUNT_TIMEOUT, group=True)
+        finally:
+            run([self.ctx.ware, "--store", self.src, "umount", self.mnt], what="ware umount")
+        shown = run([self.ctx.ware, "--store", self.src, "--json", "profile", "show",
+                     f"ware:{self.ware_id}"], what="ware profile show")
+        prof = json.loads(shown.stdout)
+        run([self.ctx.ware, "--store", self.src, "daemon", "stop"], what="ware daemon stop")
+        dst = self.www / WH_PROF
+        dst.mkdir()
+        for name in ("warefs-warehouse", "wares", "packs"):
+            run(["cp", "-al", self.www / name, dst / name], what="linking the warehouse")
+        pushed = run([self.ctx.ware, "-q", "--store", self.src, "--json", "push", "--shared",
+                      self.ware_id, f"file://{dst}"], what="pushing the profile")
+        out = {"profile_blocks": len(prof.get("blocks") or []),
+               "profile_chunks": prof.get("chunks"), "profile_bytes": prof.get("bytes"),
+               "push": json.loads(pushed.stdout)}
+        for link, s3 in self.s3.items():
+            if any(t.endswith("-s3") for t in self.args.wh_tools):
+                run([self.ctx.ware, "-q", "--store", self.src, "push", self.ware_id,
+                     s3_url(s3.direct, WH_PROF)], env_extra=s3_env(),
+                    what="pushing the ware and its profile to s3s-fs", timeout=900)
+        return out
 
     def start_rtt(self, link: str, srv: Nginx, port: int, cmds: list[str]) -> dict:
         """The long link: nginx and s3s-fs in their namespace behind a 1 Gbit/s tbf, each
@@ -171,6 +225,7 @@ class WarehouseBench:
         self.s3[link] = s3
         s3.start()
         direct = f"{WH_RTT_NET[1]}:{s3port}"
+        s3.direct = direct
         s3_wanted = any(t.endswith("-s3") for t in self.args.wh_tools)
         if s3_wanted:
             log("warehouse setup: ware push to s3s-fs, curl PUT of tree.tar and tree.tar.zst "
@@ -271,9 +326,12 @@ class WarehouseBench:
         ware = self.args.wh_variants.get(base.split("@", 1)[1]) if "@" in base else self.ctx.ware
         base = base.split("@", 1)[0]
         env = s3_env() if s3 else None
-        if base == "warefs":
+        lazy = base.startswith("warefs")
+        if lazy:
             root = self.mnt
-            wh = s3_url(self.urls[link]["s3"]) if s3 else self.urls[link]["http"]
+            prefix = WH_PROF if base.startswith("warefs-prof") else ""
+            wh = (s3_url(self.urls[link]["s3"], prefix) if s3 else
+                  self.urls[link]["http"] + (f"/{prefix}" if prefix else ""))
             step = [ware, "--store", self.fresh, "--warehouse", wh, "mount",
                     self.ware_id, self.mnt]
         else:
@@ -285,19 +343,19 @@ class WarehouseBench:
                    f"curl -sS --fail {shlex.quote(self.urls[link]['http'] + '/' + name)}")
             step = ["bash", "-c", f"set -o pipefail; {get}{mid}"
                                   f" | tar -x -C {shlex.quote(str(self.dest))}"]
-        job = ["chroot", root, "/bin/sh", "-c", WH_JOB]
+        job = ["chroot", root, "/bin/sh", "-c", wh_job(tool)]
         proxy = self.proxies.get(link + "-s3") if s3 else None
         drop_caches()
         mark = srv.mark()
         before = proxy.stats() if proxy else None
         t0 = time.monotonic()
-        if base == "warefs":
+        if lazy:
             self.daemon_stores.add(self.fresh)
-        a = run(step, env_extra=env, what=what, timeout=MOUNT_TIMEOUT, group=base != "warefs")
+        a = run(step, env_extra=env, what=what, timeout=MOUNT_TIMEOUT, group=not lazy)
         try:
             b = run(job, what=what + " (job)", timeout=MOUNT_TIMEOUT, group=True)
         except BenchError as e:
-            if tool == "warefs" and (self.fresh / "daemon.log").exists():
+            if lazy and (self.fresh / "daemon.log").exists():
                 tail = (self.fresh / "daemon.log").read_text(errors="replace")[-1500:]
                 raise BenchError(f"{e}\n  daemon.log ends with:\n{tail}") from None
             raise
@@ -306,7 +364,8 @@ class WarehouseBench:
              "user_s": a.user_s + b.user_s, "sys_s": a.sys_s + b.sys_s,
              "job_packages": sum(1 for ln in b.stdout.splitlines() if ln.startswith("ii ")),
              "job_output_lines": len(b.stdout.splitlines())}
-        if base == "warefs":
+        if lazy:
+            m["fetched"] = self.mount_counters(ware)
             self.stop_daemon(self.fresh)  # everything fetched is now in the store and logged
             m["http"] = srv.since(mark) if not s3 else self.s3_counts(proxy, before)
             m.update(ware_stats(self.ctx, self.fresh))
@@ -320,6 +379,17 @@ class WarehouseBench:
                                                                             "$WORK")
         self.teardown()
         return m
+
+    def mount_counters(self, ware) -> dict | None:
+        """What the mount fetched, and why (`ware --json daemon status`), right after the job."""
+        try:
+            r = run([ware, "--store", self.fresh, "--json", "daemon", "status"],
+                    what="ware daemon status")
+            mounts = json.loads(r.stdout).get("mounts") or []
+            return mounts[0].get("fetched") if mounts else None
+        except (BenchError, json.JSONDecodeError, AttributeError) as e:
+            warn(f"the mount's fetch counters: {e}")
+            return None
 
     @staticmethod
     def s3_counts(proxy: DelayProxy, before: dict) -> dict:
@@ -412,7 +482,8 @@ def bench_warehouse(args, ctx: Ctx, work: Path) -> dict:
                       if isinstance(x.get("stats"), dict) and "stored_bytes" in x["stats"]]
                 v["store_stats_stored_bytes"] = int(statistics.median(sb)) if sb else None
                 v["job_packages"] = sorted({x["job_packages"] for x in runs})
-            pk = {t: acc[link][t]["job_packages"] for t in tools[link]}
+            pk = {t: acc[link][t]["job_packages"] for t in tools[link]
+                  if wh_job(t) == WH_JOB}
             if len({tuple(p) for p in pk.values()}) != 1:
                 warn(f"the job saw different package counts over {link}: {pk}")
             res[link] = acc[link]

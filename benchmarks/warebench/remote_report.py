@@ -11,6 +11,7 @@ from pathlib import Path
 from .remote import (
     WH_ALL_TOOLS,
     WH_JOB,
+    WH_JOB_C,
     WH_LABEL,
     WH_SHORT,
     WH_SPEEDUP_TARGET,
@@ -44,10 +45,12 @@ def render_warehouse(doc: dict | None, where: str | None, charts: dict | None = 
         return out + ["No warehouse results yet.", ""]
     res, setup = doc["results"], doc["results"]["_setup"]
     links = res.get("_links", [k for k in res if not k.startswith("_")])
-    image = {"warefs": setup["warehouse_bytes"], "tar": setup["tar_bytes"],
+    image = {"warefs": setup["warehouse_bytes"], "warefs-prof": setup["warehouse_bytes"],
+             "warefs-prof-c": setup["warehouse_bytes"], "tar": setup["tar_bytes"],
              "tar.zst": setup["tar_zst_bytes"]}
     image.update({t + "-s3": v for t, v in image.items()})
     linfo = setup.get("links", {})
+    prof = setup.get("servers", {}).get("profile") or {}
     out += [header(doc, where), "",
             "The tree is served by nginx (one worker, `sendfile on`) from one directory: the "
             f"warehouse written by `ware push ID file://DIR` ({mb(setup['warehouse_bytes'])} MB: "
@@ -60,6 +63,17 @@ def render_warehouse(doc: dict | None, where: str | None, charts: dict | None = 
             "Commands:", "",
             f"- warefs: `ware --store FRESH --warehouse http://ADDR:PORT mount ID MNT && "
             "chroot MNT /bin/sh -c '…'`",
+            "- warefs with a profile (issue 12): the same mount from a second warehouse "
+            "(`http://ADDR:PORT/prof`: the same manifest and packs, hardlinked, plus the "
+            "ware's profiles) into a fresh store, so (a) \"ware mount\" is a first run with no "
+            "profile anywhere and (b) \"pushed profile\" a fresh store with the profile an "
+            "earlier run on another store pushed: before the runs the job ran once on a mount of "
+            "the source store, which learned the profile "
+            f"({prof.get('profile_chunks', '?')} chunks, {prof.get('profile_blocks', '?')} "
+            "blocks), and `ware push` put it beside the ware. (c) \"another job's profile\" "
+            f"runs `{WH_JOB_C}` with (b)'s profile. The mount prefetches the profile's chunks "
+            "at mount time (12 requests at once, up to 4 MiB each); the fetch counters come "
+            "from `ware --json daemon status` right after the job.",
             "- tar: `curl -sS --fail http://ADDR:PORT/tree.tar | tar -x -C DIR && chroot DIR …`",
             "- tar.zst: `curl -sS --fail http://ADDR:PORT/tree.tar.zst | zstd -d -q -c | "
             "tar -x -C DIR && chroot DIR …`", ""]
@@ -132,7 +146,8 @@ def render_warehouse(doc: dict | None, where: str | None, charts: dict | None = 
             if not w:
                 continue
             proto = "S3" if wt == "warefs-s3" else "HTTP"
-            peer_ts = [t for t in WH_ALL_TOOLS if t in lr and wh_base(t) == wt and t != wt]
+            peer_ts = [t for t in WH_ALL_TOOLS if t in lr and wh_base(t) == wt
+                       and not t.startswith("warefs")]
             kinds = {}
             for x in w["runs"]:
                 for k, v in x["http"]["by_kind"].items():
@@ -175,6 +190,7 @@ def render_warehouse(doc: dict | None, where: str | None, charts: dict | None = 
                    f"about {100 * (1 - w['local_bytes'] / w['bytes_served']):.0f}% of the bytes "
                    "served did not end up in it." if w["local_bytes"] < w["bytes_served"]
                    else ""))
+    said += profile_lines(res, links, doc)
     out += img(charts, "warehouse-startup.png",
                "Cold start from an HTTP warehouse: lazy ware mount vs curl | tar -x vs "
                "curl | zstd -d | tar -x, and bytes served")
@@ -182,12 +198,56 @@ def render_warehouse(doc: dict | None, where: str | None, charts: dict | None = 
     return out
 
 
+def profile_lines(res: dict, links: list[str], doc: dict) -> list[str]:
+    """Issue 12's figures: (a), (b), (c) against download-and-unpack, and where the bytes came
+    from (the mount's counters)."""
+    said = []
+    for link in links:
+        lr, title = res[link], link_title(link, doc)
+        for s3 in ("", "-s3"):
+            peers = [lr[t]["median_s"] for t in (f"tar{s3}", f"tar.zst{s3}") if t in lr]
+            if not peers:
+                continue
+            fastest = min(peers)
+            proto = "S3" if s3 else "HTTP"
+            for t, what, target in ((f"warefs{s3}", "(a) first run, no profile", 1.5),
+                                    (f"warefs-prof{s3}", "(b) pushed profile", 4.0),
+                                    (f"warefs-prof-c{s3}", "(c) another job's profile", None)):
+                r = lr.get(t)
+                if not r:
+                    continue
+                x = fastest / r["median_s"]
+                line = (f"- {what}, {title}, {proto}: {r['median_s']:.2f} s, {x:.2f}x the "
+                        f"fastest download-and-unpack ({fastest:.2f} s)")
+                if target and link_kind(link) == "rtt":
+                    line += (f"; target (issue 12) at least {target:g}x: "
+                             + ("**met**" if x >= target else "**NOT met: warefs is behind it**"))
+                f = [x_["fetched"] for x_ in r["runs"] if x_.get("fetched")]
+                if f:
+                    tot = [g["prefetch_bytes"] + g["demand_bytes"] + g["readahead_bytes"]
+                           for g in f]
+                    share = statistics.median(
+                        g["prefetch_bytes"] / n for g, n in zip(f, tot) if n) if any(tot) else 0
+                    line += (f"; {mb(statistics.median(tot))} MB fetched, "
+                             f"{100 * share:.0f}% of it by prefetch "
+                             f"({int(statistics.median(g['prefetch_requests'] for g in f))} "
+                             "prefetch requests, "
+                             f"{int(statistics.median(g['demand_requests'] for g in f))} on "
+                             "demand, reads waited "
+                             f"{int(statistics.median(g['demand_wait_ms'] for g in f))} ms)")
+                said.append(line + ".")
+    return said
+
+
 def chart_warehouse(plt, doc, where, out: Path) -> list[str]:
     res, setup = doc["results"], doc["results"]["_setup"]
     links = res.get("_links", [k for k in res if not k.startswith("_")])
-    colors = {"warefs": WARE_C, "tar": PEER_C, "tar.zst": "#c7c7c7",
-              "warefs-s3": "#6baed6", "tar-s3": "#fdae6b", "tar.zst-s3": "#e0e0e0"}
+    colors = {"warefs": WARE_C, "warefs-prof": "#08519c", "warefs-prof-c": "#4292c6",
+              "tar": PEER_C, "tar.zst": "#c7c7c7", "warefs-s3": "#6baed6",
+              "warefs-prof-s3": "#2171b5", "tar-s3": "#fdae6b", "tar.zst-s3": "#e0e0e0"}
     image = {"warefs": ("warehouse", setup["warehouse_bytes"]),
+             "warefs-prof": ("warehouse", setup["warehouse_bytes"]),
+             "warefs-prof-c": ("warehouse", setup["warehouse_bytes"]),
              "tar": (".tar", setup["tar_bytes"]), "tar.zst": (".tar.zst", setup["tar_zst_bytes"])}
     image.update({t + "-s3": v for t, v in image.items()})
     widths = [max(1.0, len([t for t in WH_ALL_TOOLS if t in res[link]]) / 3) for link in links]

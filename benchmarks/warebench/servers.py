@@ -228,8 +228,10 @@ def s3_env() -> dict:
     return {"AWS_ACCESS_KEY_ID": S3_AK, "AWS_SECRET_ACCESS_KEY": S3_SK, "AWS_REGION": S3_REGION}
 
 
-def s3_url(endpoint: str) -> str:
-    return f"s3://{S3_BUCKET}?endpoint=http://{endpoint}&allow_http=true&region={S3_REGION}"
+def s3_url(endpoint: str, prefix: str = "") -> str:
+    path = f"/{prefix}" if prefix else ""
+    return (f"s3://{S3_BUCKET}{path}?endpoint=http://{endpoint}&allow_http=true"
+            f"&region={S3_REGION}")
 
 
 def curl_s3(endpoint: str) -> str:

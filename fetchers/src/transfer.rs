@@ -3,8 +3,10 @@
 //!
 //! Invariants: push writes every pack and its index before the ware's manifest, so a manifest
 //! never names a missing pack; it uploads no chunk the warehouse's packs already hold, and a
-//! push of a ware already there does nothing. Pull verifies every node and chunk before it
-//! writes it, writes chunks before nodes, and records the ware complete last.
+//! push of a ware already there uploads nothing but the ware's profiles the warehouse lacks or
+//! holds from fewer recordings (`profiles/<id>`, after the manifest). Pull verifies every node
+//! and chunk before it writes it, writes chunks before nodes, and records the ware complete
+//! last. A warehouse without profiles reads as before.
 
 // Store errors travel as they are (BlockSource is the store's trait): their size is not ours.
 #![allow(clippy::result_large_err)]
@@ -15,10 +17,11 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use ware_store::bundle::{
     MARKER, MARKER_KEY, Manifest, PACK_TARGET, PackBuilder, PackEntry, check_marker, decode_index,
-    decode_manifest, encode_manifest, index_key, pack_key, ware_key,
+    decode_manifest, encode_manifest, index_key, pack_key, profiles_key, ware_key,
 };
 use ware_store::chunk::decode_chunk;
 use ware_store::pack::Progress;
+use ware_store::profile::ProfileSet;
 use ware_store::{BlockSink, BlockSource, ChunkId, NodeId, Reader, WareId};
 
 use crate::{Error, Kind, Result, Warehouse};
@@ -36,8 +39,11 @@ pub struct PushReport {
     pub ware: Option<WareId>,
     /// The warehouse's URL.
     pub url: String,
-    /// True when the warehouse had the ware already (nothing was written).
+    /// True when the warehouse had the ware already (nothing but profiles was written).
     pub already_there: bool,
+    /// Profiles uploaded (new to the warehouse, or learned from more recordings than its own).
+    #[serde(default)]
+    pub profiles: u64,
     /// Nodes of the ware.
     pub nodes: u64,
     /// Distinct chunks of the ware.
@@ -63,6 +69,9 @@ pub struct PullReport {
     pub fetched_chunks: u64,
     /// Bytes fetched.
     pub fetched_bytes: u64,
+    /// Profiles taken from the warehouse (new to the store, or learned from more recordings).
+    #[serde(default)]
+    pub profiles: u64,
 }
 
 fn store_err(e: ware_store::Error) -> Error {
@@ -224,12 +233,58 @@ pub fn fetch_manifest(wh: &dyn Warehouse, ware: &WareId) -> Result<Manifest> {
     })
 }
 
-/// Uploads what the warehouse lacks of a ware: packs of new chunks, their indexes, then the
-/// manifest (IPFS warehouses: every chunk and node as a block).
+/// Fetches and checks a ware's profiles; `None` when the warehouse has none (one written
+/// before profiles, or one no push with profiles reached). A set that fails its checks (bad
+/// bytes, another ware's profiles) is [`Error::Corrupt`], naming its URL.
+pub fn fetch_profiles(wh: &dyn Warehouse, ware: &WareId) -> Result<Option<ProfileSet>> {
+    let key = profiles_key(ware);
+    let url = format!("{}/{key}", wh.url().trim_end_matches('/'));
+    match wh.get(&key) {
+        Ok(b) => ProfileSet::decode(&ware.0, &url, &b)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                url,
+                why: e.to_string(),
+            }),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Merges `local` into the warehouse's set of the ware's profiles and uploads the set if that
+/// changed it; returns how many profiles went up and the bytes written. A damaged set there is
+/// replaced.
+fn push_profiles(wh: &dyn Warehouse, ware: &WareId, local: &ProfileSet) -> Result<(u64, u64)> {
+    if local.profiles.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut set = match fetch_profiles(wh, ware) {
+        Ok(Some(s)) => s,
+        Ok(None) => ProfileSet::new(ware.0),
+        Err(e) if e.is_corruption() => {
+            tracing::warn!("{e}: replacing it");
+            ProfileSet::new(ware.0)
+        }
+        Err(e) => return Err(e),
+    };
+    let taken = set.absorb(local);
+    if taken.is_empty() {
+        return Ok((0, 0));
+    }
+    let bytes = set.encode();
+    let n = bytes.len() as u64;
+    wh.put(&profiles_key(ware), Bytes::from(bytes))?;
+    Ok((taken.len() as u64, n))
+}
+
+/// Uploads what the warehouse lacks of a ware: packs of new chunks, their indexes, the
+/// manifest, then the ware's `profiles` it lacks (IPFS warehouses: every chunk and node as a
+/// block, and no profiles).
 pub fn push(
     src: &dyn BlockSource,
     ware: &WareId,
     wh: &dyn Warehouse,
+    profiles: &ProfileSet,
     progress: &dyn Progress,
 ) -> Result<PushReport> {
     let mut report = PushReport {
@@ -243,6 +298,7 @@ pub fn push(
     ensure_marker(wh)?;
     if wh.exists(&ware_key(ware))? {
         report.already_there = true;
+        (report.profiles, report.uploaded_bytes) = push_profiles(wh, ware, profiles)?;
         return Ok(report);
     }
     let (nodes, chunks) = collect(src, ware)?;
@@ -326,6 +382,9 @@ pub fn push(
     });
     report.uploaded_bytes += manifest.len() as u64;
     wh.put(&ware_key(ware), Bytes::from(manifest))?;
+    let (n, bytes) = push_profiles(wh, ware, profiles)?;
+    report.profiles = n;
+    report.uploaded_bytes += bytes;
     Ok(report)
 }
 

@@ -2,6 +2,9 @@
 //! the layout round-trips exactly, nothing is uploaded twice, and damaged warehouse bytes are
 //! refused, never served or cached.
 
+// The store's error type travels by value through the walk callbacks.
+#![allow(clippy::result_large_err)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use ware_fetchers::read_through::ReadThrough;
 use ware_fetchers::transfer::{pull, push};
 use ware_fetchers::{FetchOptions, Warehouse, open};
 use ware_store::pack::{NoProgress, PackOptions, pack_dir};
+use ware_store::profile::ProfileSet;
 use ware_store::{BlockSource, MemStore, Reader, WareId};
 use ware_test_kit::{is_root, noise, require};
 
@@ -55,12 +59,12 @@ fn setup() -> (tempfile::TempDir, MemStore, WareId, Arc<dyn Warehouse>) {
 #[test]
 fn push_then_pull_is_exact_and_a_second_push_uploads_nothing() {
     let (_tmp, store, id, wh) = setup();
-    let first = push(&store, &id, &*wh, &NoProgress).unwrap();
+    let first = push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).unwrap();
     assert!(!first.already_there);
     assert!(first.new_chunks > 0);
     // Twice as many bytes as the tree is big would mean a chunk went up twice.
     assert!(first.uploaded_bytes < 27 << 20, "{first:?}");
-    let again = push(&store, &id, &*wh, &NoProgress).unwrap();
+    let again = push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).unwrap();
     assert!(again.already_there);
     assert_eq!(again.uploaded_bytes, 0);
 
@@ -74,7 +78,7 @@ fn push_then_pull_is_exact_and_a_second_push_uploads_nothing() {
 #[test]
 fn a_ware_sharing_chunks_uploads_only_its_new_ones() {
     let (tmp, store, id, wh) = setup();
-    push(&store, &id, &*wh, &NoProgress).unwrap();
+    push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).unwrap();
     // The same big files plus one new small file: only that one is new.
     let src2 = tmp.path().join("src2");
     tree(&src2);
@@ -82,7 +86,7 @@ fn a_ware_sharing_chunks_uploads_only_its_new_ones() {
     let id2 = pack_dir(&store, &src2, &PackOptions::default(), &NoProgress)
         .unwrap()
         .id;
-    let r = push(&store, &id2, &*wh, &NoProgress).unwrap();
+    let r = push(&store, &id2, &*wh, &ProfileSet::new(id2.0), &NoProgress).unwrap();
     assert!(r.new_chunks <= 3, "{r:?}");
     let fresh = MemStore::new();
     pull(&*wh, &id2, &fresh, &NoProgress).unwrap();
@@ -92,7 +96,7 @@ fn a_ware_sharing_chunks_uploads_only_its_new_ones() {
 #[test]
 fn read_through_fetches_lazily_and_caches_verified_bytes() {
     let (_tmp, store, id, wh) = setup();
-    push(&store, &id, &*wh, &NoProgress).unwrap();
+    push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).unwrap();
     let cache = Arc::new(MemStore::new());
     let rt = ReadThrough::new(cache.clone(), vec![wh.clone()], Duration::from_secs(5));
     // The root alone brings every node of the ware, and no chunk yet.
@@ -115,7 +119,7 @@ fn read_through_fetches_lazily_and_caches_verified_bytes() {
 #[test]
 fn damaged_packs_are_refused_never_served_nor_cached() {
     let (tmp, store, id, wh) = setup();
-    push(&store, &id, &*wh, &NoProgress).unwrap();
+    push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).unwrap();
     // Flip one byte in the middle of every pack.
     for e in std::fs::read_dir(tmp.path().join("wh/packs")).unwrap() {
         let p = e.unwrap().path();
@@ -155,7 +159,7 @@ fn damaged_packs_are_refused_never_served_nor_cached() {
 #[test]
 fn prefetch_brings_chunks_in_the_background() {
     let (_tmp, store, id, wh) = setup();
-    push(&store, &id, &*wh, &NoProgress).unwrap();
+    push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).unwrap();
     let cache = Arc::new(MemStore::new());
     let rt = ReadThrough::new(cache.clone(), vec![wh.clone()], Duration::from_secs(5));
     let e = Reader::new(&rt).resolve(&id, b"big1").unwrap();
@@ -220,11 +224,102 @@ fn push_to_a_full_warehouse_fails_instead_of_hanging() {
     .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(push(&store, &id, &*wh, &NoProgress).map(|_| ()));
+        let _ = tx.send(push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).map(|_| ()));
     });
     let result = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("push to a full warehouse hung");
     let err = result.expect_err("push to a 2 MiB warehouse succeeded");
     assert!(err.to_string().contains("small"), "{err}");
+}
+
+/// A profile's chunks, prefetched: few requests for many chunks (merged ranges), every one
+/// verified and in the store afterwards, reads then served locally; the counters say so. A
+/// profile of another ware's chunks is refused.
+#[test]
+fn a_profile_is_prefetched_in_few_requests_and_another_wares_is_refused() {
+    use ware_fetchers::read_through::PrefetchOptions;
+    let (_tmp, store, id, wh) = setup();
+    push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).unwrap();
+    // The profile: every chunk of the ware, in walk order.
+    let mut blocks = vec![id.0];
+    Reader::new(&store)
+        .walk_ware(&id, &mut |_, _| Ok(()), &mut |c| {
+            let cid = c.id()?.to_cid();
+            if !blocks.contains(&cid) {
+                blocks.push(cid);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let cache = Arc::new(MemStore::new());
+    let rt = ReadThrough::new(cache.clone(), vec![wh.clone()], Duration::from_secs(5));
+    assert!(rt.prepare(&id).unwrap());
+    let opts = PrefetchOptions {
+        concurrency: 4,
+        max_range: 4 << 20,
+    };
+    let running = rt
+        .prefetch_profile(&id, "test", &blocks, opts)
+        .expect("the ware's own profile is taken");
+    let r = running.wait();
+    assert_eq!(r.chunks as usize, blocks.len() - 1, "{r:?}");
+    assert_eq!((r.skipped, r.failed, r.cached), (0, 0, 0), "{r:?}");
+    assert!(
+        r.requests > 0 && (r.requests as usize) < r.chunks as usize / 4,
+        "chunks merged into few requests: {r:?}"
+    );
+    for c in &blocks[1..] {
+        let cid = ware_store::ChunkId::from_cid(c).unwrap();
+        assert!(cache.chunk(&cid).is_ok(), "{c} is in the store");
+    }
+    let stats = rt.fetch_stats();
+    assert_eq!(stats.prefetch_requests, r.requests);
+    assert_eq!(stats.prefetch_bytes, r.bytes);
+    // Everything reads now without another request.
+    assert_eq!(every_file(&rt, &id), every_file(&store, &id));
+    assert_eq!(rt.fetch_stats().demand_requests, 0);
+    // A second prefetch finds it all cached.
+    let again = rt
+        .prefetch_profile(&id, "test", &blocks, opts)
+        .unwrap()
+        .wait();
+    assert_eq!(
+        (again.cached, again.requests),
+        (again.chunks, 0),
+        "{again:?}"
+    );
+
+    // Another ware's chunks under this ware's name: refused, nothing fetched.
+    let other_store = MemStore::new();
+    let tmp2 = tempfile::tempdir().unwrap();
+    std::fs::write(tmp2.path().join("x"), noise(41, 3 << 20)).unwrap();
+    let other = pack_dir(
+        &other_store,
+        tmp2.path(),
+        &PackOptions::default(),
+        &NoProgress,
+    )
+    .unwrap()
+    .id;
+    let mut foreign = vec![other.0];
+    Reader::new(&other_store)
+        .walk_ware(&other, &mut |_, _| Ok(()), &mut |c| {
+            foreign.push(c.id()?.to_cid());
+            Ok(())
+        })
+        .unwrap();
+    let fresh = ReadThrough::new(
+        Arc::new(MemStore::new()),
+        vec![wh.clone()],
+        Duration::from_secs(5),
+    );
+    assert!(fresh.prepare(&id).unwrap());
+    assert!(
+        fresh
+            .prefetch_profile(&id, "forged", &foreign, opts)
+            .is_none()
+    );
+    let stats = fresh.fetch_stats();
+    assert_eq!((stats.profiles_refused, stats.prefetch_requests), (1, 0));
 }

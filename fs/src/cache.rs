@@ -94,6 +94,11 @@ impl<K: Hash + Eq + Clone, V> ByteLru<K, V> {
     pub fn used(&self) -> u64 {
         self.inner.lock().used
     }
+
+    /// The budget, in bytes.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
 }
 
 #[cfg(test)]

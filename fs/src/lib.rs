@@ -54,6 +54,7 @@ mod fusermount;
 mod mount;
 #[cfg(test)]
 mod tests;
+mod warm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ use std::sync::Arc;
 pub use cache::Caches;
 pub use mount::{Mount, detach_unmount, is_dead, mount, ware_mounts};
 use ware_store::WareId;
+pub use warm::{Warmed, Warming, warm};
 
 /// The wares and names of a store, for a whole-store mount ([`MountRoot::All`]).
 pub trait Catalog: Send + Sync {
@@ -70,6 +72,14 @@ pub trait Catalog: Send + Sync {
     fn names(&self) -> Vec<(String, WareId)>;
     /// The ware a name points to now.
     fn name(&self, name: &str) -> Option<WareId>;
+}
+
+/// Told of every directory node and chunk a mount reads for a ware, in the order the reads
+/// come, whether the mount's caches serve it or the source does (how access profiles are
+/// learned). Reads of foreign trees and metadata walks (hardlink counts) are not told.
+pub trait ReadLog: Send + Sync + std::fmt::Debug {
+    /// `block` (a directory node's or a chunk's CID) was read for the ware `ware`.
+    fn read(&self, ware: &ware_store::Cid, block: &ware_store::Cid);
 }
 
 /// What the root of a mount shows.
@@ -125,6 +135,8 @@ pub struct MountConfig {
     /// user namespace (where the user is root) the tree then behaves as it does for root —
     /// as rootless container tools present their images.
     pub owner: Option<(u32, u32)>,
+    /// Told of each read (see [`ReadLog`]); none by default.
+    pub reads: Option<Arc<dyn ReadLog>>,
 }
 
 impl Default for MountConfig {
@@ -140,6 +152,7 @@ impl Default for MountConfig {
             read_ahead_kb: 1024,
             mount_timeout: std::time::Duration::from_secs(10),
             owner: None,
+            reads: None,
         }
     }
 }

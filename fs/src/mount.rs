@@ -35,11 +35,16 @@ pub fn mount(
     cfg: &MountConfig,
 ) -> Result<Mount, FsError> {
     let root_entry = match &root {
-        MountRoot::Ware(id) => Some(
-            Reader::new(&*src)
+        MountRoot::Ware(id) => {
+            let entry = Reader::new(&*src)
                 .root(id)
-                .map_err(|source| FsError::Ware { id: id.0, source })?,
-        ),
+                .map_err(|source| FsError::Ware { id: id.0, source })?;
+            // The root node is what any use of the ware reads first.
+            if let Some(log) = &cfg.reads {
+                log.read(&id.0, &id.0);
+            }
+            Some(entry)
+        }
         MountRoot::Foreign(cid) => {
             let fail = |source| FsError::Ware { id: *cid, source };
             let tree = src.foreign().ok_or_else(|| {
@@ -65,8 +70,10 @@ pub fn mount(
     if !mp.is_dir() {
         return Err(bad("not a directory".into()));
     }
-    let core =
-        Arc::new(Core::new(src, &root, root_entry, cfg.caches.clone()).with_owner(cfg.owner));
+    let core = Core::new(src, &root, root_entry, cfg.caches.clone())
+        .with_owner(cfg.owner)
+        .with_reads(cfg.reads.clone());
+    let core = Arc::new(core);
 
     let mut options = vec![
         MountOption::FSName(cfg.fsname.replace([',', ' ', '\t', '\n', '\\'], "_")),

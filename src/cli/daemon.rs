@@ -34,6 +34,7 @@ pub(crate) fn daemon(cli: &Cli, cmd: &DaemonCommand) -> Result<()> {
                         let what = match m.what {
                             MountWhat::Ware(id) => id.to_string(),
                             MountWhat::All => "--all".to_string(),
+                            MountWhat::Run { formula, .. } => format!("run {formula}"),
                             MountWhat::Unixfs(cid) => cid,
                         };
                         println!("{} {what}", m.mountpoint.display());

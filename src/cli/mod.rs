@@ -96,11 +96,13 @@ pub enum Command {
     /// Access profiles, learned from mounts: the order a ware's nodes and chunks were first read.
     ///
     /// Each mount of a ware records what it reads; when it ends, that goes into the ware's
-    /// profile (`ware:<id>`), merged with what earlier mounts read. (Prefetching a profile at
-    /// mount time is not built yet.) Nothing to do by hand: `ls`, `show` and `rm` are for
-    /// looking and forgetting.
+    /// profile (`ware:<id>`), merged with what earlier mounts read; a run's inputs go into
+    /// `run:<formula id>:<path>` too. Profiles travel with `ware push` and `pull`, and a lazy
+    /// mount of a remote ware fetches its profile's chunks ahead of the reads. Nothing to do
+    /// by hand: `ls`, `show` and `rm` are for looking and forgetting.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
+    Prefetch(profile::Prefetch),
     /// Tools for testing warefs itself.
     #[command(hide = true, subcommand)]
     Debug(debug::DebugCommand),
@@ -218,6 +220,7 @@ pub(crate) fn run(cli: &Cli) -> Result<()> {
         Command::Runs(a) => run::runs(cli, a),
         Command::Config(cmd) => config::config(cli, cmd),
         Command::Profile(cmd) => profile::profile(cli, cmd),
+        Command::Prefetch(a) => profile::prefetch(cli, a),
         Command::Debug(cmd) => debug::debug(cli, cmd),
     }
 }

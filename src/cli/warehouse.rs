@@ -1,7 +1,8 @@
 use super::*;
 
 /// Upload a ware to a warehouse: only what the warehouse lacks, packs first and the
-/// ware's manifest last (so an interrupted push is simply run again).
+/// ware's manifest last (so an interrupted push is simply run again), then the ware's
+/// access profiles the warehouse lacks (also when it has the ware already).
 #[derive(Args)]
 pub struct Push {
     /// The ware ID or name.
@@ -15,7 +16,8 @@ pub struct Push {
     pub shared: bool,
 }
 
-/// Bring a whole ware from a warehouse into the store, every byte verified.
+/// Bring a whole ware from a warehouse into the store, every byte verified, with the access
+/// profiles the warehouse has for it.
 #[derive(Args)]
 pub struct Pull {
     /// The ware ID.
@@ -41,11 +43,12 @@ pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
     if cli.json {
         print_json(&serde_json::to_value(&r)?)?;
     } else if !cli.quiet {
+        let profiles = profiles_note(r.profiles);
         if r.already_there {
-            eprintln!("{url} has {ware} already");
+            eprintln!("{url} has {ware} already{profiles}");
         } else {
             eprintln!(
-                "pushed {ware} to {url}: {} of {} chunks new, {} uploaded",
+                "pushed {ware} to {url}: {} of {} chunks new, {} uploaded{profiles}",
                 r.new_chunks,
                 r.chunks,
                 human_bytes(r.uploaded_bytes)
@@ -74,12 +77,22 @@ pub(crate) fn pull(cli: &Cli, a: &Pull) -> Result<()> {
         print_json(&serde_json::to_value(&r)?)?;
     } else if !cli.quiet {
         eprintln!(
-            "pulled {ware} from {}: {} of {} chunks fetched, {}",
+            "pulled {ware} from {}: {} of {} chunks fetched, {}{}",
             r.url,
             r.fetched_chunks,
             r.chunks,
-            human_bytes(r.fetched_bytes)
+            human_bytes(r.fetched_bytes),
+            profiles_note(r.profiles)
         );
     }
     Ok(())
+}
+
+/// ", N profiles" when profiles moved.
+fn profiles_note(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        1 => ", 1 profile".to_string(),
+        n => format!(", {n} profiles"),
+    }
 }

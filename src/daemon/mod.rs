@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use ware_fetchers::read_through::{Prefetch, ReadThrough};
 use ware_fs::{Catalog, Mount};
 use ware_store::WareId;
 use ware_store::db::Store;
@@ -51,6 +52,11 @@ struct Live {
     /// What the mount read, kept as the ware's profile once the mount is gone (after `mount`,
     /// so it is dropped after the unmount).
     _recording: Option<Recording>,
+    /// The source reading through to warehouses, if any: what it fetched, and why.
+    fetcher: Option<Arc<ReadThrough>>,
+    /// Reading ahead by profiles (prefetches from warehouses, cache warming from the store);
+    /// they stop when the mount ends.
+    _ahead: (Vec<Prefetch>, Vec<ware_fs::Warming>),
 }
 
 struct Daemon {

@@ -16,7 +16,7 @@ use ware_store::BlockSource;
 use super::{Daemon, Live, StoreCatalog, TICK, lock};
 use crate::api::RemoteOptions;
 use crate::ops::{MountInfo, MountWhat};
-use crate::profile::Recording;
+use crate::profile::{self, Recording};
 use crate::proto::{Reply, send_reply};
 
 /// How long `ware umount` waits out a transient user of a mount before it reports it busy.
@@ -36,17 +36,29 @@ impl Daemon {
         // IPFS content is read through a ReadThrough even without warehouses: it is what shows
         // foreign trees, from the blocks the store has cached.
         let unixfs = matches!(what, MountWhat::Unixfs(_));
-        let src: Arc<dyn BlockSource> = if remote.warehouses.is_empty() && !unixfs {
-            self.store.clone()
+        let (src, fetcher): (Arc<dyn BlockSource>, _) = if remote.warehouses.is_empty() && !unixfs {
+            (self.store.clone(), None)
         } else {
-            let rt = remote.read_through(self.store.clone())?;
-            if let MountWhat::Ware(id) = &what
-                && self.store.ware(id)?.is_none()
-            {
-                rt.prepare(id)?;
-            }
-            Arc::new(rt)
+            let rt = Arc::new(remote.read_through(self.store.clone())?);
+            (rt.clone(), Some(rt))
         };
+        // Reading ahead by access profiles (src/profile.rs): a remote ware's metadata first,
+        // with the profiles its warehouse holds, then its profile's chunks are fetched; a
+        // ware the store holds whole has its profile read into the caches. For a mount's
+        // ware, or each input of a run (whose failure the run reports per input).
+        let (mut prefetches, mut warmings) = (Vec::new(), Vec::new());
+        for (id, keys) in profile::keys_of(&what) {
+            let whole = self.store.ware(&id)?.is_some();
+            match &fetcher {
+                _ if whole => warmings.extend(profile::warm(&self.store, &self.caches, &id, &keys)),
+                Some(rt) => match profile::prepare(&self.store, rt, &id, &keys) {
+                    Ok(p) => prefetches.extend(p),
+                    Err(e) if matches!(what, MountWhat::Ware(_)) => return Err(e),
+                    Err(e) => tracing::warn!("input {id}: {e}"),
+                },
+                None => {}
+            }
+        }
         let mut mounts = lock(&self.mounts);
         if self.stop.load(Ordering::SeqCst) {
             bail!("the daemon is stopping");
@@ -67,7 +79,7 @@ impl Daemon {
         }
         let (root, fsname) = match &what {
             MountWhat::Ware(id) => (MountRoot::Ware(*id), format!("ware:{id}")),
-            MountWhat::All => (
+            MountWhat::All | MountWhat::Run { .. } => (
                 MountRoot::All(Arc::new(StoreCatalog(self.store.clone()))),
                 "ware:all".to_string(),
             ),
@@ -78,6 +90,14 @@ impl Daemon {
                 ),
                 format!("ipfs:{cid}"),
             ),
+        };
+        // A ware's mount and a run's learn access profiles (src/profile.rs).
+        let recording = match &what {
+            MountWhat::Ware(id) => Some(Recording::ware(self.store.clone(), *id)),
+            MountWhat::Run { formula, inputs } => {
+                Some(Recording::run(self.store.clone(), formula, inputs))
+            }
+            _ => None,
         };
         // Without root, entries show as the daemon's user's (MountConfig::owner): a job in a
         // user namespace is then root over its root filesystem, as it would be as root.
@@ -90,15 +110,8 @@ impl Daemon {
             caches: self.caches.clone(),
             fsname,
             owner: (me.0 != 0).then_some(me),
+            reads: recording.as_ref().map(Recording::log),
             ..MountConfig::default()
-        };
-        // A ware's mount learns its access profile (src/profile.rs).
-        let (recording, src) = match &what {
-            MountWhat::Ware(id) => {
-                let (rec, src) = Recording::start(self.store.clone(), *id, src);
-                (Some(rec), src)
-            }
-            _ => (None, src),
         };
         let mount = ware_fs::mount(src, root, &mountpoint, &cfg)
             .with_context(|| format!("mounting on {}", mountpoint.display()))?;
@@ -108,6 +121,7 @@ impl Daemon {
             allow_other,
             foreground,
             inodes: None,
+            fetched: None,
         };
         tracing::info!("mounted {:?} on {}", info.what, mountpoint.display());
         mounts.insert(
@@ -116,6 +130,8 @@ impl Daemon {
                 mount,
                 info: info.clone(),
                 _recording: recording,
+                fetcher,
+                _ahead: (prefetches, warmings),
             },
         );
         Ok(info)

@@ -72,6 +72,7 @@ impl Serves<Mounts> for Daemon {
             .values()
             .map(|l| MountInfo {
                 inodes: Some(l.mount.inodes() as u64),
+                fetched: l.fetcher.as_ref().map(|f| f.fetch_stats()),
                 ..l.info.clone()
             })
             .collect();

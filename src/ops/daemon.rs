@@ -1,11 +1,13 @@
 //! The daemon's own operations (served in `src/daemon.rs`): requests only a daemon can serve.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use ware_store::WareId;
 
 use crate::api::RemoteOptions;
+use ware_fetchers::read_through::FetchStats;
 
 /// Is the daemon there? Answers its pid, store and memory.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -19,6 +21,14 @@ pub enum MountWhat {
     Ware(WareId),
     /// The whole store (`ware mount --all`).
     All,
+    /// The whole store, as [`MountWhat::All`], for the inputs of a run of `formula`: the reads
+    /// of each input (path → ware) are learned as the profile `run:<formula>:<path>`.
+    Run {
+        /// The formula's ID.
+        formula: WareId,
+        /// Its inputs: path → ware.
+        inputs: BTreeMap<String, WareId>,
+    },
     /// An IPFS UnixFS directory, by its CID (`Qm…`, `bafy…`), read from the IPFS warehouses.
     Unixfs(String),
 }
@@ -37,6 +47,10 @@ pub struct MountInfo {
     /// Inodes the mount holds now (filled in by `ware daemon status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inodes: Option<u64>,
+    /// What the mount fetched from warehouses so far, and why (filled in by `ware daemon
+    /// status`; none for a mount of the local store only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<FetchStats>,
 }
 
 /// Mount a ware or the whole store. With `foreground` the mount lives as long as the

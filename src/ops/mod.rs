@@ -11,7 +11,8 @@
 //! daemon: forwarded as reply lines), and the daemon's own operations (mounts, which may live
 //! as long as the connection; status; stop) are served by the daemon ([`Serves`]).
 //!
-//! Adding an operation: its struct and `Op` impl in `store.rs`, its line in `operations!`
+//! Adding an operation: its struct and `Op` impl in `store.rs` (`profile.rs` for access
+//! profiles), its line in `operations!`
 //! below, and the command that calls it (`src/cli/`). A daemon operation: its struct in
 //! `daemon.rs` and its line here, its `Serves` impl in `src/daemon/serves.rs`, its command. Nothing
 //! else changes (docs/ARCHITECTURE.md, "Adding a store operation").
@@ -34,15 +35,16 @@ use ware_store::{WareId, WareRecord};
 use crate::api::LocalStore;
 
 mod daemon;
+mod profile;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use daemon::{Mount, MountInfo, MountWhat, Mounts, Ping, Shutdown, Umount};
+pub use profile::{Prefetch, ProfileInfo, ProfileList, ProfileRemove, ProfileShow};
 pub use store::{
     AddRun, Cat, ConfigList, ConfigSet, Damage, Fsck, List, NameGet, NameLog, NameSet, Names, Pack,
-    ProfileInfo, ProfileList, ProfileRemove, ProfileShow, Pull, Push, Runs, Stat, Stats, Unpack,
-    Wares, broken_pipe,
+    Pull, Push, Runs, Stat, Stats, Unpack, Wares, broken_pipe,
 };
 
 /// What an operation gets besides its request: the descriptor that came with it, and where its
@@ -177,6 +179,7 @@ operations! {
         ProfileList -> Vec<ProfileInfo>,
         ProfileShow -> ProfileInfo,
         ProfileRemove -> (),
+        Prefetch -> ware_fetchers::read_through::PrefetchReport,
     }
     daemon {
         Ping -> serde_json::Value,

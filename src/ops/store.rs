@@ -284,7 +284,9 @@ impl Op for Push {
         let (ware, url) = (&self.ware, &self.url);
         let wh = ware_fetchers::open(url, &self.remote.fetch_options())
             .with_context(|| format!("warehouse {url}"))?;
-        ware_fetchers::transfer::push(s.db(), ware, &*wh, cx.progress)
+        // The ware's profiles travel with it (docs/FORMAT.md, "Profiles in a warehouse").
+        let profiles = s.db().ware_profiles(ware)?;
+        ware_fetchers::transfer::push(s.db(), ware, &*wh, &profiles, cx.progress)
             .with_context(|| format!("pushing {ware} to {url}"))
     }
 }
@@ -309,7 +311,18 @@ impl Op for Pull {
         let mut damaged = false;
         for wh in self.remote.open()? {
             match ware_fetchers::transfer::pull(&*wh, ware, s.db(), cx.progress) {
-                Ok(r) => return Ok(r),
+                Ok(mut r) => {
+                    // The ware's profiles come with it (a hint: a failure is logged).
+                    r.profiles = match ware_fetchers::transfer::fetch_profiles(&*wh, ware) {
+                        Ok(Some(set)) => crate::profile::keep_fetched(s.db(), &set),
+                        Ok(None) => 0,
+                        Err(e) => {
+                            tracing::warn!("{e}; pulled {ware} without its profiles");
+                            0
+                        }
+                    };
+                    return Ok(r);
+                }
                 Err(e) if e.is_not_found() => failures.push(format!("{}: not there", wh.url())),
                 Err(e) => {
                     damaged |= e.is_corruption();
@@ -388,123 +401,5 @@ pub struct ConfigList {}
 impl Op for ConfigList {
     fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<Vec<crate::config::Setting>> {
         Ok(crate::config::Config::load(s.db().dir())?.list())
-    }
-}
-
-/// A stored access profile, as `ware profile ls` and `show` tell it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProfileInfo {
-    /// `ware:<id>` or `run:<formula id>:<path>`.
-    pub key: String,
-    /// The CID of the profile's bytes.
-    pub id: String,
-    /// Its size in bytes.
-    pub bytes: usize,
-    /// The ware it is of (`None` when it cannot be read).
-    pub ware: Option<String>,
-    /// How many recordings went into it.
-    pub runs: u64,
-    /// Nodes it lists.
-    pub nodes: usize,
-    /// Chunks it lists.
-    pub chunks: usize,
-    /// Why it cannot be read, if it cannot.
-    pub error: Option<String>,
-    /// With `show`: every block in first-read order, with the recordings that missed it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocks: Option<Vec<(String, u8)>>,
-}
-
-impl ProfileInfo {
-    fn of(s: ware_store::profiles::StoredProfile, with_blocks: bool) -> ProfileInfo {
-        use ware_store::profile::{BlockKind, block_kind};
-        let (ware, runs, nodes, chunks, error, blocks) = match &s.profile {
-            Ok(p) => {
-                let n = |k| {
-                    p.blocks
-                        .iter()
-                        .filter(|b| block_kind(&b.0) == Some(k))
-                        .count()
-                };
-                (
-                    Some(p.ware.to_string()),
-                    p.runs,
-                    n(BlockKind::Node),
-                    n(BlockKind::Chunk),
-                    None,
-                    with_blocks.then(|| p.blocks.iter().map(|b| (b.0.to_string(), b.1)).collect()),
-                )
-            }
-            Err(e) => (None, 0, 0, 0, Some(e.clone()), None),
-        };
-        ProfileInfo {
-            key: s.key,
-            id: s.id.to_string(),
-            bytes: s.bytes,
-            ware,
-            runs,
-            nodes,
-            chunks,
-            error,
-            blocks,
-        }
-    }
-}
-
-/// Every access profile the store holds, in key order.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct ProfileList {}
-
-impl Op for ProfileList {
-    fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<Vec<ProfileInfo>> {
-        Ok(s.db()
-            .profiles()?
-            .into_iter()
-            .map(|p| ProfileInfo::of(p, false))
-            .collect())
-    }
-}
-
-/// One access profile with its blocks, by key (`ware:<id>`, `run:<formula>:<path>`) or by
-/// the CID of its bytes.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ProfileShow {
-    /// A key or a profile's CID.
-    pub which: String,
-}
-
-impl Op for ProfileShow {
-    fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<ProfileInfo> {
-        let found = if self.which.starts_with("ware:") || self.which.starts_with("run:") {
-            s.db().profile(&self.which)?
-        } else {
-            let id: ware_store::NodeId = self.which.parse()?;
-            s.db().profiles()?.into_iter().find(|p| p.id == id)
-        };
-        let p = found.ok_or_else(|| ware_store::Error::NotFound {
-            what: "profile",
-            id: self.which.clone(),
-        })?;
-        Ok(ProfileInfo::of(p, true))
-    }
-}
-
-/// Forget an access profile (the next mount or run goes without it and learns it again).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ProfileRemove {
-    /// `ware:<id>` or `run:<formula id>:<path>`.
-    pub key: String,
-}
-
-impl Op for ProfileRemove {
-    fn run(self, s: &LocalStore, _: &mut Cx<'_>) -> Result<()> {
-        if !s.db().remove_profile(&self.key)? {
-            return Err(ware_store::Error::NotFound {
-                what: "profile",
-                id: self.key,
-            }
-            .into());
-        }
-        Ok(())
     }
 }

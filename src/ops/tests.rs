@@ -93,9 +93,15 @@ fn every_request_round_trips() {
             key: format!("ware:{id}"),
         }
         .into(),
+        Prefetch {
+            ware: id,
+            profile: Some(format!("run:{id}:/data")),
+            remote: remote.clone(),
+        }
+        .into(),
         Ping {}.into(),
         Mount {
-            remote,
+            remote: remote.clone(),
             what: MountWhat::Ware(id),
             mountpoint: "/m".into(),
             allow_other: true,
@@ -122,7 +128,22 @@ fn every_request_round_trips() {
         let back: Request = serde_json::from_str(&text).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), text, "{name}");
     }
-    assert_eq!(names.len(), 27);
+    assert_eq!(names.len(), 28);
+    // A run's mount (what it shows is the only difference) goes and comes back the same.
+    let run: Request = Mount {
+        remote,
+        what: MountWhat::Run {
+            formula: id,
+            inputs: [("/".to_string(), id)].into(),
+        },
+        mountpoint: "/r".into(),
+        allow_other: true,
+        foreground: true,
+    }
+    .into();
+    let text = serde_json::to_string(&run).unwrap();
+    let back: Request = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), text);
     assert!(names.contains("name_set") && names.contains("add_run"));
 }
 

@@ -39,6 +39,10 @@ pub const PACK_TARGET: usize = 16 << 20;
 pub fn ware_key(id: &WareId) -> String {
     format!("wares/{id}")
 }
+/// The key of a ware's profiles ([`crate::profile::ProfileSet`]).
+pub fn profiles_key(id: &WareId) -> String {
+    format!("profiles/{id}")
+}
 /// The key of a pack's data.
 pub fn pack_key(name: &str) -> String {
     format!("packs/{name}.pack")

@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::id::{BLAKE3, DAG_CBOR, NodeId, RAW};
 use crate::node::{MAX_NODE, encode};
 
+pub mod set;
+pub use set::ProfileSet;
+
 /// The format name carried by every profile.
 pub const PROFILE_V1: &str = "warefs-profile/1";
 /// A profile lists at most this many blocks (about 40 bytes each: well under a node's limit).

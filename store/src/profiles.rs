@@ -10,7 +10,8 @@ use rocksdb::{IteratorMode, WriteOptions};
 use crate::db::{CF_PROFILES, Store, db_err};
 use crate::error::{Error, Result};
 use crate::id::NodeId;
-use crate::profile::{Profile, check_key};
+use crate::id::WareId;
+use crate::profile::{Profile, ProfileSet, check_key};
 
 /// A stored profile: its key, its CID, and what it holds. A profile whose bytes no longer
 /// decode is listed with the error instead.
@@ -75,6 +76,38 @@ impl Store {
         Ok(out)
     }
 
+    /// The profiles of `ware` (its own and its runs'), as a set to travel; profiles that do not
+    /// decode are left out.
+    pub fn ware_profiles(&self, ware: &WareId) -> Result<ProfileSet> {
+        let mut set = ProfileSet::new(ware.0);
+        for s in self.profiles()? {
+            if let Ok(p) = s.profile
+                && p.ware == ware.0
+            {
+                set.profiles.insert(s.key, p);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Keeps the profiles of `set` that the store lacks, holds from fewer recordings, or holds
+    /// damaged; returns their keys.
+    pub fn absorb_profiles(&self, set: &ProfileSet) -> Result<Vec<String>> {
+        let mut mine = ProfileSet::new(set.ware);
+        for key in set.profiles.keys() {
+            if let Some(StoredProfile { profile: Ok(p), .. }) = self.profile(key)?
+                && p.ware == set.ware
+            {
+                mine.profiles.insert(key.clone(), p);
+            }
+        }
+        let taken = mine.absorb(set);
+        for key in &taken {
+            self.put_profile(key, &mine.profiles[key])?;
+        }
+        Ok(taken)
+    }
+
     /// Removes the profile under `key`; false when there was none.
     pub fn remove_profile(&self, key: &str) -> Result<bool> {
         check_key(key)?;
@@ -119,6 +152,14 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].key, key);
         assert_eq!(all[0].profile.as_ref().unwrap(), &p);
+        // As a set to travel, and taken back by another store only where it knows less.
+        let set = s.ware_profiles(&w).unwrap();
+        assert_eq!(set.profiles.len(), 1);
+        let dir2 = tempfile::tempdir().unwrap();
+        let t = Store::open(dir2.path()).unwrap();
+        assert_eq!(t.absorb_profiles(&set).unwrap(), vec![key.clone()]);
+        assert!(t.absorb_profiles(&set).unwrap().is_empty());
+        assert_eq!(t.profile(&key).unwrap().unwrap().profile.unwrap(), p);
         assert!(s.remove_profile(&key).unwrap());
         assert!(!s.remove_profile(&key).unwrap());
         assert!(s.profiles().unwrap().is_empty());

@@ -28,10 +28,6 @@ pub trait BlockSource: Send + Sync {
     /// A hint: these chunks will be read soon. A source that fetches from far away may start
     /// now, in the background; it never blocks and never fails. Local sources ignore it.
     fn prefetch(&self, _ids: &[ChunkId]) {}
-    /// A note: the node or chunk `cid` was used again, served from a cache above this source
-    /// (a mount's decoded-node or chunk cache) without asking it. A source that watches what is
-    /// read (the recorder of access profiles) counts it as a read; the others ignore it.
-    fn note_cached(&self, _cid: &Cid) {}
     /// A foreign (IPFS) block by its CID, verified against the CID's multihash
     /// ([`crate::verify::verify_block`]). Sources that hold none answer [`Error::NotFound`].
     fn block(&self, cid: &Cid) -> Result<Vec<u8>> {

@@ -51,14 +51,18 @@ impl Inner {
             Err(ware_store::Error::NotFound { .. }) => {}
             other => return other,
         }
-        let deadline = Instant::now() + self.deadline;
+        let t = Instant::now();
+        let deadline = t + self.deadline;
         // Being fetched (a prefetch, another read): wait for that rather than fetch it twice.
-        if self.wait_started(id, deadline) {
+        let got = if self.wait_started(id, deadline) {
             match self.local.chunk(id) {
-                Err(ware_store::Error::NotFound { .. }) => {}
-                other => return other,
+                Err(ware_store::Error::NotFound { .. }) => self.fetch_chunk(id, deadline),
+                other => other,
             }
-        }
-        self.fetch_chunk(id, deadline)
+        } else {
+            self.fetch_chunk(id, deadline)
+        };
+        self.counters.waited(t.elapsed());
+        got
     }
 }

@@ -5,7 +5,9 @@
 //! - A node the store lacks is taken to be a ware's root: the ware's manifest (all its nodes
 //!   at once) is fetched from the first warehouse that has it, every node is verified and
 //!   cached, the ware is noted partial, and the indexes of its packs are loaded so that later
-//!   chunk misses know where to read. IPFS warehouses answer the single block instead.
+//!   chunk misses know where to read; the ware's profiles (`profiles/<id>`) are fetched beside
+//!   the indexes, at no extra round trip, and kept for [`ReadThrough::profiles`]. IPFS
+//!   warehouses answer the single block instead.
 //! - A chunk the store lacks is read by byte range from its pack, together with the chunks
 //!   that follow it back to back in the pack up to [`READ_WINDOW`] bytes (a pack holds a
 //!   file's chunks in order, then the next file's: this is a small readahead at the source);
@@ -31,9 +33,16 @@ use ware_store::bundle::{PackEntry, pack_key};
 use ware_store::chunk::{decode_chunk, encode_chunk};
 use ware_store::{BlockSource, ChunkId, NodeId, WareId};
 
-use crate::transfer::{check_warehouse, fetch_indexes, fetch_manifest, named_by_manifest};
+use crate::transfer::{
+    check_warehouse, fetch_indexes, fetch_manifest, fetch_profiles, named_by_manifest,
+};
+use ware_store::profile::ProfileSet;
 
 mod local;
+mod prefetch;
+use prefetch::{Counters, Why};
+pub use prefetch::{FetchStats, MERGE_GAP, Prefetch, PrefetchOptions, PrefetchReport};
+
 use crate::{Kind, Warehouse};
 
 /// Bytes read from a pack in one request when a chunk is missed (the chunk and those after it).
@@ -65,6 +74,8 @@ struct State {
     tried: HashSet<WareId>,
     /// Where each known chunk lives.
     chunks: HashMap<ChunkId, Location>,
+    /// The profiles of each ware whose metadata was fetched, from the same warehouse.
+    profiles: HashMap<WareId, ProfileSet>,
 }
 
 /// Local store first, warehouses second.
@@ -88,6 +99,8 @@ struct Inner {
     started: Mutex<HashSet<ChunkId>>,
     /// Signalled when a fetch ends (with `started` as its mutex).
     done: std::sync::Condvar,
+    /// What was fetched, and why.
+    counters: Counters,
 }
 
 /// Threads fetching prefetched windows, per source.
@@ -122,6 +135,7 @@ impl ReadThrough {
                 inflight: Mutex::new(HashSet::new()),
                 started: Mutex::new(HashSet::new()),
                 done: std::sync::Condvar::new(),
+                counters: Counters::default(),
             }),
             prefetch: Mutex::new(None),
         }
@@ -134,41 +148,15 @@ impl ReadThrough {
         self.inner.prepare(ware)
     }
 
-    /// The queue of the prefetch threads, started on first use.
-    fn prefetch_queue(&self) -> Option<std::sync::mpsc::SyncSender<Job>> {
-        let mut q = self.prefetch.lock().unwrap_or_else(|p| p.into_inner());
-        if q.is_none() {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(PREFETCH_QUEUE);
-            let rx = Arc::new(Mutex::new(rx));
-            for n in 0..PREFETCHERS {
-                let (inner, rx) = (self.inner.clone(), rx.clone());
-                let spawned = std::thread::Builder::new()
-                    .name(format!("ware-prefetch-{n}"))
-                    .spawn(move || {
-                        loop {
-                            let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                            let Ok((id, loc, n)) = job else { return };
-                            let entries = run_of(&loc, n);
-                            // Read meanwhile (the reader did not wait): nothing left to do.
-                            let needed = !inner.local.has_chunk(&id).unwrap_or(false);
-                            if needed {
-                                inner.mark_started(entries, true);
-                                if let Err(e) = inner.read_entries(&id, &loc, entries) {
-                                    tracing::debug!(chunk = %id, "prefetch: {e}");
-                                }
-                                inner.mark_started(entries, false);
-                            }
-                            inner.forget_inflight(entries);
-                        }
-                    });
-                if let Err(e) = spawned {
-                    tracing::warn!("cannot start a prefetch thread: {e}");
-                    return None;
-                }
-            }
-            *q = Some(tx);
-        }
-        q.clone()
+    /// The profiles the warehouse that served `ware`'s metadata holds for it, if it has any
+    /// (checked: a damaged set, or one naming another ware, was refused with a warning).
+    pub fn profiles(&self, ware: &WareId) -> Option<ProfileSet> {
+        self.inner.state().profiles.get(ware).cloned()
+    }
+
+    /// What this source fetched from its warehouses so far, and why.
+    pub fn fetch_stats(&self) -> FetchStats {
+        self.inner.counters.snapshot()
     }
 }
 
@@ -207,13 +195,23 @@ impl Inner {
             let mut ok = true;
             // One deadline for the whole ware, not one per index; the indexes side by side.
             // The layout marker is checked beside them, so it costs no round trip of its own.
-            let (marker, indexes) = std::thread::scope(|s| {
+            // So are the ware's profiles (hints: a failure costs a warning, not the ware).
+            let (marker, indexes, profiles) = std::thread::scope(|s| {
                 let marker = s.spawn(|| check_warehouse(&**wh));
+                let profiles = s.spawn(|| fetch_profiles(&**wh, ware));
                 let indexes = fetch_indexes(&**wh, &manifest.packs, deadline, self.deadline);
                 let marker = marker.join().unwrap_or_else(|_| {
                     Err(crate::Error::Internal("the marker check panicked".into()))
                 });
-                (marker, indexes)
+                let profiles = match profiles.join() {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        tracing::warn!(ware = %ware, "{e}; going without its profiles");
+                        None
+                    }
+                    Err(_) => None,
+                };
+                (marker, indexes, profiles)
             });
             if let Err(e) = marker {
                 tracing::warn!(ware = %ware, url = wh.url(), "{e}");
@@ -257,6 +255,9 @@ impl Inner {
             st.tried.insert(*ware);
             for (c, l) in locations {
                 st.chunks.entry(c).or_insert(l);
+            }
+            if let Some(p) = profiles {
+                st.profiles.insert(*ware, p);
             }
             tracing::info!(ware = %ware, url = wh.url(), nodes = manifest.nodes.len(), packs = manifest.packs.len(), "fetched the ware's metadata");
             return Ok(true);
@@ -373,7 +374,7 @@ impl Inner {
             }
             n.min(all.len())
         };
-        let got = self.read_entries(id, loc, &all[..n]);
+        let got = self.read_entries(id, loc, &all[..n], Why::Demand);
         self.mark_started(&all[..n], false);
         self.done.notify_all();
         got
@@ -425,6 +426,7 @@ impl Inner {
         id: &ChunkId,
         loc: &Location,
         entries: &[PackEntry],
+        why: Why,
     ) -> ware_store::Result<Vec<u8>> {
         let wh = &self.warehouses[loc.warehouse];
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
@@ -435,6 +437,7 @@ impl Inner {
         let data = wh
             .get_range(&pack_key(&loc.pack), start..end)
             .map_err(remote_err)?;
+        self.counters.fetched(why, end - start);
         let mut batch = Vec::with_capacity(entries.len());
         let mut wanted = None;
         for e in entries {
@@ -504,66 +507,6 @@ impl BlockSource for ReadThrough {
     }
 
     fn prefetch(&self, ids: &[ChunkId]) {
-        let mut jobs: Vec<Job> = Vec::new();
-        {
-            let state = self.inner.state();
-            let mut inflight = self
-                .inner
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            // The hinted chunks only; those back to back in one pack make one request.
-            let mut want: Vec<Location> = Vec::new();
-            for id in ids {
-                if inflight.contains(id) || self.inner.local.has_chunk(id).unwrap_or(true) {
-                    continue;
-                }
-                let Some(loc) = state.chunks.get(id) else {
-                    continue;
-                };
-                inflight.insert(*id);
-                want.push(loc.clone());
-            }
-            want.sort_by(|a, b| (a.warehouse, &*a.pack, a.at).cmp(&(b.warehouse, &*b.pack, b.at)));
-            want.dedup_by(|b, a| a.warehouse == b.warehouse && a.pack == b.pack && a.at == b.at);
-            let mut i = 0;
-            while i < want.len() {
-                let head = &want[i];
-                let first = &head.by_offset[head.at];
-                let start = first.offset;
-                let mut end = start.saturating_add(u64::from(first.stored_len));
-                let mut n = 1;
-                while let Some(next) = want.get(i + n) {
-                    let Some(e) = head.by_offset.get(head.at + n) else {
-                        break;
-                    };
-                    let e_end = e.offset.saturating_add(u64::from(e.stored_len));
-                    if next.warehouse != head.warehouse
-                        || next.pack != head.pack
-                        || next.at != head.at + n
-                        || e.offset != end
-                        || e_end - start > PREFETCH_SPAN
-                    {
-                        break;
-                    }
-                    end = e_end;
-                    n += 1;
-                }
-                jobs.push((first.chunk, head.clone(), n));
-                i += n;
-            }
-        }
-        if jobs.is_empty() {
-            return;
-        }
-        let Some(q) = self.prefetch_queue() else {
-            return;
-        };
-        for (id, loc, n) in jobs {
-            if q.try_send((id, loc.clone(), n)).is_err() {
-                // Queue full: forget the hint, and let the chunks be fetched when read.
-                self.inner.forget_inflight(run_of(&loc, n));
-            }
-        }
+        self.hint(ids)
     }
 }

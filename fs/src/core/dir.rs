@@ -38,7 +38,7 @@ impl Core {
                 let entries = if ware.foreign {
                     self.foreign().ok_or(Fault::Io)?.list(entry)
                 } else {
-                    self.list(entry)
+                    self.list(ware, entry)
                 };
                 let entries = entries.map_err(|e| {
                     ware_fault(&ware.id, &self.path(&node), "listing the directory", &e)

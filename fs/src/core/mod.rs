@@ -198,6 +198,8 @@ pub(crate) struct Core {
     started: SystemTime,
     /// Every entry shown as owned by this uid and gid ([`crate::MountConfig::owner`]).
     owner: Option<(u32, u32)>,
+    /// Told of each node and chunk read for a ware ([`crate::MountConfig::reads`]).
+    reads: Option<Arc<dyn crate::ReadLog>>,
 }
 
 fn ware_fault(ware: &Cid, path: &str, what: &str, e: &ware_store::Error) -> Fault {
@@ -252,12 +254,19 @@ impl Core {
             inflight: Mutex::new(HashMap::new()),
             started: SystemTime::now(),
             owner: None,
+            reads: None,
         }
     }
 
     /// Shows every entry as owned by `owner` (uid, gid) instead of its recorded owner.
     pub(crate) fn with_owner(mut self, owner: Option<(u32, u32)>) -> Self {
         self.owner = owner;
+        self
+    }
+
+    /// Tells `reads` of every node and chunk read for a ware ([`crate::ReadLog`]).
+    pub(crate) fn with_reads(mut self, reads: Option<Arc<dyn crate::ReadLog>>) -> Self {
+        self.reads = reads;
         self
     }
 
@@ -373,6 +382,11 @@ impl Core {
             }
             Err(e) => return Err(ware_fault(id, "/", "root node", &e)),
         };
+        if let Some(log) = &self.reads
+            && !foreign
+        {
+            log.read(id, id);
+        }
         let mut inodes = self.inodes.write();
         if let Some(node) = inodes.by_name.get(&key).and_then(|&i| inodes.get(i)) {
             return Ok(node);
@@ -456,7 +470,7 @@ impl Core {
                 let found = if ware.foreign {
                     self.foreign().ok_or(Fault::Io)?.lookup(entry, name)
                 } else {
-                    self.find(entry, name)
+                    self.find(ware, entry, name)
                 };
                 match found {
                     Ok(Some(child)) => (self.intern(dir.ino, ware, child), LONG_TTL),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 use ware_store::node::{ChunkRef, DirNode, Entry, Kind};
 use ware_store::tree::MAX_INDEX_DEPTH;
-use ware_store::{ChunkId, NodeId, Reader};
+use ware_store::{BlockSource, ChunkId, NodeId, Reader};
 
 use super::{Core, Fault, Node, R, WareCtx, ware_fault};
 
@@ -41,9 +41,18 @@ impl ChunkMap {
 
 /// Directory and file nodes, through the decoded-node cache.
 impl Core {
-    fn dir_node(&self, id: &NodeId) -> Result<Arc<DirNode>, ware_store::Error> {
+    /// Tells the read log of a read of `block` for `ware` (not of a foreign tree's).
+    fn log_read(&self, ware: &WareCtx, block: &ware_store::Cid) {
+        if let Some(log) = &self.reads
+            && !ware.foreign
+        {
+            log.read(&ware.id, block);
+        }
+    }
+
+    fn dir_node(&self, ware: &WareCtx, id: &NodeId) -> Result<Arc<DirNode>, ware_store::Error> {
+        self.log_read(ware, &id.0);
         if let Some(n) = self.caches.dirs.get(id) {
-            self.src.note_cached(&id.0);
             return Ok(n);
         }
         let bytes = self.src.node(id)?;
@@ -55,18 +64,32 @@ impl Core {
         Ok(node)
     }
 
+    /// A file's chunk list, reading its file nodes (if any) through the read log.
+    pub(super) fn file_chunks(
+        &self,
+        ware: &WareCtx,
+        file: &Entry,
+    ) -> Result<Vec<ChunkRef>, ware_store::Error> {
+        Reader::new(&Logged { core: self, ware }).chunks(file)
+    }
+
     /// One name in a directory entry (binary search through split parts), through the
     /// decoded-node cache.
     pub(super) fn find(
         &self,
+        ware: &WareCtx,
         dir: &Entry,
         name: &[u8],
     ) -> Result<Option<Entry>, ware_store::Error> {
-        ware_store::tree::lookup_in(dir, name, &mut |id| self.dir_node(id))
+        ware_store::tree::lookup_in(dir, name, &mut |id| self.dir_node(ware, id))
     }
 
     /// Every entry of a directory, in name order.
-    pub(super) fn list(&self, dir: &Entry) -> Result<Vec<Entry>, ware_store::Error> {
+    pub(super) fn list(
+        &self,
+        ware: &WareCtx,
+        dir: &Entry,
+    ) -> Result<Vec<Entry>, ware_store::Error> {
         let mut out = Vec::new();
         // (node, depth) still to visit, in order: a stack holding parts in reverse.
         let mut stack = vec![(dir.dir_id()?, 0usize)];
@@ -77,7 +100,7 @@ impl Core {
                     why: format!("index nodes nested deeper than {MAX_INDEX_DEPTH} levels"),
                 });
             }
-            let node = self.dir_node(&id)?;
+            let node = self.dir_node(ware, &id)?;
             out.extend(node.entries.iter().cloned());
             for p in node.parts.iter().rev() {
                 stack.push((NodeId::from_cid(p.1)?, depth + 1));
@@ -120,8 +143,8 @@ impl Core {
         let id = c
             .id()
             .map_err(|e| ware_fault(&ware.id, &self.path(node), "bad chunk reference", &e))?;
+        self.log_read(ware, &id.to_cid());
         if let Some(d) = self.caches.chunks.get(&id) {
-            self.src.note_cached(&id.to_cid());
             return Ok(d);
         }
         let (flight, leader) = {
@@ -129,8 +152,6 @@ impl Core {
             // Again, under the lock: a flight that landed between the look above and here put
             // its chunk in the cache before it left `inflight`, so this is not a second fetch.
             if let Some(d) = self.caches.chunks.get(&id) {
-                drop(inflight);
-                self.src.note_cached(&id.to_cid());
                 return Ok(d);
             }
             match inflight.get(&id) {
@@ -181,6 +202,22 @@ impl Core {
         let data = Arc::new(data);
         self.caches.chunks.insert(id, data.clone(), len);
         Ok(data)
+    }
+}
+
+/// The core's source, telling the read log of the nodes read through it.
+struct Logged<'a> {
+    core: &'a Core,
+    ware: &'a WareCtx,
+}
+
+impl BlockSource for Logged<'_> {
+    fn node(&self, id: &NodeId) -> Result<Vec<u8>, ware_store::Error> {
+        self.core.log_read(self.ware, &id.0);
+        self.core.src.node(id)
+    }
+    fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>, ware_store::Error> {
+        self.core.src.chunk(id)
     }
 }
 

@@ -25,7 +25,7 @@ impl Core {
             match shared.upgrade() {
                 Some(m) => Some(m),
                 None => {
-                    let chunks = Reader::new(&*self.src).chunks(entry).map_err(|e| {
+                    let chunks = self.file_chunks(ware, entry).map_err(|e| {
                         ware_fault(&ware.id, &self.path(&node), "file chunk list", &e)
                     })?;
                     let m = Arc::new(ChunkMap::new(chunks));

@@ -362,6 +362,24 @@ impl S3s {
     }
 }
 
+impl S3s {
+    /// The warehouse URL of `prefix` in the bucket, by path style on this server.
+    pub fn url(&self, prefix: &str) -> String {
+        format!(
+            "s3://{S3_BUCKET}/{prefix}?endpoint=http://{}&region=us-east-1",
+            self.addr
+        )
+    }
+
+    /// The environment a `ware` talking to it needs: the test keys.
+    pub fn env() -> [(&'static str, String); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.to_string()),
+        ]
+    }
+}
+
 // --- js-ipfs ------------------------------------------------------------------------------------
 
 /// A js-ipfs node, offline, with its RPC API on a free port.
@@ -507,6 +525,10 @@ pub enum Fault {
     /// Forward at most this many bytes of each response, then abort the connection with a
     /// TCP reset (RST, not FIN), as a crashed server or a middlebox does.
     Reset(usize),
+    /// Forward requests without a body (GET, HEAD) until one asks for a byte range (a
+    /// `Range` header); then hold that connection silent. Whole objects (a ware's manifest,
+    /// indexes, profiles) come through, pack reads never do.
+    StallRanges,
 }
 
 /// A TCP proxy on 127.0.0.1 with one fault for its whole life. Its runtime (and so every
@@ -591,6 +613,9 @@ async fn serve(client: tokio::net::TcpStream, upstream: SocketAddr, fault: Fault
         let _ = client.set_zero_linger();
     }
     let (mut client_r, mut client_w) = client.into_split();
+    if let Fault::StallRanges = fault {
+        return stall_ranges(client_r, client_w, upstream).await;
+    }
     if let Fault::Stall = fault {
         // Swallow the request and hold the connection open without a word.
         let mut buf = vec![0u8; 16 << 10];
@@ -653,7 +678,7 @@ async fn serve(client: tokio::net::TcpStream, upstream: SocketAddr, fault: Fault
                     }
                 }
             }
-            Fault::Pass | Fault::Stall => {}
+            Fault::Pass | Fault::Stall | Fault::StallRanges => {}
         }
         if client_w.write_all(chunk).await.is_err() {
             break;
@@ -661,4 +686,50 @@ async fn serve(client: tokio::net::TcpStream, upstream: SocketAddr, fault: Fault
     }
     let _ = client_w.shutdown().await;
     up.abort();
+}
+
+/// [`Fault::StallRanges`]: request heads go up one by one, responses come down unchanged, and
+/// the first head with a `Range` header stops the connection for good.
+async fn stall_ranges(
+    mut client_r: tokio::net::tcp::OwnedReadHalf,
+    mut client_w: tokio::net::tcp::OwnedWriteHalf,
+    upstream: SocketAddr,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut server_r, mut server_w) = server.into_split();
+    let down = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
+        let _ = client_w.shutdown().await;
+    });
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let end = loop {
+            if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match client_r.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    down.abort();
+                    return;
+                }
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head: Vec<u8> = pending.drain(..end).collect();
+        if String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("\r\nrange:")
+        {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return;
+        }
+        if server_w.write_all(&head).await.is_err() {
+            down.abort();
+            return;
+        }
+    }
 }
