@@ -568,6 +568,36 @@ fn a_profile_naming_another_wares_chunks_is_not_prefetched() {
     );
 }
 
+/// A ware of `n` files of `size` noise bytes (seeds from `seed`), whose first `read` files a
+/// mount has read (so its profile lists them), pushed with that profile to the directory nginx
+/// serves; its files and ID.
+fn learned_and_pushed(
+    nginx: &servers::Nginx,
+    n: u64,
+    size: usize,
+    seed: u64,
+    read: usize,
+) -> (Vec<(String, Vec<u8>)>, String) {
+    let w = Ware::new();
+    let files: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|k| (format!("f{k}"), noise(seed + 2 * k, size)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(f, d)| (f.as_str(), &d[..])).collect();
+    let id = w.pack_files("src", &refs);
+    let mnt = mount(&w, &id, "m");
+    for (f, d) in files.iter().take(read) {
+        assert_eq!(&std::fs::read(mnt.join(f)).unwrap(), d);
+    }
+    umount(&w, &mnt);
+    w.ok([
+        "push",
+        "--shared",
+        &id,
+        &format!("file://{}", nginx.root().display()),
+    ]);
+    (files, id)
+}
+
 /// The names of the threads of process `pid`.
 fn threads(pid: u64) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -589,24 +619,7 @@ fn a_stalled_prefetch_delays_no_read_past_its_deadline_and_ends_with_the_mount()
     let Some(nginx) = started(servers::Nginx::start()) else {
         return;
     };
-    let w = Ware::new();
-    let files: Vec<(String, Vec<u8>)> = (0..4)
-        .map(|n| (format!("f{n}"), noise(31 + 2 * n, 1 << 20)))
-        .collect();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), &d[..])).collect();
-    let id = w.pack_files("src", &refs);
-    let mnt = mount(&w, &id, "m");
-    for (n, d) in &files {
-        assert_eq!(&std::fs::read(mnt.join(n)).unwrap(), d);
-    }
-    umount(&w, &mnt);
-    w.ok([
-        "push",
-        "--shared",
-        &id,
-        &format!("file://{}", nginx.root().display()),
-    ]);
-
+    let (files, id) = learned_and_pushed(&nginx, 4, 1 << 20, 31, 4);
     let proxy = servers::Proxy::start(nginx.addr, servers::Fault::StallRanges);
     let lazy = Ware::new();
     let mnt = lazy.path("lazy");
@@ -666,4 +679,124 @@ fn a_stalled_prefetch_delays_no_read_past_its_deadline_and_ends_with_the_mount()
     }
     // Nothing half-written: the store checks whole.
     lazy.ok(["fsck"]);
+}
+
+fn fetched(w: &Ware) -> serde_json::Value {
+    let s: serde_json::Value = serde_json::from_str(&w.ok(["--json", "daemon", "status"])).unwrap();
+    s["mounts"][0]["fetched"].clone()
+}
+
+/// `ware mount --fill`: after the profile, the rest of the ware comes in the background, so
+/// the store holds it whole (it unpacks with no warehouse); `--fill-rate` caps it, and an
+/// unmount stops it (nothing more arrives, nothing half-written).
+#[test]
+fn a_fill_brings_the_rest_of_the_ware_at_its_rate_and_stops_at_unmount() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let (files, id) = learned_and_pushed(&nginx, 3, 3 << 20, 51, 1);
+    let url = format!("http://{}", nginx.addr);
+
+    // Uncapped: the whole ware arrives without a read.
+    let full = Ware::new();
+    let mnt = full.path("lazy");
+    std::fs::create_dir_all(&mnt).unwrap();
+    full.ok([
+        "--warehouse",
+        &url,
+        "mount",
+        "--fill",
+        &id,
+        mnt.to_str().unwrap(),
+    ]);
+    let t = Instant::now();
+    let whole = 9u64 << 20;
+    while fetched(&full)["fill_bytes"].as_u64().unwrap()
+        + fetched(&full)["prefetch_bytes"].as_u64().unwrap()
+        < whole * 9 / 10
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", fetched(&full));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let f = fetched(&full);
+    assert_eq!(f["demand_requests"], 0, "nothing was read: {f}");
+    umount(&full, &mnt);
+    let out = full.path("out");
+    full.ok(["unpack", &id, out.to_str().unwrap()]);
+    for (n, d) in &files {
+        assert_eq!(&std::fs::read(out.join(n)).unwrap(), d, "{n}");
+    }
+
+    // Capped at 256 KiB/s: one request, then a wait far longer than this test; the unmount
+    // stops it and the store does not hold the ware whole.
+    let slow = Ware::new();
+    let mnt = slow.path("lazy");
+    std::fs::create_dir_all(&mnt).unwrap();
+    slow.ok([
+        "--warehouse",
+        &url,
+        "mount",
+        "--fill",
+        "--fill-rate",
+        "256K",
+        &id,
+        mnt.to_str().unwrap(),
+    ]);
+    let status: serde_json::Value =
+        serde_json::from_str(&slow.ok(["--json", "daemon", "status"])).unwrap();
+    let pid = status["daemon"]["pid"].as_u64().unwrap();
+    umount(&slow, &mnt);
+    let t = Instant::now();
+    while threads(pid).iter().any(|t| t.starts_with("ware-fill")) {
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", threads(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = slow.path("out");
+    let r = slow.run(["unpack", &id, out.to_str().unwrap()]);
+    assert!(
+        !r.status.success(),
+        "the capped fill cannot have brought 9 MiB"
+    );
+    slow.ok(["fsck"]);
+
+    // Bad rates and settings are usage errors naming what is wrong.
+    for (args, says) in [
+        (
+            vec!["mount", "--fill", "--fill-rate", "0", &id, "/nonexistent"],
+            "above 0",
+        ),
+        (
+            vec!["mount", "--fill", "--fill-rate", "-5", &id, "/nonexistent"],
+            "above 0",
+        ),
+        (
+            vec!["mount", "--fill", "--fill-rate", "10X", &id, "/nonexistent"],
+            "K, M or G",
+        ),
+        (
+            vec!["mount", "--fill-rate", "5M", &id, "/nonexistent"],
+            "--fill",
+        ),
+        (
+            vec!["config", "set", "prefetch.concurrency", "0"],
+            "out of range",
+        ),
+        (
+            vec!["config", "set", "prefetch.concurrency", "-3"],
+            "out of range",
+        ),
+        (
+            vec!["config", "set", "prefetch.max_range", "1e15"],
+            "out of range",
+        ),
+        (vec!["config", "set", "fill.rate", "0"], "out of range"),
+    ] {
+        let out = slow.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }

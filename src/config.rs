@@ -80,6 +80,14 @@ pub const KEYS: &[Key] = &[
         help: "largest request of a profile prefetch, in bytes: chunks close together in a \
                pack are fetched in one range request up to this size",
     },
+    Key {
+        name: "fill.rate",
+        default: "104857600",
+        range: (1024.0, 1_099_511_627_776.0),
+        fraction: false,
+        help: "bytes per second at most of a background fill (`ware mount --fill`, a formula \
+               input's \"fill\": true); `ware mount --fill-rate` overrides it",
+    },
 ];
 
 /// One setting as `ware config ls` shows it.

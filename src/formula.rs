@@ -60,6 +60,9 @@ pub struct Input {
     pub ware: String,
     /// Warehouses to try (before the configured ones) for what the store lacks.
     pub warehouses: Vec<String>,
+    /// Fetch the rest of the ware in the background while the job runs (after its profile):
+    /// like `warehouses`, not part of the formula ID.
+    pub fill: bool,
 }
 
 impl<'de> Deserialize<'de> for Input {
@@ -70,6 +73,8 @@ impl<'de> Deserialize<'de> for Input {
             ware: String,
             #[serde(default)]
             warehouses: Vec<String>,
+            #[serde(default)]
+            fill: bool,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -81,10 +86,12 @@ impl<'de> Deserialize<'de> for Input {
             Form::Id(ware) => Input {
                 ware,
                 warehouses: Vec::new(),
+                fill: false,
             },
             Form::Full(f) => Input {
                 ware: f.ware,
                 warehouses: f.warehouses,
+                fill: f.fill,
             },
         })
     }

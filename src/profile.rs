@@ -189,20 +189,35 @@ impl Drop for Recording {
 
 /// Makes a remote `ware` readable through `rt` (its metadata, with the profiles its warehouse
 /// holds, which the store keeps), then starts prefetching it by the first sound profile under
-/// `keys`. A ware no warehouse has gives no prefetch (its reads fail as not found).
+/// `keys`, and with `fill` (a rate; `u64::MAX`: the store's `fill.rate`) the rest of it after
+/// that, in the background. A ware no warehouse has gives nothing to wait for (its reads fail
+/// as not found).
 pub fn prepare(
     store: &Store,
     rt: &ReadThrough,
     ware: &WareId,
     keys: &[String],
-) -> anyhow::Result<Option<Prefetch>> {
+    fill: Option<u64>,
+) -> anyhow::Result<Vec<Prefetch>> {
     if !rt.prepare(ware)? {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     if let Some(set) = rt.profiles(ware) {
         keep_fetched(store, &set);
     }
-    Ok(prefetch(store, rt, ware, keys))
+    let mut out: Vec<Prefetch> = prefetch(store, rt, ware, keys).into_iter().collect();
+    if let Some(rate) = fill {
+        let config = crate::config::Config::load(store.dir());
+        let rate = match (rate, &config) {
+            (u64::MAX, Ok(c)) => c.get("fill.rate") as u64,
+            (u64::MAX, Err(_)) => 100 << 20,
+            (r, _) => r,
+        };
+        let max = prefetch_options(store).max_range;
+        tracing::info!("{ware}: filling in the background at up to {rate} bytes/s");
+        out.extend(rt.fill(ware, out.first(), Some(rate), max));
+    }
+    Ok(out)
 }
 
 /// Keeps the profiles of `set` (fetched from a warehouse) that the store lacks or knows from
@@ -227,16 +242,23 @@ pub fn keep_fetched(store: &Store, set: &ProfileSet) -> u64 {
 }
 
 /// The wares of a mount that profiles are kept for, each with the keys of its profiles in the
-/// order they are looked up: a mount's ware (`ware:<id>`); each input of a run, once per ware
-/// (`run:<formula>:<path>`, then `ware:<id>`).
-pub fn keys_of(what: &MountWhat) -> Vec<(WareId, Vec<String>)> {
+/// order they are looked up and the rate of its background fill if it has one: a mount's ware
+/// (`ware:<id>`; `fill` is the mount's); each input of a run, once per ware
+/// (`run:<formula>:<path>`, then `ware:<id>`; filled at the store's `fill.rate` if the
+/// formula asks).
+pub fn keys_of(what: &MountWhat, fill: Option<u64>) -> Vec<(WareId, Vec<String>, Option<u64>)> {
     match what {
-        MountWhat::Ware(id) => vec![(*id, vec![ware_key(id)])],
-        MountWhat::Run { formula, inputs } => {
-            let mut out: Vec<(WareId, Vec<String>)> = Vec::new();
+        MountWhat::Ware(id) => vec![(*id, vec![ware_key(id)], fill)],
+        MountWhat::Run {
+            formula,
+            inputs,
+            fill,
+        } => {
+            let mut out: Vec<(WareId, Vec<String>, Option<u64>)> = Vec::new();
             for (path, id) in inputs {
-                if !out.iter().any(|(w, _)| w == id) {
-                    out.push((*id, vec![run_key(formula, path), ware_key(id)]));
+                if !out.iter().any(|(w, _, _)| w == id) {
+                    let rate = fill.contains(id).then_some(u64::MAX);
+                    out.push((*id, vec![run_key(formula, path), ware_key(id)], rate));
                 }
             }
             out
@@ -280,7 +302,9 @@ pub fn prefetch(
     let opts = prefetch_options(store);
     sound_profiles(store, ware, keys)
         .into_iter()
-        .find_map(|(key, blocks)| rt.prefetch_profile(ware, &key, &blocks, opts))
+        .find_map(|(key, blocks)| {
+            rt.prefetch_profile(ware, &format!("profile {key}"), &blocks, opts)
+        })
 }
 
 /// Starts reading the first sound profile of `ware` (which the store holds whole) under `keys`

@@ -148,6 +148,12 @@ fn run_once(
     let what = MountWhat::Run {
         formula: formula_id,
         inputs: resolved.clone(),
+        fill: formula
+            .inputs
+            .iter()
+            .filter(|(_, i)| i.fill)
+            .filter_map(|(p, _)| resolved.get(p).copied())
+            .collect(),
     };
     let mount = ForegroundMount::start(daemon, &mnt, what, remote)?;
     tracing::debug!("inputs mounted at {}", mnt.display());
@@ -380,6 +386,7 @@ impl ForegroundMount {
                 mountpoint: mnt_t,
                 allow_other,
                 foreground: true,
+                fill: None,
             };
             daemon_t
                 .call_until_ready(op, &mut Cx::plain(), &mut || {

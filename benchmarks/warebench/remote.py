@@ -450,7 +450,8 @@ def bench_warehouse(args, ctx: Ctx, work: Path) -> dict:
         for link in links:  # --wh-variants: warefs@NAME next to each warefs way
             for t in list(tools[link]):
                 if t.startswith("warefs"):
-                    tools[link] += [t.replace("warefs", f"warefs@{v}", 1)
+                    s3 = "-s3" if t.endswith("-s3") else ""
+                    tools[link] += [f"{t.removesuffix('-s3')}@{v}{s3}"
                                     for v in args.wh_variants]
         setup["variants"] = {k: str(v) for k, v in args.wh_variants.items()}
         acc = {link: {t: {"runs": []} for t in tools[link]} for link in links}

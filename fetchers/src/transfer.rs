@@ -26,6 +26,8 @@ use ware_store::{BlockSink, BlockSource, ChunkId, NodeId, Reader, WareId};
 
 use crate::{Error, Kind, Result, Warehouse};
 
+mod order;
+
 /// How many packs are uploaded at once.
 const UPLOADERS: usize = 3;
 
@@ -44,6 +46,10 @@ pub struct PushReport {
     /// Profiles uploaded (new to the warehouse, or learned from more recordings than its own).
     #[serde(default)]
     pub profiles: u64,
+    /// Chunks copied into packs in profile order for a ware the warehouse had already
+    /// (its manifest rewritten to name them first).
+    #[serde(default)]
+    pub ordered_chunks: u64,
     /// Nodes of the ware.
     pub nodes: u64,
     /// Distinct chunks of the ware.
@@ -299,6 +305,12 @@ pub fn push(
     if wh.exists(&ware_key(ware))? {
         report.already_there = true;
         (report.profiles, report.uploaded_bytes) = push_profiles(wh, ware, profiles)?;
+        if report.profiles > 0 {
+            // A profile learned after the ware was pushed: its chunks may lie far apart.
+            let (n, bytes) = order::reorder(src, ware, wh, profiles, progress)?;
+            report.ordered_chunks = n;
+            report.uploaded_bytes += bytes;
+        }
         return Ok(report);
     }
     let (nodes, chunks) = collect(src, ware)?;
@@ -319,7 +331,34 @@ pub fn push(
     progress.total(new.iter().map(|(_, len)| len).sum());
     report.new_chunks = new.len() as u64;
 
-    // Packs are built here in walk order and uploaded by a few threads.
+    // New chunks in the order of the ware's profile (the chunks it lists first, so a
+    // prefetch of it is a few long range reads), then in walk order.
+    let new = order::profile_first(new, profiles);
+    let (names, bytes) = upload_packs(src, wh, &new, progress)?;
+    packs.extend(names);
+    report.uploaded_bytes = bytes;
+    let manifest = encode_manifest(&Manifest {
+        ware: *ware,
+        nodes,
+        packs: packs.into_iter().collect(),
+    });
+    report.uploaded_bytes += manifest.len() as u64;
+    wh.put(&ware_key(ware), Bytes::from(manifest))?;
+    let (n, bytes) = push_profiles(wh, ware, profiles)?;
+    report.profiles = n;
+    report.uploaded_bytes += bytes;
+    Ok(report)
+}
+
+/// Builds packs of `chunks` (read from `src`, in this order) and uploads each, its index after
+/// it, by a few threads; returns the packs' names and the bytes uploaded.
+fn upload_packs(
+    src: &dyn BlockSource,
+    wh: &dyn Warehouse,
+    new: &[&(ChunkId, u64)],
+    progress: &dyn Progress,
+) -> Result<(Vec<String>, u64)> {
+    // Packs are built here and uploaded by a few threads.
     let written = Mutex::new((Vec::<String>::new(), 0u64));
     let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<u8>, Vec<u8>)>(UPLOADERS);
     // The workers own the receiver: when the last one stops (on an upload error), sends fail
@@ -349,7 +388,7 @@ pub fn push(
         drop(rx);
         let build = || -> Result<()> {
             let mut pack = PackBuilder::new();
-            for (id, len) in &new {
+            for (id, len) in new {
                 let stored = src.stored_chunk(id).map_err(store_err)?;
                 pack.add(*id, &stored);
                 progress.advance(*len);
@@ -372,20 +411,7 @@ pub fn push(
         }
         built
     })?;
-    let (names, bytes) = written.into_inner().map_err(|_| poisoned())?;
-    packs.extend(names);
-    report.uploaded_bytes = bytes;
-    let manifest = encode_manifest(&Manifest {
-        ware: *ware,
-        nodes,
-        packs: packs.into_iter().collect(),
-    });
-    report.uploaded_bytes += manifest.len() as u64;
-    wh.put(&ware_key(ware), Bytes::from(manifest))?;
-    let (n, bytes) = push_profiles(wh, ware, profiles)?;
-    report.profiles = n;
-    report.uploaded_bytes += bytes;
-    Ok(report)
+    written.into_inner().map_err(|_| poisoned())
 }
 
 fn poisoned() -> Error {

@@ -323,3 +323,76 @@ fn a_profile_is_prefetched_in_few_requests_and_another_wares_is_refused() {
     let stats = fresh.fetch_stats();
     assert_eq!((stats.profiles_refused, stats.prefetch_requests), (1, 0));
 }
+
+/// A ware pushed before its profile was learned: the push of the profile copies the chunks it
+/// lists into packs in its order and names them first, so its prefetch takes a few requests
+/// instead of one per scattered chunk; another push changes nothing, and the ware still pulls
+/// exactly. A ware pushed with its profile is laid out that way from the start.
+#[test]
+fn profiles_lay_out_packs_in_access_order() {
+    use ware_fetchers::read_through::PrefetchOptions;
+    use ware_store::profile::Profile;
+    let (_tmp, store, id, wh) = setup();
+    push(&store, &id, &*wh, &ProfileSet::new(id.0), &NoProgress).unwrap();
+    // Every third chunk of big1, last first: far apart in the walk-ordered packs.
+    let e = Reader::new(&store).resolve(&id, b"big1").unwrap();
+    let chunks = Reader::new(&store).chunks(&e).unwrap();
+    let picked: Vec<cid::Cid> = chunks
+        .iter()
+        .step_by(3)
+        .rev()
+        .map(|c| c.id().unwrap().to_cid())
+        .collect();
+    let mut set = ProfileSet::new(id.0);
+    set.profiles
+        .insert(format!("ware:{id}"), Profile::first(id.0, &picked));
+    let opts = PrefetchOptions {
+        concurrency: 4,
+        max_range: 4 << 20,
+    };
+    let prefetch = || {
+        let rt = ReadThrough::new(
+            Arc::new(MemStore::new()),
+            vec![wh.clone()],
+            Duration::from_secs(5),
+        );
+        assert!(rt.prepare(&id).unwrap());
+        rt.prefetch_profile(&id, "t", &picked, opts).unwrap().wait()
+    };
+    let before = prefetch();
+    assert!(before.requests > 20, "scattered: {before:?}");
+
+    let r = push(&store, &id, &*wh, &set, &NoProgress).unwrap();
+    assert!(r.already_there && r.profiles == 1, "{r:?}");
+    assert_eq!(r.ordered_chunks as usize, picked.len(), "{r:?}");
+    let after = prefetch();
+    assert!(after.requests <= 3, "in access order: {after:?}");
+    assert_eq!(after.chunks, before.chunks);
+    let again = push(&store, &id, &*wh, &set, &NoProgress).unwrap();
+    assert_eq!(
+        (again.profiles, again.ordered_chunks, again.uploaded_bytes),
+        (0, 0, 0),
+        "{again:?}"
+    );
+    let pulled = MemStore::new();
+    pull(&*wh, &id, &pulled, &NoProgress).unwrap();
+    assert_eq!(every_file(&pulled, &id), every_file(&store, &id));
+
+    // Pushed with its profile into an empty warehouse: in order from the start.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let wh2 = open(
+        &format!("file://{}", tmp2.path().display()),
+        &FetchOptions::default(),
+    )
+    .unwrap();
+    let first = push(&store, &id, &*wh2, &set, &NoProgress).unwrap();
+    assert_eq!(first.ordered_chunks, 0, "nothing to copy: {first:?}");
+    let rt = ReadThrough::new(
+        Arc::new(MemStore::new()),
+        vec![wh2.clone()],
+        Duration::from_secs(5),
+    );
+    assert!(rt.prepare(&id).unwrap());
+    let fresh = rt.prefetch_profile(&id, "t", &picked, opts).unwrap().wait();
+    assert!(fresh.requests <= 3, "{fresh:?}");
+}

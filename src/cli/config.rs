@@ -12,6 +12,7 @@ pub enum ConfigCommand {
         /// The key.
         key: String,
         /// The value.
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
     /// Remove a setting from the file: its default applies again.

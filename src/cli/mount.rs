@@ -32,6 +32,48 @@ pub struct Mount {
     /// Without it such a mountpoint is refused, as fusermount does.
     #[arg(long)]
     pub nonempty: bool,
+    /// A remote ware: after its access profile, fetch the rest of it in the background (one
+    /// request at a time, never while a read is fetching, at most --fill-rate), until it is
+    /// whole in the store or unmounted.
+    #[arg(long)]
+    pub fill: bool,
+    /// The background fill's cap, in bytes per second, with K, M or G (1024-based) [default:
+    /// the store's fill.rate, 100M].
+    #[arg(
+        long,
+        value_name = "BYTES/s",
+        requires = "fill",
+        value_parser = parse_rate,
+        allow_hyphen_values = true
+    )]
+    pub fill_rate: Option<u64>,
+}
+
+/// A rate in bytes per second: a whole number with an optional K, M or G (1024-based).
+pub(crate) fn parse_rate(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("{text:?}: the suffix is K, M or G")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: i128 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of bytes per second"))?;
+    if n <= 0 {
+        return Err(format!("{text:?}: a rate must be above 0"));
+    }
+    u64::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Unmount a ware mount (also one whose daemon died).
@@ -55,6 +97,8 @@ pub(crate) fn mount(cli: &Cli, a: &Mount) -> Result<()> {
         allow_other,
         foreground,
         nonempty,
+        fill,
+        fill_rate,
     } = a;
     let (id, mountpoint) = match (args.as_slice(), *all) {
         ([mnt], true) => (None, PathBuf::from(mnt)),
@@ -103,12 +147,21 @@ pub(crate) fn mount(cli: &Cli, a: &Mount) -> Result<()> {
     };
     let quiet = cli.quiet;
     let remote = remote_options(cli)?;
+    let fill = match (fill, fill_rate) {
+        (false, _) => None,
+        (true, Some(r)) => Some(*r),
+        (true, None) => Some(
+            crate::config::Config::load(&client::canonical_store(&store_dir(cli)))?.get("fill.rate")
+                as u64,
+        ),
+    };
     let op = ops::Mount {
         remote,
         what,
         mountpoint: mnt.clone(),
         allow_other: *allow_other,
         foreground: *foreground,
+        fill,
     };
     let info = daemon.call_until_ready(op, &mut Cx::plain(), &mut || {
         if !quiet {

@@ -43,7 +43,13 @@ pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
     if cli.json {
         print_json(&serde_json::to_value(&r)?)?;
     } else if !cli.quiet {
-        let profiles = profiles_note(r.profiles);
+        let mut profiles = profiles_note(r.profiles);
+        if r.ordered_chunks > 0 {
+            profiles += &format!(
+                ", {} chunks laid out again in access order",
+                r.ordered_chunks
+            );
+        }
         if r.already_there {
             eprintln!("{url} has {ware} already{profiles}");
         } else {

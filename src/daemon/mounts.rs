@@ -27,8 +27,8 @@ impl Daemon {
         &self,
         what: MountWhat,
         mountpoint: PathBuf,
-        allow_other: bool,
-        foreground: bool,
+        (allow_other, foreground): (bool, bool),
+        fill: Option<u64>,
         remote: &RemoteOptions,
     ) -> Result<MountInfo> {
         // Fetching a remote ware's metadata may take a while: not while holding the map,
@@ -47,11 +47,11 @@ impl Daemon {
         // ware the store holds whole has its profile read into the caches. For a mount's
         // ware, or each input of a run (whose failure the run reports per input).
         let (mut prefetches, mut warmings) = (Vec::new(), Vec::new());
-        for (id, keys) in profile::keys_of(&what) {
+        for (id, keys, fill) in profile::keys_of(&what, fill) {
             let whole = self.store.ware(&id)?.is_some();
             match &fetcher {
                 _ if whole => warmings.extend(profile::warm(&self.store, &self.caches, &id, &keys)),
-                Some(rt) => match profile::prepare(&self.store, rt, &id, &keys) {
+                Some(rt) => match profile::prepare(&self.store, rt, &id, &keys, fill) {
                     Ok(p) => prefetches.extend(p),
                     Err(e) if matches!(what, MountWhat::Ware(_)) => return Err(e),
                     Err(e) => tracing::warn!("input {id}: {e}"),
@@ -94,9 +94,9 @@ impl Daemon {
         // A ware's mount and a run's learn access profiles (src/profile.rs).
         let recording = match &what {
             MountWhat::Ware(id) => Some(Recording::ware(self.store.clone(), *id)),
-            MountWhat::Run { formula, inputs } => {
-                Some(Recording::run(self.store.clone(), formula, inputs))
-            }
+            MountWhat::Run {
+                formula, inputs, ..
+            } => Some(Recording::run(self.store.clone(), formula, inputs)),
             _ => None,
         };
         // Without root, entries show as the daemon's user's (MountConfig::owner): a job in a

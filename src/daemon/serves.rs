@@ -46,8 +46,8 @@ impl Serves<ops::Mount> for Daemon {
         let info = self.mount(
             op.what,
             op.mountpoint,
-            op.allow_other,
-            op.foreground,
+            (op.allow_other, op.foreground),
+            op.fill,
             &op.remote,
         )?;
         if !op.foreground {

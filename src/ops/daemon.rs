@@ -28,6 +28,9 @@ pub enum MountWhat {
         formula: WareId,
         /// Its inputs: path → ware.
         inputs: BTreeMap<String, WareId>,
+        /// Inputs (by ware) to fill in the background, at the store's `fill.rate`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fill: Vec<WareId>,
     },
     /// An IPFS UnixFS directory, by its CID (`Qm…`, `bafy…`), read from the IPFS warehouses.
     Unixfs(String),
@@ -67,6 +70,10 @@ pub struct Mount {
     pub allow_other: bool,
     /// Keep the mount only while this connection stays open.
     pub foreground: bool,
+    /// Fetch the rest of a remote ware in the background after its profile, at most this
+    /// many bytes a second (`ware mount --fill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill: Option<u64>,
 }
 
 /// Unmount one of the daemon's mounts (or a dead ware mount).

@@ -106,6 +106,7 @@ fn every_request_round_trips() {
             mountpoint: "/m".into(),
             allow_other: true,
             foreground: true,
+            fill: Some(1 << 20),
         }
         .into(),
         Umount {
@@ -135,10 +136,12 @@ fn every_request_round_trips() {
         what: MountWhat::Run {
             formula: id,
             inputs: [("/".to_string(), id)].into(),
+            fill: vec![id],
         },
         mountpoint: "/r".into(),
         allow_other: true,
         foreground: true,
+        fill: None,
     }
     .into();
     let text = serde_json::to_string(&run).unwrap();
@@ -257,6 +260,7 @@ fn requests_are_served_by_their_own_implementation() {
         mountpoint: "/m".into(),
         allow_other: false,
         foreground: true,
+        fill: None,
     };
     assert_eq!(serve(mount.into()).unwrap(), None);
     let umount = Umount {

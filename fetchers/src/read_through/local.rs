@@ -53,6 +53,7 @@ impl Inner {
         }
         let t = Instant::now();
         let deadline = t + self.deadline;
+        let _reading = Reading::new(&self.demand_inflight);
         // Being fetched (a prefetch, another read): wait for that rather than fetch it twice.
         let got = if self.wait_started(id, deadline) {
             match self.local.chunk(id) {
@@ -64,5 +65,21 @@ impl Inner {
         };
         self.counters.waited(t.elapsed());
         got
+    }
+}
+
+/// A read fetching from a warehouse, counted while it lasts.
+struct Reading<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Reading<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Reading(n)
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }

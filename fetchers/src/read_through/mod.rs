@@ -38,10 +38,13 @@ use crate::transfer::{
 };
 use ware_store::profile::ProfileSet;
 
+mod hint;
 mod local;
 mod prefetch;
-use prefetch::{Counters, Why};
-pub use prefetch::{FetchStats, MERGE_GAP, Prefetch, PrefetchOptions, PrefetchReport};
+mod stats;
+pub use prefetch::{MERGE_GAP, Prefetch, PrefetchOptions, PrefetchReport};
+pub use stats::FetchStats;
+use stats::{Counters, Why};
 
 use crate::{Kind, Warehouse};
 
@@ -101,6 +104,8 @@ struct Inner {
     done: std::sync::Condvar,
     /// What was fetched, and why.
     counters: Counters,
+    /// Reads fetching from a warehouse now (a background fill waits for none).
+    demand_inflight: std::sync::atomic::AtomicUsize,
 }
 
 /// Threads fetching prefetched windows, per source.
@@ -136,6 +141,7 @@ impl ReadThrough {
                 started: Mutex::new(HashSet::new()),
                 done: std::sync::Condvar::new(),
                 counters: Counters::default(),
+                demand_inflight: std::sync::atomic::AtomicUsize::new(0),
             }),
             prefetch: Mutex::new(None),
         }

@@ -1,7 +1,7 @@
-//! Fetching ahead of the reads: by an access profile, and on the hints of sequential readers
-//! (the next chunks of the file they read, [`BlockSource::prefetch`]). With a profile, the
-//! chunks it lists that the store lacks are fetched at once, by a few requests at a time,
-//! below demand:
+//! Fetching ahead of the reads by an access profile (and, after it, the rest of the ware in the
+//! background: [`ReadThrough::fill`]); a sequential reader's hints are `hint.rs`'s. With a
+//! profile, the chunks it lists that the store lacks are fetched at once, by a few requests at
+//! a time, below demand:
 //!
 //! - The profile's chunks are located in the packs of the ware's warehouse (from the indexes
 //!   fetched with its metadata). A block the ware's packs and nodes do not hold is not the
@@ -21,7 +21,7 @@
 //!   end within the deadline, and each chunk is written whole or not at all.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ware_store::profile::{BlockKind, block_kind};
 
@@ -47,96 +47,6 @@ impl Default for PrefetchOptions {
             max_range: 4 << 20,
         }
     }
-}
-
-/// What a read-through fetched, by why (one mount's, since it started).
-#[derive(Default, Debug)]
-pub(super) struct Counters {
-    demand_requests: AtomicU64,
-    demand_bytes: AtomicU64,
-    /// Time demand reads spent waiting on the network (their own requests and prefetches
-    /// they waited for), in microseconds.
-    demand_wait_us: AtomicU64,
-    readahead_requests: AtomicU64,
-    readahead_bytes: AtomicU64,
-    prefetch_requests: AtomicU64,
-    prefetch_bytes: AtomicU64,
-    profile_chunks: AtomicU64,
-    profile_cached: AtomicU64,
-    profile_skipped: AtomicU64,
-    profiles_refused: AtomicU64,
-}
-
-/// Why bytes were fetched.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Why {
-    /// A read that missed.
-    Demand,
-    /// The next chunks of a sequential reader (a hint of the mount).
-    Readahead,
-    /// A profile's chunks.
-    Prefetch,
-}
-
-impl Counters {
-    pub(super) fn fetched(&self, why: Why, bytes: u64) {
-        let (r, b) = match why {
-            Why::Demand => (&self.demand_requests, &self.demand_bytes),
-            Why::Readahead => (&self.readahead_requests, &self.readahead_bytes),
-            Why::Prefetch => (&self.prefetch_requests, &self.prefetch_bytes),
-        };
-        r.fetch_add(1, Ordering::Relaxed);
-        b.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    pub(super) fn waited(&self, d: Duration) {
-        self.demand_wait_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    pub(super) fn snapshot(&self) -> FetchStats {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        FetchStats {
-            demand_requests: g(&self.demand_requests),
-            demand_bytes: g(&self.demand_bytes),
-            demand_wait_ms: g(&self.demand_wait_us) / 1000,
-            readahead_requests: g(&self.readahead_requests),
-            readahead_bytes: g(&self.readahead_bytes),
-            prefetch_requests: g(&self.prefetch_requests),
-            prefetch_bytes: g(&self.prefetch_bytes),
-            profile_chunks: g(&self.profile_chunks),
-            profile_cached: g(&self.profile_cached),
-            profile_skipped: g(&self.profile_skipped),
-            profiles_refused: g(&self.profiles_refused),
-        }
-    }
-}
-
-/// What a read-through fetched from its warehouses, by why (pack bytes, as stored).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FetchStats {
-    /// Requests of reads that missed.
-    pub demand_requests: u64,
-    /// Bytes of those.
-    pub demand_bytes: u64,
-    /// Time reads spent waiting on the network, in milliseconds (summed over readers).
-    pub demand_wait_ms: u64,
-    /// Requests fetching ahead of sequential readers.
-    pub readahead_requests: u64,
-    /// Bytes of those.
-    pub readahead_bytes: u64,
-    /// Requests of profile prefetch.
-    pub prefetch_requests: u64,
-    /// Bytes of those.
-    pub prefetch_bytes: u64,
-    /// Chunks the profiles used listed.
-    pub profile_chunks: u64,
-    /// Of those, chunks the store held already.
-    pub profile_cached: u64,
-    /// Blocks of the profiles used that are not the ware's (skipped).
-    pub profile_skipped: u64,
-    /// Profiles refused (mostly another ware's blocks).
-    pub profiles_refused: u64,
 }
 
 /// What a finished (or stopped) prefetch did.
@@ -166,8 +76,22 @@ struct Span {
     n: usize,
 }
 
+/// What holds a background job back (the fill): another prefetch to finish first, reads in
+/// progress, a byte rate.
+#[derive(Default)]
+struct Gate {
+    after: Option<Arc<Shared>>,
+    rate: Option<u64>,
+    below_demand: bool,
+}
+
 struct Shared {
     inner: Arc<Inner>,
+    /// A fill's ware: recorded whole in the store once every chunk is there.
+    ware: WareId,
+    why: Why,
+    gate: Gate,
+    started_at: Instant,
     queue: Mutex<VecDeque<Span>>,
     stop: AtomicBool,
     report: Mutex<PrefetchReport>,
@@ -242,6 +166,53 @@ impl ReadThrough {
         blocks: &[ware_store::Cid],
         opts: PrefetchOptions,
     ) -> Option<Prefetch> {
+        self.start(ware, what, blocks, opts, Why::Prefetch, Gate::default())
+    }
+
+    /// Starts fetching the rest of `ware` (prepared) in the background, one request at a time
+    /// of up to `max_range` bytes, in pack order: only once `after` (the profile's prefetch) is
+    /// done, never while a read is fetching, and at most `rate` bytes a second.
+    pub fn fill(
+        &self,
+        ware: &WareId,
+        after: Option<&Prefetch>,
+        rate: Option<u64>,
+        max_range: u64,
+    ) -> Option<Prefetch> {
+        let mut blocks = Vec::new();
+        let walked = ware_store::Reader::new(&*self.inner.local).walk_ware(
+            ware,
+            &mut |_, _| Ok(()),
+            &mut |c| {
+                blocks.push(c.id()?.to_cid());
+                Ok(())
+            },
+        );
+        if let Err(e) = walked {
+            tracing::warn!(ware = %ware, "fill: {e}; not filling");
+            return None;
+        }
+        let gate = Gate {
+            after: after.map(|p| p.shared.clone()),
+            rate,
+            below_demand: true,
+        };
+        let opts = PrefetchOptions {
+            concurrency: 1,
+            max_range,
+        };
+        self.start(ware, "fill", &blocks, opts, Why::Fill, gate)
+    }
+
+    fn start(
+        &self,
+        ware: &WareId,
+        what: &str,
+        blocks: &[ware_store::Cid],
+        opts: PrefetchOptions,
+        why: Why,
+        gate: Gate,
+    ) -> Option<Prefetch> {
         let inner = &self.inner;
         let mut report = PrefetchReport::default();
         // Located chunks: (place in the profile, location).
@@ -284,21 +255,23 @@ impl ReadThrough {
             c.profiles_refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 ware = %ware,
-                "profile {what}: {} of its {} blocks are not the ware's; not used",
+                "{what}: {} of its {} blocks are not the ware's; not used",
                 report.skipped,
                 blocks.len()
             );
             return None;
         }
-        c.profile_chunks.fetch_add(report.chunks, Ordering::Relaxed);
-        c.profile_cached.fetch_add(report.cached, Ordering::Relaxed);
-        c.profile_skipped
-            .fetch_add(report.skipped, Ordering::Relaxed);
+        if let Why::Prefetch = why {
+            c.profile_chunks.fetch_add(report.chunks, Ordering::Relaxed);
+            c.profile_cached.fetch_add(report.cached, Ordering::Relaxed);
+            c.profile_skipped
+                .fetch_add(report.skipped, Ordering::Relaxed);
+        }
         let spans = spans(located, opts.max_range.max(1));
         report.planned_bytes = spans.iter().map(|s| span_bytes(run_of(&s.loc, s.n))).sum();
         tracing::info!(
             ware = %ware,
-            "profile {what}: prefetching {} chunks in {} requests ({} cached, {} not the ware's)",
+            "{what}: prefetching {} chunks in {} requests ({} cached, {} not the ware's)",
             report.chunks - report.cached,
             spans.len(),
             report.cached,
@@ -307,6 +280,10 @@ impl ReadThrough {
         let workers = opts.concurrency.clamp(1, 64).min(spans.len());
         let shared = Arc::new(Shared {
             inner: inner.clone(),
+            ware: *ware,
+            why,
+            gate,
+            started_at: Instant::now(),
             queue: Mutex::new(spans.into()),
             stop: AtomicBool::new(false),
             report: Mutex::new(report),
@@ -317,7 +294,10 @@ impl ReadThrough {
             let s = shared.clone();
             *shared.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             let spawned = std::thread::Builder::new()
-                .name(format!("ware-profile-{n}"))
+                .name(match why {
+                    Why::Fill => format!("ware-fill-{n}"),
+                    _ => format!("ware-profile-{n}"),
+                })
                 .spawn(move || {
                     s.work();
                     let mut running = s.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -337,7 +317,7 @@ impl ReadThrough {
 impl Shared {
     fn work(&self) {
         loop {
-            if self.stop.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) || !self.wait_turn() {
                 self.report
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -349,8 +329,71 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop_front();
-            let Some(span) = next else { return };
+            let Some(span) = next else {
+                if let Why::Fill = self.why {
+                    self.complete();
+                }
+                return;
+            };
             self.fetch(&span);
+        }
+    }
+
+    /// A fill that ran out of requests: if the store now holds every chunk of the ware, the
+    /// ware is recorded whole (its record last, as a pull writes it).
+    fn complete(&self) {
+        let local = &*self.inner.local;
+        let mut whole = true;
+        let walked =
+            ware_store::Reader::new(local).walk_ware(&self.ware, &mut |_, _| Ok(()), &mut |c| {
+                whole &= local.has_chunk(&c.id()?).unwrap_or(false);
+                Ok(())
+            });
+        if walked.is_err() || !whole {
+            return;
+        }
+        let record = ware_store::Reader::new(local)
+            .record(&self.ware)
+            .map(|mut r| {
+                r.packed_at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                r
+            });
+        match record.and_then(|r| local.commit_ware(&self.ware, &r)) {
+            Ok(()) => tracing::info!(ware = %self.ware, "fill: the ware is whole in the store"),
+            Err(e) => tracing::warn!(ware = %self.ware, "fill: recording the ware whole: {e}"),
+        }
+    }
+
+    /// Waits while the gate holds this job back; false when it was stopped meanwhile.
+    fn wait_turn(&self) -> bool {
+        let g = &self.gate;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let pause = if g
+                .after
+                .as_ref()
+                .is_some_and(|a| *a.running.lock().unwrap_or_else(|p| p.into_inner()) > 0)
+            {
+                Some(Duration::from_millis(20))
+            } else if g.below_demand && self.inner.demand_inflight.load(Ordering::SeqCst) > 0 {
+                Some(Duration::from_millis(5))
+            } else if let Some(rate) = g.rate {
+                let done = self.report.lock().unwrap_or_else(|p| p.into_inner()).bytes;
+                let due = Duration::from_secs_f64(done as f64 / rate.max(1) as f64);
+                let spent = self.started_at.elapsed();
+                (spent < due).then(|| (due - spent).min(Duration::from_millis(100)))
+            } else {
+                None
+            };
+            match pause {
+                Some(d) => std::thread::sleep(d),
+                None => return true,
+            }
         }
     }
 
@@ -380,7 +423,7 @@ impl Shared {
             at: span.loc.at + from,
             ..span.loc.clone()
         };
-        let got = inner.read_entries(&entries[0].chunk, &loc, entries, Why::Prefetch);
+        let got = inner.read_entries(&entries[0].chunk, &loc, entries, self.why);
         inner.mark_started(entries, false);
         inner.done.notify_all();
         let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
@@ -433,112 +476,4 @@ fn spans(mut located: Vec<(usize, Location)>, max_range: u64) -> Vec<Span> {
     }
     out.sort_by_key(|(place, _)| *place);
     out.into_iter().map(|(_, s)| s).collect()
-}
-
-/// Read-ahead hints of sequential readers.
-impl ReadThrough {
-    /// The queue of the prefetch threads, started on first use.
-    fn prefetch_queue(&self) -> Option<std::sync::mpsc::SyncSender<Job>> {
-        let mut q = self.prefetch.lock().unwrap_or_else(|p| p.into_inner());
-        if q.is_none() {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(PREFETCH_QUEUE);
-            let rx = Arc::new(Mutex::new(rx));
-            for n in 0..PREFETCHERS {
-                let (inner, rx) = (self.inner.clone(), rx.clone());
-                let spawned = std::thread::Builder::new()
-                    .name(format!("ware-prefetch-{n}"))
-                    .spawn(move || {
-                        loop {
-                            let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                            let Ok((id, loc, n)) = job else { return };
-                            let entries = run_of(&loc, n);
-                            // Read meanwhile (the reader did not wait): nothing left to do.
-                            let needed = !inner.local.has_chunk(&id).unwrap_or(false);
-                            if needed {
-                                inner.mark_started(entries, true);
-                                let got = inner.read_entries(&id, &loc, entries, Why::Readahead);
-                                if let Err(e) = got {
-                                    tracing::debug!(chunk = %id, "prefetch: {e}");
-                                }
-                                inner.mark_started(entries, false);
-                            }
-                            inner.forget_inflight(entries);
-                        }
-                    });
-                if let Err(e) = spawned {
-                    tracing::warn!("cannot start a prefetch thread: {e}");
-                    return None;
-                }
-            }
-            *q = Some(tx);
-        }
-        q.clone()
-    }
-
-    /// A sequential reader's hint ([`BlockSource::prefetch`]): fetches the hinted chunks the
-    /// store lacks in the background, those back to back in one pack in one request of up
-    /// to [`PREFETCH_SPAN`]; a full queue drops the hint.
-    pub(super) fn hint(&self, ids: &[ChunkId]) {
-        let mut jobs: Vec<Job> = Vec::new();
-        {
-            let state = self.inner.state();
-            let mut inflight = self
-                .inner
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            // The hinted chunks only; those back to back in one pack make one request.
-            let mut want: Vec<Location> = Vec::new();
-            for id in ids {
-                if inflight.contains(id) || self.inner.local.has_chunk(id).unwrap_or(true) {
-                    continue;
-                }
-                let Some(loc) = state.chunks.get(id) else {
-                    continue;
-                };
-                inflight.insert(*id);
-                want.push(loc.clone());
-            }
-            want.sort_by(|a, b| (a.warehouse, &*a.pack, a.at).cmp(&(b.warehouse, &*b.pack, b.at)));
-            want.dedup_by(|b, a| a.warehouse == b.warehouse && a.pack == b.pack && a.at == b.at);
-            let mut i = 0;
-            while i < want.len() {
-                let head = &want[i];
-                let first = &head.by_offset[head.at];
-                let start = first.offset;
-                let mut end = start.saturating_add(u64::from(first.stored_len));
-                let mut n = 1;
-                while let Some(next) = want.get(i + n) {
-                    let Some(e) = head.by_offset.get(head.at + n) else {
-                        break;
-                    };
-                    let e_end = e.offset.saturating_add(u64::from(e.stored_len));
-                    if next.warehouse != head.warehouse
-                        || next.pack != head.pack
-                        || next.at != head.at + n
-                        || e.offset != end
-                        || e_end - start > PREFETCH_SPAN
-                    {
-                        break;
-                    }
-                    end = e_end;
-                    n += 1;
-                }
-                jobs.push((first.chunk, head.clone(), n));
-                i += n;
-            }
-        }
-        if jobs.is_empty() {
-            return;
-        }
-        let Some(q) = self.prefetch_queue() else {
-            return;
-        };
-        for (id, loc, n) in jobs {
-            if q.try_send((id, loc.clone(), n)).is_err() {
-                // Queue full: forget the hint, and let the chunks be fetched when read.
-                self.inner.forget_inflight(run_of(&loc, n));
-            }
-        }
-    }
 }
