@@ -197,7 +197,14 @@ fn start_daemon(dir: &Path, idle_timeout: Option<Duration>) -> Result<RemoteStor
                 store.join("daemon.log").display()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // A daemon is listening some 30 ms after it starts: look often at first (a connect
+        // attempt costs microseconds), so a cold start does not wait out a long nap.
+        let since = START_WAIT.saturating_sub(deadline.saturating_duration_since(Instant::now()));
+        std::thread::sleep(if since < Duration::from_millis(500) {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(20)
+        });
     }
 }
 
