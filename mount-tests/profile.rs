@@ -558,6 +558,9 @@ fn a_profile_naming_another_wares_chunks_is_not_prefetched() {
         serde_json::from_str(&lazy.ok(["--json", "daemon", "status"])).unwrap();
     let fetched = &status["mounts"][0]["fetched"];
     assert_eq!(fetched["profiles_refused"], 1, "{status}");
+    // `ware stats` says the same, per mount.
+    let stats: serde_json::Value = serde_json::from_str(&lazy.ok(["--json", "stats"])).unwrap();
+    assert_eq!(stats["mounts"][0]["fetched"], *fetched, "{stats}");
     assert_eq!(fetched["prefetch_requests"], 0, "{status}");
     assert!(fetched["demand_requests"].as_u64().unwrap() > 0, "{status}");
     umount(&lazy, &mnt);

@@ -346,8 +346,9 @@ fn profiles_lay_out_packs_in_access_order() {
     let mut set = ProfileSet::new(id.0);
     set.profiles
         .insert(format!("ware:{id}"), Profile::first(id.0, &picked));
+    // One worker: requests as large as a prefetch makes them (half the profile, 4 MiB at most).
     let opts = PrefetchOptions {
-        concurrency: 4,
+        concurrency: 1,
         max_range: 4 << 20,
     };
     let prefetch = || {

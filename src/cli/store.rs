@@ -258,10 +258,39 @@ pub(crate) fn fsck(cli: &Cli, a: &Fsck) -> Result<()> {
 
 pub(crate) fn stats(cli: &Cli, a: &Stats) -> Result<()> {
     let _ = a;
-    let s = open(cli, false)?.ask(ops::Stats {})?;
+    let store = open(cli, false)?;
+    let s = store.ask(ops::Stats {})?;
+    // With a daemon: what each of its mounts fetched from warehouses, and why.
+    let mounts = match &store {
+        StoreClient::Remote(d) => d.ask(ops::Mounts {})?,
+        StoreClient::Local(_) => Vec::new(),
+    };
     if cli.json {
-        print_json(&serde_json::to_value(&s)?)?;
+        let mut v = serde_json::to_value(&s)?;
+        v["mounts"] = serde_json::to_value(
+            mounts
+                .iter()
+                .map(|m| json!({"mountpoint": m.mountpoint, "fetched": m.fetched}))
+                .collect::<Vec<_>>(),
+        )?;
+        print_json(&v)?;
     } else {
+        for m in &mounts {
+            if let Some(f) = &m.fetched {
+                println!(
+                    "mount {}: fetched {} on demand ({} requests, reads waited {} ms), {} ahead of \
+                     readers, {} by profile ({} requests), {} by fill",
+                    safe(m.mountpoint.as_os_str().as_encoded_bytes()),
+                    human_bytes(f.demand_bytes),
+                    f.demand_requests,
+                    f.demand_wait_ms,
+                    human_bytes(f.readahead_bytes),
+                    human_bytes(f.prefetch_bytes),
+                    f.prefetch_requests,
+                    human_bytes(f.fill_bytes)
+                );
+            }
+        }
         println!(
             "wares:          {} ({} partly cached)",
             s.wares, s.partial_wares

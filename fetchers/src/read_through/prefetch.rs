@@ -31,6 +31,9 @@ use super::*;
 /// is read too): small files' chunks sit close together in walk order.
 pub const MERGE_GAP: u64 = 64 << 10;
 
+/// The smallest cap a profile's requests are cut to (see `ReadThrough::start`).
+const MIN_SPAN: u64 = 256 << 10;
+
 /// How a profile is prefetched (settings `prefetch.concurrency`, `prefetch.max_range`).
 #[derive(Clone, Copy, Debug)]
 pub struct PrefetchOptions {
@@ -267,7 +270,20 @@ impl ReadThrough {
             c.profile_skipped
                 .fetch_add(report.skipped, Ordering::Relaxed);
         }
-        let spans = spans(located, opts.max_range.max(1));
+        // Requests no larger than needed to keep every worker busy twice over: a read waits
+        // for the whole request its chunk is in, so a few huge ones would make the head of the
+        // profile arrive late (measured: 4 requests of 4 MiB left reads waiting 10x longer
+        // than 24 of 1 MiB at 10 ms RTT).
+        let total: u64 = located
+            .iter()
+            .map(|(_, l)| u64::from(l.by_offset[l.at].stored_len))
+            .sum();
+        let fair = total / (2 * opts.concurrency.clamp(1, 64) as u64);
+        let cap = match why {
+            Why::Prefetch => fair.clamp(MIN_SPAN, opts.max_range.max(MIN_SPAN)),
+            _ => opts.max_range.max(1),
+        };
+        let spans = spans(located, cap);
         report.planned_bytes = spans.iter().map(|s| span_bytes(run_of(&s.loc, s.n))).sum();
         tracing::info!(
             ware = %ware,
