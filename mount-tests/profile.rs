@@ -335,30 +335,40 @@ fn profiles_travel(push_url: &str, read_url: &str, env: &[(&str, String)]) {
     assert_eq!(show(&pulled, &key)["id"], learned["id"]);
 }
 
-#[test]
-fn profiles_travel_through_nginx() {
-    let Some(nginx) = started(servers::Nginx::start()) else {
-        return;
-    };
+/// A check of a warehouse (push URL, read URL, environment of the `ware` commands).
+type Check = fn(&str, &str, &[(&str, String)]);
+
+/// Runs `check` on a directory warehouse served by nginx (skipped without mounts or nginx).
+fn over_nginx(check: Check) {
     if !can_mount() {
         return;
     }
-    let push = format!("file://{}", nginx.root().display());
-    let read = format!("http://{}", nginx.addr);
-    profiles_travel(&push, &read, &[]);
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    check(&nginx.push_url(), &nginx.read_url(), &[]);
+}
+
+/// Runs `check` on an S3 warehouse under `prefix` in s3s-fs (skipped without mounts or it).
+fn over_s3s_fs(prefix: &str, check: Check) {
+    if !can_mount() {
+        return;
+    }
+    let Some(s3) = started(servers::S3s::start()) else {
+        return;
+    };
+    let url = s3.url(prefix);
+    check(&url, &url, &servers::S3s::env());
+}
+
+#[test]
+fn profiles_travel_through_nginx() {
+    over_nginx(profiles_travel);
 }
 
 #[test]
 fn profiles_travel_through_s3s_fs() {
-    let Some(s3) = started(servers::S3s::start()) else {
-        return;
-    };
-    if !can_mount() {
-        return;
-    }
-    let url = s3.url("p");
-    let env = servers::S3s::env();
-    profiles_travel(&url, &url, &env);
+    over_s3s_fs("p", profiles_travel);
 }
 
 /// A warehouse whose profiles are damaged, or are another ware's: refused with a line in the
@@ -375,8 +385,8 @@ fn damaged_or_foreign_profiles_in_a_warehouse_are_refused_and_the_mount_still_wo
     let a = noise(17, 300_000);
     let id = w.pack_files("src", &[("a", &a)]);
     let other = w.pack_files("other", &[("o", &noise(19, 300_000))]);
-    let push = format!("file://{}", nginx.root().display());
-    let read = format!("http://{}", nginx.addr);
+    let push = nginx.push_url();
+    let read = nginx.read_url();
     for ware in [&id, &other] {
         let mnt = mount(&w, ware, &format!("m-{ware}"));
         std::fs::read_dir(&mnt).unwrap().for_each(drop);
@@ -493,28 +503,12 @@ fn a_fresh_store_prefetches_by_the_pushed_profile(
 
 #[test]
 fn a_fresh_store_prefetches_by_the_profile_pushed_to_nginx() {
-    if !can_mount() {
-        return;
-    }
-    let Some(nginx) = started(servers::Nginx::start()) else {
-        return;
-    };
-    let push = format!("file://{}", nginx.root().display());
-    let read = format!("http://{}", nginx.addr);
-    a_fresh_store_prefetches_by_the_pushed_profile(&push, &read, &[]);
+    over_nginx(a_fresh_store_prefetches_by_the_pushed_profile);
 }
 
 #[test]
 fn a_fresh_store_prefetches_by_the_profile_pushed_to_s3s_fs() {
-    if !can_mount() {
-        return;
-    }
-    let Some(s3) = started(servers::S3s::start()) else {
-        return;
-    };
-    let url = s3.url("q");
-    let env = servers::S3s::env();
-    a_fresh_store_prefetches_by_the_pushed_profile(&url, &url, &env);
+    over_s3s_fs("q", a_fresh_store_prefetches_by_the_pushed_profile);
 }
 
 /// A profile whose blocks are another ware's (well formed, so it is taken): the prefetch
@@ -534,7 +528,7 @@ fn a_profile_naming_another_wares_chunks_is_not_prefetched() {
     let mnt = mount(&w, &other, "m");
     std::fs::read(mnt.join("o")).unwrap();
     umount(&w, &mnt);
-    let push = format!("file://{}", nginx.root().display());
+    let push = nginx.push_url();
     w.ok(["push", "--shared", &id, &push]);
     w.ok(["push", "--shared", &other, &push]);
     // The set of `id`, with the profile of `other` relabelled as `id`'s.
@@ -551,7 +545,7 @@ fn a_profile_naming_another_wares_chunks_is_not_prefetched() {
     let lazy = Ware::new();
     let mnt = lazy.path("lazy");
     std::fs::create_dir_all(&mnt).unwrap();
-    let read = format!("http://{}", nginx.addr);
+    let read = nginx.read_url();
     lazy.ok(["--warehouse", &read, "mount", &id, mnt.to_str().unwrap()]);
     assert_eq!(std::fs::read(mnt.join("a")).unwrap(), a);
     let status: serde_json::Value =
@@ -592,12 +586,7 @@ fn learned_and_pushed(
         assert_eq!(&std::fs::read(mnt.join(f)).unwrap(), d);
     }
     umount(&w, &mnt);
-    w.ok([
-        "push",
-        "--shared",
-        &id,
-        &format!("file://{}", nginx.root().display()),
-    ]);
+    w.ok(["push", "--shared", &id, &nginx.push_url()]);
     (files, id)
 }
 
@@ -701,7 +690,7 @@ fn a_fill_brings_the_rest_of_the_ware_at_its_rate_and_stops_at_unmount() {
         return;
     };
     let (files, id) = learned_and_pushed(&nginx, 3, 3 << 20, 51, 1);
-    let url = format!("http://{}", nginx.addr);
+    let url = nginx.read_url();
 
     // Uncapped: the whole ware arrives without a read.
     let full = Ware::new();

@@ -182,8 +182,8 @@ fn http_warehouse_served_by_nginx() {
     let Some(nginx) = started(servers::Nginx::start()) else {
         return;
     };
-    let push = format!("file://{}", nginx.root().display());
-    let read = format!("http://{}", nginx.addr);
+    let push = nginx.push_url();
+    let read = nginx.read_url();
     round_trip(&push, &read, &[], true);
 }
 
@@ -221,7 +221,7 @@ fn dead_and_lying_warehouses() {
     let w = Ware::new();
     let src = source(&w);
     let id = w.pack(&src);
-    let push = format!("file://{}", nginx.root().display());
+    let push = nginx.push_url();
     w.ok(["push", "--shared", &id, &push]);
 
     // A proxy that flips bytes in every answer, listed before the honest server.
@@ -240,7 +240,7 @@ fn dead_and_lying_warehouses() {
         "--warehouse",
         &format!("http://{}", lying.addr),
         "--warehouse",
-        &format!("http://{}", nginx.addr),
+        &nginx.read_url(),
         "mount",
         &id,
     ])

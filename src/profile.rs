@@ -8,7 +8,8 @@
 //!
 //! Using: profiles fetched from a warehouse are kept ([`keep_fetched`]); a mount of a remote
 //! ware, or `ware prefetch`, starts fetching the chunks of the first sound profile it finds
-//! ([`prefetch`]) with the store's prefetch settings.
+//! ([`prepare`], [`prefetch`]) with the store's settings ([`Settings`]); a mount of a ware the
+//! store holds whole reads its profile into the caches ([`warm`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -187,37 +188,62 @@ impl Drop for Recording {
     }
 }
 
+/// The settings reading ahead follows, as the store's config file has them now (read once per
+/// mount; a file that cannot be read means the defaults, with a warning).
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// `prefetch.concurrency` and `prefetch.max_range`.
+    pub prefetch: PrefetchOptions,
+    /// `fill.rate`: the background fill's cap when a mount or formula input does not set one.
+    pub fill_rate: u64,
+}
+
+impl Settings {
+    /// The settings of `store`.
+    pub fn of(store: &Store) -> Settings {
+        match crate::config::Config::load(store.dir()) {
+            Ok(c) => Settings {
+                prefetch: PrefetchOptions {
+                    concurrency: c.get("prefetch.concurrency") as usize,
+                    max_range: c.get("prefetch.max_range") as u64,
+                },
+                fill_rate: c.get("fill.rate") as u64,
+            },
+            Err(e) => {
+                tracing::warn!("{e:#}: reading ahead with the default settings");
+                Settings {
+                    prefetch: PrefetchOptions::default(),
+                    fill_rate: 100 << 20,
+                }
+            }
+        }
+    }
+}
+
 /// Makes a remote `ware` readable through `rt` (its metadata, with the profiles its warehouse
 /// holds, which the store keeps), then starts prefetching it by the first sound profile under
-/// `keys`, and with `fill` (a rate; `u64::MAX`: the store's `fill.rate`) the rest of it after
-/// that, in the background. A ware no warehouse has gives nothing to wait for (its reads fail
-/// as not found).
+/// `keys`, and with `fill` (bytes a second) the rest of it after that, in the background.
+/// `None`: no warehouse has the ware (its reads fail as not found).
 pub fn prepare(
     store: &Store,
     rt: &ReadThrough,
     ware: &WareId,
     keys: &[String],
     fill: Option<u64>,
-) -> anyhow::Result<Vec<Prefetch>> {
+    opts: PrefetchOptions,
+) -> anyhow::Result<Option<Vec<Prefetch>>> {
     if !rt.prepare(ware)? {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     if let Some(set) = rt.profiles(ware) {
         keep_fetched(store, &set);
     }
-    let mut out: Vec<Prefetch> = prefetch(store, rt, ware, keys).into_iter().collect();
+    let mut out: Vec<Prefetch> = prefetch(store, rt, ware, keys, opts).into_iter().collect();
     if let Some(rate) = fill {
-        let config = crate::config::Config::load(store.dir());
-        let rate = match (rate, &config) {
-            (u64::MAX, Ok(c)) => c.get("fill.rate") as u64,
-            (u64::MAX, Err(_)) => 100 << 20,
-            (r, _) => r,
-        };
-        let max = prefetch_options(store).max_range;
         tracing::info!("{ware}: filling in the background at up to {rate} bytes/s");
-        out.extend(rt.fill(ware, out.first(), Some(rate), max));
+        out.extend(rt.fill(ware, out.first(), Some(rate), opts.max_range));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Keeps the profiles of `set` (fetched from a warehouse) that the store lacks or knows from
@@ -244,9 +270,12 @@ pub fn keep_fetched(store: &Store, set: &ProfileSet) -> u64 {
 /// The wares of a mount that profiles are kept for, each with the keys of its profiles in the
 /// order they are looked up and the rate of its background fill if it has one: a mount's ware
 /// (`ware:<id>`; `fill` is the mount's); each input of a run, once per ware
-/// (`run:<formula>:<path>`, then `ware:<id>`; filled at the store's `fill.rate` if the
-/// formula asks).
-pub fn keys_of(what: &MountWhat, fill: Option<u64>) -> Vec<(WareId, Vec<String>, Option<u64>)> {
+/// (`run:<formula>:<path>`, then `ware:<id>`; filled at `run_fill_rate` if the formula asks).
+pub fn keys_of(
+    what: &MountWhat,
+    fill: Option<u64>,
+    run_fill_rate: u64,
+) -> Vec<(WareId, Vec<String>, Option<u64>)> {
     match what {
         MountWhat::Ware(id) => vec![(*id, vec![ware_key(id)], fill)],
         MountWhat::Run {
@@ -257,7 +286,7 @@ pub fn keys_of(what: &MountWhat, fill: Option<u64>) -> Vec<(WareId, Vec<String>,
             let mut out: Vec<(WareId, Vec<String>, Option<u64>)> = Vec::new();
             for (path, id) in inputs {
                 if !out.iter().any(|(w, _, _)| w == id) {
-                    let rate = fill.contains(id).then_some(u64::MAX);
+                    let rate = fill.contains(id).then_some(run_fill_rate);
                     out.push((*id, vec![run_key(formula, path), ware_key(id)], rate));
                 }
             }
@@ -298,8 +327,8 @@ pub fn prefetch(
     rt: &ReadThrough,
     ware: &WareId,
     keys: &[String],
+    opts: PrefetchOptions,
 ) -> Option<Prefetch> {
-    let opts = prefetch_options(store);
     sound_profiles(store, ware, keys)
         .into_iter()
         .find_map(|(key, blocks)| {
@@ -308,34 +337,20 @@ pub fn prefetch(
 }
 
 /// Starts reading the first sound profile of `ware` (which the store holds whole) under `keys`
-/// from the store into `caches`, `prefetch.concurrency` reads at a time, so a cold start stops
-/// paying one disk read and one decompression at a time.
+/// from the store into `caches`, `threads` reads at a time (`prefetch.concurrency`), so a cold
+/// start stops paying one disk read and one decompression at a time.
 pub fn warm(
     store: &Arc<Store>,
     caches: &Arc<ware_fs::Caches>,
     ware: &WareId,
     keys: &[String],
+    threads: usize,
 ) -> Option<ware_fs::Warming> {
     let (key, blocks) = sound_profiles(store, ware, keys).into_iter().next()?;
-    let threads = prefetch_options(store).concurrency;
     tracing::info!(
         "profile {key}: reading {} blocks ahead from the store",
         blocks.len()
     );
     let src: Arc<dyn ware_store::BlockSource> = store.clone();
     Some(ware_fs::warm(src, caches.clone(), blocks, threads))
-}
-
-/// The prefetch settings, as the store's config file has them now.
-pub fn prefetch_options(store: &Store) -> PrefetchOptions {
-    match crate::config::Config::load(store.dir()) {
-        Ok(c) => PrefetchOptions {
-            concurrency: c.get("prefetch.concurrency") as usize,
-            max_range: c.get("prefetch.max_range") as u64,
-        },
-        Err(e) => {
-            tracing::warn!("{e:#}: prefetching with the default settings");
-            PrefetchOptions::default()
-        }
-    }
 }

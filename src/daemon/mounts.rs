@@ -47,12 +47,20 @@ impl Daemon {
         // ware the store holds whole has its profile read into the caches. For a mount's
         // ware, or each input of a run (whose failure the run reports per input).
         let (mut prefetches, mut warmings) = (Vec::new(), Vec::new());
-        for (id, keys, fill) in profile::keys_of(&what, fill) {
+        let set = profile::Settings::of(&self.store);
+        for (id, keys, fill) in profile::keys_of(&what, fill, set.fill_rate) {
             let whole = self.store.ware(&id)?.is_some();
             match &fetcher {
-                _ if whole => warmings.extend(profile::warm(&self.store, &self.caches, &id, &keys)),
-                Some(rt) => match profile::prepare(&self.store, rt, &id, &keys, fill) {
-                    Ok(p) => prefetches.extend(p),
+                _ if whole => warmings.extend(profile::warm(
+                    &self.store,
+                    &self.caches,
+                    &id,
+                    &keys,
+                    set.prefetch.concurrency,
+                )),
+                Some(rt) => match profile::prepare(&self.store, rt, &id, &keys, fill, set.prefetch)
+                {
+                    Ok(p) => prefetches.extend(p.into_iter().flatten()),
                     Err(e) if matches!(what, MountWhat::Ware(_)) => return Err(e),
                     Err(e) => tracing::warn!("input {id}: {e}"),
                 },

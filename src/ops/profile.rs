@@ -172,21 +172,23 @@ impl Op for Prefetch {
             )));
         }
         let rt = self.remote.read_through(store.clone())?;
-        if !rt.prepare(&ware)? {
+        // As a mount does: the ware's metadata with its profiles (kept), then the named one.
+        let opts = crate::profile::Settings::of(&store).prefetch;
+        let keys = std::slice::from_ref(&key);
+        let Some(mut started) = crate::profile::prepare(&store, &rt, &ware, keys, None, opts)?
+        else {
             return Err(ware_store::Error::NotFound {
                 what: "ware in any warehouse",
                 id: format!("{ware} ({})", self.remote.warehouses.join(", ")),
             }
             .into());
-        }
-        if let Some(set) = rt.profiles(&ware) {
-            crate::profile::keep_fetched(&store, &set);
-        }
-        profile_of(s, &key, &ware)?;
-        let running = crate::profile::prefetch(&store, &rt, &ware, std::slice::from_ref(&key))
-            .ok_or_else(|| {
-                anyhow::anyhow!("profile {key}: most of its blocks are not {ware}'s; not used")
-            })?;
+        };
+        let Some(running) = started.pop() else {
+            // Why not: no such profile (exit 3), an unreadable one or another ware's; else
+            // its blocks were mostly another ware's.
+            profile_of(s, &key, &ware)?;
+            anyhow::bail!("profile {key}: most of its blocks are not {ware}'s; not used");
+        };
         cx.progress.total(running.report().planned_bytes);
         let mut shown = 0;
         loop {

@@ -40,7 +40,7 @@ use ware_store::profile::ProfileSet;
 
 mod hint;
 mod local;
-mod prefetch;
+pub(crate) mod prefetch;
 mod stats;
 pub use prefetch::{MERGE_GAP, Prefetch, PrefetchOptions, PrefetchReport};
 pub use stats::FetchStats;

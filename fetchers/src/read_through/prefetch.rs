@@ -462,6 +462,13 @@ pub(super) fn span_bytes(entries: &[PackEntry]) -> u64 {
     }
 }
 
+/// Whether a chunk stored at `start..end` of a pack joins a request reading `head..last_end` of
+/// it (the rule of the prefetch, and of the push that lays packs out for it): it starts within
+/// [`MERGE_GAP`] of that request's end, and the request stays within `max_range`.
+pub(crate) fn joins(head: u64, last_end: u64, start: u64, end: u64, max_range: u64) -> bool {
+    start <= last_end + MERGE_GAP && end - head <= max_range
+}
+
 /// The requests for `located` chunks (place in the profile, location): per pack, chunks in
 /// offset order merged while the next starts at most [`MERGE_GAP`] after the last ends and the
 /// request stays within `max_range`; then in the order of their first chunk's place.
@@ -482,7 +489,7 @@ fn spans(mut located: Vec<(usize, Location)>, max_range: u64) -> Vec<Span> {
             let last = &span.loc.by_offset[span.loc.at + span.n - 1];
             let end = last.offset + u64::from(last.stored_len);
             let e_end = e.offset + u64::from(e.stored_len);
-            if e.offset <= end + MERGE_GAP && e_end - head.offset <= max_range {
+            if joins(head.offset, end, e.offset, e_end, max_range) {
                 span.n = loc.at - span.loc.at + 1;
                 *first = (*first).min(place);
                 continue;

@@ -15,7 +15,8 @@ use ware_store::profile::{BlockKind, ProfileSet, block_kind};
 use ware_store::{BlockSource, ChunkId, WareId};
 
 use super::{fetch_indexes, fetch_manifest, named_by_manifest, upload_packs};
-use crate::read_through::{MERGE_GAP, PrefetchOptions};
+use crate::read_through::PrefetchOptions;
+use crate::read_through::prefetch::joins;
 use crate::{Result, Warehouse};
 
 /// The chunks of the ware's profiles in first-read order, each once: its own profile's, then
@@ -58,8 +59,7 @@ pub(super) fn profile_first<'a>(
 }
 
 /// Range requests a prefetch of `order` makes over `layout` (chunk → pack, entry), by the
-/// read-through's rule: per pack, chunks in offset order merged while the next starts within
-/// [`MERGE_GAP`] of the last and the request stays within `max_range`.
+/// read-through's rule (`joins`): per pack, chunks in offset order merged into requests.
 fn requests(order: &[ChunkId], layout: &HashMap<ChunkId, (usize, PackEntry)>, max: u64) -> usize {
     let mut at: Vec<(usize, u64, u64)> = order
         .iter()
@@ -71,7 +71,7 @@ fn requests(order: &[ChunkId], layout: &HashMap<ChunkId, (usize, PackEntry)>, ma
     let mut cur: Option<(usize, u64, u64)> = None; // pack, start, end
     for (p, start, end) in at {
         match cur {
-            Some((cp, cs, ce)) if cp == p && start <= ce + MERGE_GAP && end - cs <= max => {
+            Some((cp, cs, ce)) if cp == p && joins(cs, ce, start, end, max) => {
                 cur = Some((cp, cs, ce.max(end)));
             }
             _ => {

@@ -276,6 +276,16 @@ http {{
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The directory it serves, as the warehouse URL a push writes to (`file://…`).
+    pub fn push_url(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    /// The same warehouse as clients read it (`http://…`).
+    pub fn read_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
 }
 
 /// Writes `root/key`, with world-readable directories and file.
