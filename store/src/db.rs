@@ -45,6 +45,20 @@ pub(crate) const CF_RUNS: &str = "runs";
 pub(crate) const CF_BLOCKS: &str = "blocks";
 pub(crate) const CF_PROFILES: &str = "profiles";
 
+const ALL_CFS: [&str; 8] = [
+    CF_CHUNKS,
+    CF_CHUNK_META,
+    CF_NODES,
+    CF_NAMES,
+    CF_META,
+    CF_RUNS,
+    CF_BLOCKS,
+    CF_PROFILES,
+];
+
+/// Families of a few kilobytes to megabytes, written to by every run and mount.
+const SMALL_CFS: [&str; 4] = [CF_NAMES, CF_META, CF_RUNS, CF_PROFILES];
+
 const WARE_PREFIX: &[u8] = b"ware/";
 const PARTIAL_PREFIX: &[u8] = b"partial/";
 
@@ -55,6 +69,55 @@ pub struct Store {
     _lock: File,
     /// Serialises name changes (read the log's length, then write the next entry).
     pub(crate) names_lock: std::sync::Mutex<()>,
+}
+
+/// A store closes with its memtables written to tables, so the next open (the daemon's start,
+/// on the path of a cold command) replays no log: opening no longer flushes what it replays
+/// (`avoid_flush_during_recovery`), and without this the logs of past processes would pile up.
+/// A process that dies without closing leaves its log, replayed into the next one's memtable
+/// and written out when that one closes.
+impl Drop for Store {
+    fn drop(&mut self) {
+        let cfs: Vec<_> = ALL_CFS
+            .iter()
+            .filter_map(|n| self.db.cf_handle(n))
+            .collect();
+        if let Err(e) = self
+            .db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+        {
+            tracing::warn!(
+                "{}: flushing the database at close: {e}",
+                self.dir.display()
+            );
+        }
+        // The small families every run and mount writes a little to get a table per close,
+        // and with keys that grow (run records by time) compaction only moves each table down,
+        // never merging them: a store would open one more file per run, for ever. Merge them
+        // into one here once they are more than a few (kilobytes: quick).
+        for name in SMALL_CFS {
+            let Some(cf) = self.db.cf_handle(name) else {
+                continue;
+            };
+            let tables: u64 = (0..7)
+                .filter_map(|level| {
+                    self.db
+                        .property_int_value_cf(
+                            cf,
+                            format!("rocksdb.num-files-at-level{level}").as_str(),
+                        )
+                        .ok()
+                        .flatten()
+                })
+                .sum();
+            if tables > 4 {
+                let mut how = rocksdb::CompactOptions::default();
+                how.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+                self.db
+                    .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &how);
+            }
+        }
+    }
 }
 
 /// Sizes and counts of a store.
@@ -192,7 +255,17 @@ impl Store {
             .and_then(|_| write!(lock, "{}", std::process::id()))
             .map_err(|e| Error::io(&lock_path, e))?;
 
-        let mut opts = Options::default();
+        // Opening is on the path of every cold command (a daemon starts for a mount or a run):
+        // a WAL left by the last daemon is replayed into the memtable, not flushed into a new
+        // table file with its fsyncs; no table properties or file sizes are read at open; tables
+        // are opened by this thread, not by a pool of 16 threads started for each family.
+        let mut opts = Options::default()
+            .get_options_from_string(
+                "avoid_flush_during_recovery=true;skip_checking_sst_file_sizes_on_db_open=true",
+            )
+            .map_err(|e| bad(&format!("database options: {}", e.into_string())))?;
+        opts.set_skip_stats_update_on_db_open(true);
+        opts.set_max_file_opening_threads(1);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         let cpus = std::thread::available_parallelism()
