@@ -792,3 +792,95 @@ fn a_fill_brings_the_rest_of_the_ware_at_its_rate_and_stops_at_unmount() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// A fresh store's lazy mount of `id` from `url`, with the store's `settings` set first.
+fn lazy_mount(url: &str, id: &str, settings: &[(&str, &str)]) -> (Ware, std::path::PathBuf) {
+    let lazy = Ware::new();
+    for (k, v) in settings {
+        lazy.ok(["config", "set", k, v]);
+    }
+    let mnt = lazy.path("lazy");
+    std::fs::create_dir_all(&mnt).unwrap();
+    lazy.ok(["--warehouse", url, "mount", id, mnt.to_str().unwrap()]);
+    (lazy, mnt)
+}
+
+fn counter(f: &serde_json::Value, key: &str) -> u64 {
+    f[key].as_u64().unwrap_or_else(|| panic!("no {key} in {f}"))
+}
+
+/// With no profile, opening one file of a directory brings the small files beside it in the
+/// background (one range request for files back to back in a pack), so reading them then asks
+/// the warehouse for nothing; a large file beside them and other directories are not fetched
+/// ahead; `prefetch.siblings_bytes = 0` turns it off.
+#[test]
+fn with_no_profile_the_first_open_in_a_directory_brings_its_small_files() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let small: Vec<(String, Vec<u8>)> = (0..12u64)
+        .map(|k| (format!("pkg/m{k:02}.py"), noise(61 + 2 * k, 40_000)))
+        .collect();
+    let big = noise(91, 3 << 20);
+    let elsewhere = noise(93, 40_000);
+    let mut files: Vec<(&str, &[u8])> = small.iter().map(|(f, d)| (f.as_str(), &d[..])).collect();
+    files.push(("pkg/zbig.so", &big));
+    files.push(("lib/other.py", &elsewhere));
+    let id = w.pack_files("src", &files);
+    w.ok(["push", "--shared", &id, &nginx.push_url()]);
+    let url = nginx.read_url();
+    let siblings: u64 = small[1..].iter().map(|(_, d)| d.len() as u64).sum();
+
+    let (lazy, mnt) = lazy_mount(&url, &id, &[]);
+    assert_eq!(std::fs::read(mnt.join(&small[0].0)).unwrap(), small[0].1);
+    // The rest of the directory's small files arrive without being read (bounded wait).
+    let t = Instant::now();
+    while counter(&fetched(&lazy), "readahead_bytes") < siblings {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the small files beside it never came: {}",
+            fetched(&lazy)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = fetched(&lazy);
+    assert!(
+        counter(&before, "readahead_bytes") < siblings + (1 << 20),
+        "more than the small files came: {before}"
+    );
+    assert!(counter(&before, "readahead_requests") <= 3, "{before}");
+    for (f, d) in &small[1..] {
+        assert_eq!(&std::fs::read(mnt.join(f)).unwrap(), d, "{f}");
+    }
+    let after = fetched(&lazy);
+    assert_eq!(
+        counter(&after, "demand_requests"),
+        counter(&before, "demand_requests"),
+        "reading the small files asked the warehouse again: {before} then {after}"
+    );
+    // Neither the large file beside them nor another directory came ahead: reading them does.
+    assert_eq!(std::fs::read(mnt.join("lib/other.py")).unwrap(), elsewhere);
+    assert_eq!(std::fs::read(mnt.join("pkg/zbig.so")).unwrap(), big);
+    let last = fetched(&lazy);
+    assert!(
+        counter(&last, "demand_requests") >= counter(&after, "demand_requests") + 2,
+        "{after} then {last}"
+    );
+    umount(&lazy, &mnt);
+    lazy.ok(["fsck"]);
+
+    // Turned off: the files are fetched when read (a read's window of 256 KiB takes a few
+    // neighbours along; the directory's 480 KB take more than one).
+    let (off, mnt) = lazy_mount(&url, &id, &[("prefetch.siblings_bytes", "0")]);
+    for (f, d) in &small {
+        assert_eq!(&std::fs::read(mnt.join(f)).unwrap(), d, "{f}");
+    }
+    let f = fetched(&off);
+    assert_eq!(counter(&f, "readahead_bytes"), 0, "{f}");
+    assert!(counter(&f, "demand_requests") >= 2, "{f}");
+    umount(&off, &mnt);
+}

@@ -81,6 +81,15 @@ pub const KEYS: &[Key] = &[
                pack are fetched in one range request up to this size",
     },
     Key {
+        name: "prefetch.siblings_bytes",
+        default: "2097152",
+        range: (0.0, 268_435_456.0),
+        fraction: false,
+        help: "a lazy mount of a ware with no access profile: the first time a file of a \
+               directory is opened, the small files beside it (up to 256 KiB each) are fetched \
+               in the background, up to this many bytes per directory; 0 turns it off",
+    },
+    Key {
         name: "fill.rate",
         default: "104857600",
         range: (1024.0, 1_099_511_627_776.0),

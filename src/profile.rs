@@ -196,6 +196,8 @@ pub struct Settings {
     pub prefetch: PrefetchOptions,
     /// `fill.rate`: the background fill's cap when a mount or formula input does not set one.
     pub fill_rate: u64,
+    /// `prefetch.siblings_bytes`: reading ahead beside opened files when no profile is used.
+    pub siblings_bytes: u64,
 }
 
 impl Settings {
@@ -208,12 +210,14 @@ impl Settings {
                     max_range: c.get("prefetch.max_range") as u64,
                 },
                 fill_rate: c.get("fill.rate") as u64,
+                siblings_bytes: c.get("prefetch.siblings_bytes") as u64,
             },
             Err(e) => {
                 tracing::warn!("{e:#}: reading ahead with the default settings");
                 Settings {
                     prefetch: PrefetchOptions::default(),
                     fill_rate: 100 << 20,
+                    siblings_bytes: 2 << 20,
                 }
             }
         }

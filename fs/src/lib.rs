@@ -137,6 +137,10 @@ pub struct MountConfig {
     pub owner: Option<(u32, u32)>,
     /// Told of each read (see [`ReadLog`]); none by default.
     pub reads: Option<Arc<dyn ReadLog>>,
+    /// The first time a file of a directory is opened, tell the source
+    /// ([`ware_store::BlockSource::prefetch`]) of the small files beside it, up to this many
+    /// bytes: reading ahead for a ware with no access profile. 0 (the default): never.
+    pub siblings_bytes: u64,
 }
 
 impl Default for MountConfig {
@@ -153,6 +157,7 @@ impl Default for MountConfig {
             mount_timeout: std::time::Duration::from_secs(10),
             owner: None,
             reads: None,
+            siblings_bytes: 0,
         }
     }
 }

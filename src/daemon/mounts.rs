@@ -119,6 +119,12 @@ impl Daemon {
             fsname,
             owner: (me.0 != 0).then_some(me),
             reads: recording.as_ref().map(Recording::log),
+            // No profile to read ahead by (src/profile.rs): guess from what is opened.
+            siblings_bytes: if fetcher.is_some() && prefetches.is_empty() {
+                set.siblings_bytes
+            } else {
+                0
+            },
             ..MountConfig::default()
         };
         let mount = ware_fs::mount(src, root, &mountpoint, &cfg)

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use ware_store::node::{Entry, Kind};
-use ware_store::{BlockSource, ChunkId, Cid, ForeignTree, Reader, WareId};
+use ware_store::{BlockSource, ChunkId, Cid, ForeignTree, NodeId, Reader, WareId};
 
 use crate::cache::Caches;
 use crate::{Catalog, MountRoot};
@@ -21,6 +21,7 @@ mod dir;
 mod inodes;
 mod nodes;
 mod read;
+mod siblings;
 pub(crate) use attr::Attr;
 use inodes::Inodes;
 use nodes::{ChunkMap, Flight};
@@ -200,6 +201,8 @@ pub(crate) struct Core {
     owner: Option<(u32, u32)>,
     /// Told of each node and chunk read for a ware ([`crate::MountConfig::reads`]).
     reads: Option<Arc<dyn crate::ReadLog>>,
+    /// Reading ahead beside the first file opened in each directory ([`siblings`]).
+    siblings: siblings::Siblings,
 }
 
 fn ware_fault(ware: &Cid, path: &str, what: &str, e: &ware_store::Error) -> Fault {
@@ -255,6 +258,7 @@ impl Core {
             started: SystemTime::now(),
             owner: None,
             reads: None,
+            siblings: siblings::Siblings::default(),
         }
     }
 
@@ -267,6 +271,13 @@ impl Core {
     /// Tells `reads` of every node and chunk read for a ware ([`crate::ReadLog`]).
     pub(crate) fn with_reads(mut self, reads: Option<Arc<dyn crate::ReadLog>>) -> Self {
         self.reads = reads;
+        self
+    }
+
+    /// Reads ahead up to `bytes` of the small files beside the first file opened in each
+    /// directory (0: never; [`crate::MountConfig::siblings_bytes`]).
+    pub(crate) fn with_siblings(mut self, bytes: u64) -> Self {
+        self.siblings = siblings::Siblings::new(bytes);
         self
     }
 

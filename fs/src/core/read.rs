@@ -44,6 +44,9 @@ impl Core {
                 }
             }
         };
+        if chunk_map.is_some() {
+            self.hint_siblings(&node, ware);
+        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(
             fh,

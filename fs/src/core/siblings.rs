@@ -1,0 +1,86 @@
+//! Reading ahead without a profile: the first time a file of a directory is opened, the
+//! source is told of the small files beside it ([`crate::MountConfig::siblings_bytes`]).
+//! A program that opens one file of a directory often opens its neighbours next (an
+//! interpreter importing a package's modules, a loader its libraries), and a warehouse's packs
+//! hold a directory's files back to back, so they arrive in a few range requests instead of
+//! one round trip each. Only a hint: the source fetches what it lacks in the background, and
+//! a read never waits for it.
+
+use std::collections::HashSet;
+
+use super::*;
+
+/// Files larger than this are not read ahead for their neighbours: a large file is read by
+/// whoever opens it (with the sequential read-ahead), or not at all.
+pub(crate) const SIBLING_FILE_MAX: u64 = 256 << 10;
+
+/// The budget per directory, and the directories already hinted (by node ID: a directory
+/// shared by several wares or paths is hinted once).
+#[derive(Default)]
+pub(crate) struct Siblings {
+    pub(crate) bytes: u64,
+    dirs: Mutex<HashSet<NodeId>>,
+}
+
+impl Siblings {
+    pub(crate) fn new(bytes: u64) -> Self {
+        Siblings {
+            bytes,
+            dirs: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+impl Core {
+    /// Tells the source of the small files beside `node` (just opened), in name order from
+    /// it on, round to the start, up to the budget; once per directory.
+    pub(super) fn hint_siblings(&self, node: &Node, ware: &WareCtx) {
+        if self.siblings.bytes == 0 || ware.foreign {
+            return;
+        }
+        let Ok(parent) = self.node(node.parent) else {
+            return;
+        };
+        let NodeKind::Ware { entry: dir, .. } = &parent.kind else {
+            return;
+        };
+        let Ok(dir_id) = dir.dir_id() else {
+            return;
+        };
+        if !self.siblings.dirs.lock().insert(dir_id) {
+            return;
+        }
+        let Ok(entries) = self.list(ware, dir) else {
+            return;
+        };
+        let at = entries.partition_point(|e| e.name.as_slice() < node.name.as_slice());
+        let (after, before) = entries.split_at(at);
+        let mut ids: Vec<ChunkId> = Vec::new();
+        let mut total = 0u64;
+        for e in after.iter().chain(before) {
+            if total >= self.siblings.bytes {
+                break;
+            }
+            let small = e.kind == Kind::File
+                && e.inline.is_none()
+                && e.size > 0
+                && e.size <= SIBLING_FILE_MAX
+                && !e.chunks.is_empty();
+            if !small || e.name.as_slice() == node.name.as_slice() {
+                continue;
+            }
+            total += e.size;
+            ids.extend(e.chunks.iter().filter_map(|c| c.id().ok()));
+        }
+        if !ids.is_empty() {
+            tracing::debug!(
+                ware = %ware.id,
+                dir = self.path(&parent),
+                "reading ahead {} chunks of {total} bytes beside {}",
+                ids.len(),
+                String::from_utf8_lossy(&node.name)
+            );
+            self.src.prefetch(&ids);
+        }
+    }
+}
