@@ -349,10 +349,12 @@ class WarehouseBench:
                                   f" | tar -x -C {shlex.quote(str(self.dest))}"]
         job = ["chroot", root, "/bin/sh", "-c", wh_job(tool)]
         proxy = self.proxies.get(link + "-s3") if s3 else None
-        if lazy:  # the fresh store is made before the timing, with the way's one setting
-            sib = ["set", "prefetch.siblings_bytes", "0"] if base.startswith("warefs-nosib") \
-                else ["unset", "prefetch.siblings_bytes"]
-            run([ware, "--store", self.fresh, "config", *sib], what="ware config (fresh store)")
+        if lazy:  # the fresh store is made before the timing (by the setting of warefs-nosib)
+            key = "prefetch.siblings_bytes"
+            steps = [["set", key, "0"]] + ([] if base.startswith("warefs-nosib") else
+                                          [["unset", key]])
+            for st in steps:
+                run([ware, "--store", self.fresh, "config", *st], what="ware config (fresh store)")
         drop_caches()
         mark = srv.mark()
         before = proxy.stats() if proxy else None
@@ -506,7 +508,8 @@ WH_TIMING = (
     "wall clock (time.monotonic) from before the mount/download command to the end of the "
     "chroot job (ready_s + job_s); before each run the page cache is dropped, the ware daemon "
     "of the previous run stopped, and the store/extraction directory is fresh (a ware store "
-    "made by `ware config set|unset prefetch.siblings_bytes`, untimed, else empty). HTTP "
+    "made by `ware config set prefetch.siblings_bytes 0`, then `unset` but for the ablation, "
+    "untimed; else empty). HTTP "
     "requests and bytes from nginx's access log ($body_bytes_sent), read after the run (for "
     "warefs after its daemon stopped)")
 
