@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -84,6 +85,22 @@ def wh_base(tool: str) -> str:
 
 def wh_job(tool: str) -> str:
     return WH_JOB_C if tool.split("@", 1)[0].endswith("-c") else WH_JOB
+
+
+def metadata_ms(log: Path) -> dict | None:
+    """Where the mount's start went, as the daemon logged it ("fetched the ware's metadata"):
+    the manifest fetched and decoded, then the indexes, marker and profiles (the nodes stored
+    meanwhile), in ms."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"fetched the ware's metadata .*?manifest_ms=(\d+) side_ms=(\d+) "
+                       r"store_ms=(\d+)", text)
+    if not found:
+        return None
+    a, b, c = (int(x) for x in found[0])
+    return {"manifest": a, "side": b, "store": c}
 
 
 def link_kind(link: str) -> str:
@@ -377,6 +394,7 @@ class WarehouseBench:
         if lazy:
             m["fetched"] = self.mount_counters(ware)
             self.stop_daemon(self.fresh)  # everything fetched is now in the store and logged
+            m["metadata_ms"] = metadata_ms(self.fresh / "daemon.log")
             m["http"] = srv.since(mark) if not s3 else self.s3_counts(proxy, before)
             m.update(ware_stats(self.ctx, self.fresh))
             m["local_bytes"] = du_bytes(self.fresh)

@@ -158,6 +158,14 @@ def render_warehouse(doc: dict | None, where: str | None, charts: dict | None = 
                     f"{k} {int(statistics.median(v_['requests'] for v_ in vs))} "
                     f"({mb(statistics.median(v_['bytes'] for v_ in vs))} MB)"
                     for k, vs in kinds.items()) + ".", ""]
+            starts = [x["metadata_ms"] for x in w["runs"] if x.get("metadata_ms")]
+            if starts:
+                med = {k: int(statistics.median(x_[k] for x_ in starts))
+                       for k in ("manifest", "side", "store")}
+                out += [f"warefs's mount start ({title}, {proto}), from its daemon's log (median "
+                        f"of the runs): the manifest fetched and decoded in {med['manifest']} "
+                        f"ms, then the pack indexes, marker and profiles in {med['side']} ms "
+                        f"(the nodes stored meanwhile, {med['store']} ms).", ""]
             peers = [(WH_LABEL[t], lr[t]["median_s"]) for t in peer_ts]
             said.append(compare(f"Cold start to a finished job, {title}, {proto}",
                                 f"the lazy warefs mount ({proto})", w["median_s"], peers))

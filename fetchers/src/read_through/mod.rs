@@ -187,6 +187,7 @@ impl Inner {
             if !matches!(wh.kind(), Kind::Dir | Kind::Http | Kind::S3) {
                 continue;
             }
+            let t0 = Instant::now();
             let manifest = match fetch_manifest(&**wh, ware) {
                 Ok(m) => m,
                 Err(e) if e.is_not_found() => continue,
@@ -197,14 +198,23 @@ impl Inner {
                 }
             };
 
+            // Where a mount's start goes (the daemon log says): the manifest fetched and
+            // decoded, then the indexes, marker and profiles, the nodes stored meanwhile.
+            let manifest_ms = t0.elapsed().as_millis();
             let mut locations = Vec::new();
             let mut ok = true;
             // One deadline for the whole ware, not one per index; the indexes side by side.
             // The layout marker is checked beside them, so it costs no round trip of its own.
-            // So are the ware's profiles (hints: a failure costs a warning, not the ware).
-            let (marker, indexes, profiles) = std::thread::scope(|s| {
+            // So are the ware's profiles (hints: a failure costs a warning, not the ware), and
+            // the nodes go into the store meanwhile (verified by the manifest's decoder; kept
+            // even if an index then fails: content-addressed, and no record names them).
+            let (marker, indexes, profiles, stored) = std::thread::scope(|s| {
                 let marker = s.spawn(|| check_warehouse(&**wh));
                 let profiles = s.spawn(|| fetch_profiles(&**wh, ware));
+                let stored = s.spawn(|| {
+                    let t = Instant::now();
+                    self.local.put_nodes(&manifest.nodes).map(|()| t.elapsed())
+                });
                 let indexes = fetch_indexes(&**wh, &manifest.packs, deadline, self.deadline);
                 let marker = marker.join().unwrap_or_else(|_| {
                     Err(crate::Error::Internal("the marker check panicked".into()))
@@ -217,8 +227,15 @@ impl Inner {
                     }
                     Err(_) => None,
                 };
-                (marker, indexes, profiles)
+                let stored = stored.join().unwrap_or_else(|_| {
+                    Err(ware_store::Error::Db(
+                        "storing the manifest's nodes panicked".into(),
+                    ))
+                });
+                (marker, indexes, profiles, stored)
             });
+            let store_ms = stored?.as_millis();
+            let side_ms = t0.elapsed().as_millis() - manifest_ms;
             if let Err(e) = marker {
                 tracing::warn!(ware = %ware, url = wh.url(), "{e}");
                 last_err = Some(e);
@@ -254,8 +271,6 @@ impl Inner {
             if !ok {
                 continue;
             }
-            // Nodes are verified (hashed into their IDs) by the manifest decoder.
-            self.local.put_nodes(&manifest.nodes)?;
             self.local.note_partial(ware)?;
             let mut st = self.state();
             st.tried.insert(*ware);
@@ -265,7 +280,16 @@ impl Inner {
             if let Some(p) = profiles {
                 st.profiles.insert(*ware, p);
             }
-            tracing::info!(ware = %ware, url = wh.url(), nodes = manifest.nodes.len(), packs = manifest.packs.len(), "fetched the ware's metadata");
+            tracing::info!(
+                ware = %ware,
+                url = wh.url(),
+                nodes = manifest.nodes.len(),
+                packs = manifest.packs.len(),
+                manifest_ms,
+                side_ms,
+                store_ms,
+                "fetched the ware's metadata"
+            );
             return Ok(true);
         }
         match last_err {
