@@ -542,7 +542,11 @@ fn a_profile_naming_another_wares_chunks_is_not_prefetched() {
     forged.profiles.insert(format!("ware:{id}"), p);
     servers::write_readable(nginx.root(), &format!("profiles/{id}"), &forged.encode());
 
+    // Without the guesses a mount with no usable profile makes (tested apart), every byte read
+    // is fetched on demand.
     let lazy = Ware::new();
+    lazy.ok(["config", "set", "prefetch.opened_bytes", "0"]);
+    lazy.ok(["config", "set", "prefetch.siblings_bytes", "0"]);
     let mnt = lazy.path("lazy");
     std::fs::create_dir_all(&mnt).unwrap();
     let read = nginx.read_url();
@@ -865,12 +869,13 @@ fn with_no_profile_the_first_open_in_a_directory_brings_its_small_files() {
         counter(&before, "demand_requests"),
         "reading the small files asked the warehouse again: {before} then {after}"
     );
-    // Neither the large file beside them nor another directory came ahead: reading them does.
+    // Neither the large file beside them nor another directory came ahead: opening and
+    // reading them brings them.
     assert_eq!(std::fs::read(mnt.join("lib/other.py")).unwrap(), elsewhere);
     assert_eq!(std::fs::read(mnt.join("pkg/zbig.so")).unwrap(), big);
     let last = fetched(&lazy);
     assert!(
-        counter(&last, "demand_requests") >= counter(&after, "demand_requests") + 2,
+        got(&last) >= got(&after) + (big.len() + elsewhere.len()) as u64,
         "{after} then {last}"
     );
     umount(&lazy, &mnt);
@@ -886,4 +891,61 @@ fn with_no_profile_the_first_open_in_a_directory_brings_its_small_files() {
     assert_eq!(counter(&f, "readahead_bytes"), 0, "{f}");
     assert!(counter(&f, "demand_requests") >= 2, "{f}");
     umount(&off, &mnt);
+}
+
+/// With no profile, a file opened for the first time comes whole in the background if it is
+/// not larger than `prefetch.opened_bytes`: read in one place (as a loader touches a library),
+/// the rest of it is then there, and reading it all asks the warehouse for nothing more; a
+/// file larger than the setting is fetched only where it is read.
+#[test]
+fn with_no_profile_an_opened_file_comes_whole_unless_it_is_large() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let lib = noise(97, 3 << 20);
+    let id = w.pack_files("src", &[("lib/libx.so", &lib)]);
+    w.ok(["push", "--shared", &id, &nginx.push_url()]);
+    let url = nginx.read_url();
+    let peek = |mnt: &Path| {
+        use std::io::Read;
+        let mut f = std::fs::File::open(mnt.join("lib/libx.so")).unwrap();
+        let mut head = vec![0u8; 4096];
+        f.read_exact(&mut head).unwrap();
+        assert_eq!(head, lib[..4096]);
+    };
+    let got = |f: &serde_json::Value| counter(f, "readahead_bytes") + counter(f, "demand_bytes");
+
+    let (lazy, mnt) = lazy_mount(&url, &id, &[]);
+    peek(&mnt);
+    let t = Instant::now();
+    while got(&fetched(&lazy)) < lib.len() as u64 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the opened file never came whole: {}",
+            fetched(&lazy)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = fetched(&lazy);
+    assert!(counter(&before, "readahead_requests") >= 2, "{before}");
+    assert_eq!(std::fs::read(mnt.join("lib/libx.so")).unwrap(), lib);
+    let after = fetched(&lazy);
+    assert_eq!(
+        counter(&after, "demand_requests"),
+        counter(&before, "demand_requests"),
+        "{before} then {after}"
+    );
+    umount(&lazy, &mnt);
+    lazy.ok(["fsck"]);
+
+    // Larger than the setting: only what is read comes (its window), the rest when read.
+    let (small, mnt) = lazy_mount(&url, &id, &[("prefetch.opened_bytes", "1048576")]);
+    peek(&mnt);
+    let f = fetched(&small);
+    assert!(got(&f) < lib.len() as u64 / 2, "{f}");
+    umount(&small, &mnt);
 }

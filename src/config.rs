@@ -90,6 +90,15 @@ pub const KEYS: &[Key] = &[
                in the background, up to this many bytes per directory; 0 turns it off",
     },
     Key {
+        name: "prefetch.opened_bytes",
+        default: "8388608",
+        range: (0.0, 1_073_741_824.0),
+        fraction: false,
+        help: "a lazy mount of a ware with no access profile: a file of at most this many bytes \
+               is fetched whole in the background when first opened (range requests in \
+               parallel); 0 turns it off",
+    },
+    Key {
         name: "fill.rate",
         default: "104857600",
         range: (1024.0, 1_099_511_627_776.0),

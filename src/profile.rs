@@ -198,6 +198,8 @@ pub struct Settings {
     pub fill_rate: u64,
     /// `prefetch.siblings_bytes`: reading ahead beside opened files when no profile is used.
     pub siblings_bytes: u64,
+    /// `prefetch.opened_bytes`: files fetched whole when opened, when no profile is used.
+    pub opened_bytes: u64,
 }
 
 impl Settings {
@@ -211,6 +213,7 @@ impl Settings {
                 },
                 fill_rate: c.get("fill.rate") as u64,
                 siblings_bytes: c.get("prefetch.siblings_bytes") as u64,
+                opened_bytes: c.get("prefetch.opened_bytes") as u64,
             },
             Err(e) => {
                 tracing::warn!("{e:#}: reading ahead with the default settings");
@@ -218,6 +221,7 @@ impl Settings {
                     prefetch: PrefetchOptions::default(),
                     fill_rate: 100 << 20,
                     siblings_bytes: 2 << 20,
+                    opened_bytes: 8 << 20,
                 }
             }
         }

@@ -41,11 +41,12 @@ WBEGIN, WEND = "<!-- warehouse:begin -->", "<!-- warehouse:end -->"
 
 # warefs: (a) a first run, no profile anywhere; warefs-prof: (b) a fresh store, the profile an
 # earlier run on another store pushed; warefs-prof-c: (c) another job on the same image with
-# (b)'s profile (issue 12); warefs-nosib: (a) with `prefetch.siblings_bytes = 0`, the ablation of
-# the read-ahead beside opened files that a mount with no profile does.
-WH_TOOLS = ["warefs", "warefs-nosib", "warefs-prof", "warefs-prof-c", "tar", "tar.zst"]
+# (b)'s profile (issue 12); warefs-noguess: (a) with `prefetch.siblings_bytes` and
+# `prefetch.opened_bytes` at 0, the ablation of what a mount with no profile reads ahead (opened
+# files whole, the small files beside them).
+WH_TOOLS = ["warefs", "warefs-noguess", "warefs-prof", "warefs-prof-c", "tar", "tar.zst"]
 # On the long (delayed) link the same again, from an S3 warehouse (s3s-fs) instead of nginx.
-WH_S3_TOOLS = ["warefs-s3", "warefs-nosib-s3", "warefs-prof-s3", "tar-s3", "tar.zst-s3"]
+WH_S3_TOOLS = ["warefs-s3", "warefs-noguess-s3", "warefs-prof-s3", "tar-s3", "tar.zst-s3"]
 WH_ALL_TOOLS = WH_TOOLS + WH_S3_TOOLS
 # The job of the warehouse group: the mount group's plus a Python import that reads a few MB
 # of scattered files (numpy), the shape of "a first real program" the warehouses issue names.
@@ -59,18 +60,18 @@ WH_NET = ("10.249.83.1", "10.249.83.2")  # host end, namespace end (a /30 on a v
 WH_RTT_NS = f"warefs-bench-rtt-{os.getpid()}"  # network namespace of the long link
 WH_RTT_NET = ("10.249.83.5", "10.249.83.6")
 WH_LABEL = {"warefs": "ware mount (lazy, HTTP)",
-            "warefs-nosib": "ware mount (lazy, HTTP, no read-ahead beside opened files)",
+            "warefs-noguess": "ware mount (lazy, HTTP, no read-ahead without a profile)",
             "warefs-prof": "ware mount (lazy, HTTP, pushed profile)",
             "warefs-prof-c": "ware mount (lazy, HTTP, another job's profile)",
             "tar": "curl | tar -x",
             "tar.zst": "curl | zstd -d | tar -x",
             "warefs-s3": "ware mount (lazy, S3)",
-            "warefs-nosib-s3": "ware mount (lazy, S3, no read-ahead beside opened files)",
+            "warefs-noguess-s3": "ware mount (lazy, S3, no read-ahead without a profile)",
             "warefs-prof-s3": "ware mount (lazy, S3, pushed profile)",
             "tar-s3": "curl (S3) | tar -x",
             "tar.zst-s3": "curl (S3) | zstd -d | tar -x"}
-WH_SHORT = {"warefs": "ware mount", "warefs-nosib": "ware, no siblings",
-            "warefs-nosib-s3": "ware S3, no siblings", "warefs-prof": "ware + profile",
+WH_SHORT = {"warefs": "ware mount", "warefs-noguess": "ware, no guesses",
+            "warefs-noguess-s3": "ware S3, no guesses", "warefs-prof": "ware + profile",
             "warefs-prof-c": "ware + other profile", "tar": "curl | tar",
             "tar.zst": "curl | zstd | tar", "warefs-s3": "ware mount S3",
             "warefs-prof-s3": "ware + profile S3", "tar-s3": "S3 | tar",
@@ -366,10 +367,10 @@ class WarehouseBench:
                                   f" | tar -x -C {shlex.quote(str(self.dest))}"]
         job = ["chroot", root, "/bin/sh", "-c", wh_job(tool)]
         proxy = self.proxies.get(link + "-s3") if s3 else None
-        if lazy:  # the fresh store is made before the timing (by the setting of warefs-nosib)
-            key = "prefetch.siblings_bytes"
-            steps = [["set", key, "0"]] + ([] if base.startswith("warefs-nosib") else
-                                          [["unset", key]])
+        if lazy:  # the fresh store is made before the timing (by the settings of the ablation)
+            keys = ["prefetch.siblings_bytes", "prefetch.opened_bytes"]
+            steps = [["set", k, "0"] for k in keys] + ([] if base.startswith("warefs-noguess")
+                                                       else [["unset", k] for k in keys])
             for st in steps:
                 run([ware, "--store", self.fresh, "config", *st], what="ware config (fresh store)")
         drop_caches()
@@ -526,7 +527,8 @@ WH_TIMING = (
     "wall clock (time.monotonic) from before the mount/download command to the end of the "
     "chroot job (ready_s + job_s); before each run the page cache is dropped, the ware daemon "
     "of the previous run stopped, and the store/extraction directory is fresh (a ware store "
-    "made by `ware config set prefetch.siblings_bytes 0`, then `unset` but for the ablation, "
+    "made by `ware config set` of prefetch.siblings_bytes and prefetch.opened_bytes to 0, then "
+    "`unset` but for the ablation, "
     "untimed; else empty). HTTP "
     "requests and bytes from nginx's access log ($body_bytes_sent), read after the run (for "
     "warefs after its daemon stopped)")

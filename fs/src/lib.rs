@@ -141,6 +141,10 @@ pub struct MountConfig {
     /// ([`ware_store::BlockSource::prefetch`]) of the small files beside it, up to this many
     /// bytes: reading ahead for a ware with no access profile. 0 (the default): never.
     pub siblings_bytes: u64,
+    /// A file of at most this many bytes opened for the first time: tell the source of all
+    /// its chunks at once (reading ahead for a ware with no access profile). 0 (the default):
+    /// never.
+    pub opened_bytes: u64,
 }
 
 impl Default for MountConfig {
@@ -158,6 +162,7 @@ impl Default for MountConfig {
             owner: None,
             reads: None,
             siblings_bytes: 0,
+            opened_bytes: 0,
         }
     }
 }

@@ -73,7 +73,7 @@ pub fn mount(
     let core = Core::new(src, &root, root_entry, cfg.caches.clone())
         .with_owner(cfg.owner)
         .with_reads(cfg.reads.clone())
-        .with_siblings(cfg.siblings_bytes);
+        .with_siblings(cfg.siblings_bytes, cfg.opened_bytes);
     let core = Arc::new(core);
 
     let mut options = vec![

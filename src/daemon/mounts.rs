@@ -113,6 +113,7 @@ impl Daemon {
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
         );
+        let guess = fetcher.is_some() && prefetches.is_empty();
         let cfg = MountConfig {
             allow_other,
             caches: self.caches.clone(),
@@ -120,11 +121,8 @@ impl Daemon {
             owner: (me.0 != 0).then_some(me),
             reads: recording.as_ref().map(Recording::log),
             // No profile to read ahead by (src/profile.rs): guess from what is opened.
-            siblings_bytes: if fetcher.is_some() && prefetches.is_empty() {
-                set.siblings_bytes
-            } else {
-                0
-            },
+            siblings_bytes: if guess { set.siblings_bytes } else { 0 },
+            opened_bytes: if guess { set.opened_bytes } else { 0 },
             ..MountConfig::default()
         };
         let mount = ware_fs::mount(src, root, &mountpoint, &cfg)

@@ -275,9 +275,10 @@ impl Core {
     }
 
     /// Reads ahead up to `bytes` of the small files beside the first file opened in each
-    /// directory (0: never; [`crate::MountConfig::siblings_bytes`]).
-    pub(crate) fn with_siblings(mut self, bytes: u64) -> Self {
-        self.siblings = siblings::Siblings::new(bytes);
+    /// directory, and files of up to `opened` bytes whole when opened (0: never;
+    /// [`crate::MountConfig::siblings_bytes`], [`crate::MountConfig::opened_bytes`]).
+    pub(crate) fn with_siblings(mut self, bytes: u64, opened: u64) -> Self {
+        self.siblings = siblings::Siblings::new(bytes, opened);
         self
     }
 

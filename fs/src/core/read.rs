@@ -40,6 +40,7 @@ impl Core {
                         return Err(Fault::Io);
                     }
                     *shared = Arc::downgrade(&m);
+                    self.hint_opened(ware, &m);
                     Some(m)
                 }
             }

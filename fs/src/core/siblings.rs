@@ -1,5 +1,7 @@
-//! Reading ahead without a profile: the first time a file of a directory is opened, the
-//! source is told of the small files beside it ([`crate::MountConfig::siblings_bytes`]).
+//! Reading ahead without a profile: a file opened for the first time is fetched whole if it
+//! is not large ([`crate::MountConfig::opened_bytes`], as CernVM-FS fetches whole files), and
+//! the first time a file of a directory is opened, the source is told of the small files
+//! beside it ([`crate::MountConfig::siblings_bytes`]).
 //! A program that opens one file of a directory often opens its neighbours next (an
 //! interpreter importing a package's modules, a loader its libraries), and a warehouse's packs
 //! hold a directory's files back to back, so they arrive in a few range requests instead of
@@ -14,24 +16,41 @@ use super::*;
 /// whoever opens it (with the sequential read-ahead), or not at all.
 pub(crate) const SIBLING_FILE_MAX: u64 = 256 << 10;
 
-/// The budget per directory, and the directories already hinted (by node ID: a directory
-/// shared by several wares or paths is hinted once).
+/// The budget per directory, the largest file fetched whole when opened, and the directories
+/// already hinted (by node ID: a directory shared by several wares or paths is hinted once).
 #[derive(Default)]
 pub(crate) struct Siblings {
     pub(crate) bytes: u64,
+    pub(crate) opened: u64,
     dirs: Mutex<HashSet<NodeId>>,
 }
 
 impl Siblings {
-    pub(crate) fn new(bytes: u64) -> Self {
+    pub(crate) fn new(bytes: u64, opened: u64) -> Self {
         Siblings {
             bytes,
+            opened,
             dirs: Mutex::new(HashSet::new()),
         }
     }
 }
 
 impl Core {
+    /// Tells the source of every chunk of a file just opened for the first time (its chunk
+    /// map new), if it is at most the budget for opened files: a program that opens a file
+    /// mostly reads it, and not always in order (a loader maps a library and touches its pages
+    /// where it needs them), so its chunks come in parallel range requests, not one window
+    /// per miss.
+    pub(super) fn hint_opened(&self, ware: &WareCtx, map: &ChunkMap) {
+        if self.siblings.opened == 0 || ware.foreign || map.size() > self.siblings.opened {
+            return;
+        }
+        let ids: Vec<ChunkId> = map.chunks.iter().filter_map(|c| c.id().ok()).collect();
+        if ids.len() > 1 {
+            self.src.prefetch(&ids);
+        }
+    }
+
     /// Tells the source of the small files beside `node` (just opened), in name order from
     /// it on, round to the start, up to the budget; once per directory.
     pub(super) fn hint_siblings(&self, node: &Node, ware: &WareCtx) {
