@@ -44,7 +44,10 @@ WBEGIN, WEND = "<!-- warehouse:begin -->", "<!-- warehouse:end -->"
 # (b)'s profile (issue 12); warefs-noguess: (a) with `prefetch.siblings_bytes` and
 # `prefetch.opened_bytes` at 0, the ablation of what a mount with no profile reads ahead (opened
 # files whole, the small files beside them).
-WH_TOOLS = ["warefs", "warefs-noguess", "warefs-prof", "warefs-prof-c", "tar", "tar.zst"]
+# warefs-local: the floor the network should be hidden down to (issue 12): the same job on a
+# mount of the source store, which holds the ware whole with its learned profile, cold cache.
+WH_TOOLS = ["warefs", "warefs-noguess", "warefs-prof", "warefs-prof-c", "warefs-local", "tar",
+            "tar.zst"]
 # On the long (delayed) link the same again, from an S3 warehouse (s3s-fs) instead of nginx.
 WH_S3_TOOLS = ["warefs-s3", "warefs-noguess-s3", "warefs-prof-s3", "tar-s3", "tar.zst-s3"]
 WH_ALL_TOOLS = WH_TOOLS + WH_S3_TOOLS
@@ -63,6 +66,7 @@ WH_LABEL = {"warefs": "ware mount (lazy, HTTP)",
             "warefs-noguess": "ware mount (lazy, HTTP, no read-ahead without a profile)",
             "warefs-prof": "ware mount (lazy, HTTP, pushed profile)",
             "warefs-prof-c": "ware mount (lazy, HTTP, another job's profile)",
+            "warefs-local": "ware mount (local store, the ware whole, its profile)",
             "tar": "curl | tar -x",
             "tar.zst": "curl | zstd -d | tar -x",
             "warefs-s3": "ware mount (lazy, S3)",
@@ -72,7 +76,8 @@ WH_LABEL = {"warefs": "ware mount (lazy, HTTP)",
             "tar.zst-s3": "curl (S3) | zstd -d | tar -x"}
 WH_SHORT = {"warefs": "ware mount", "warefs-noguess": "ware, no guesses",
             "warefs-noguess-s3": "ware S3, no guesses", "warefs-prof": "ware + profile",
-            "warefs-prof-c": "ware + other profile", "tar": "curl | tar",
+            "warefs-prof-c": "ware + other profile", "warefs-local": "ware, local store",
+            "tar": "curl | tar",
             "tar.zst": "curl | zstd | tar", "warefs-s3": "ware mount S3",
             "warefs-prof-s3": "ware + profile S3", "tar-s3": "S3 | tar",
             "tar.zst-s3": "S3 | zstd | tar"}
@@ -202,8 +207,7 @@ class WarehouseBench:
             if kind == "rtt":
                 info[link].update(self.start_rtt(link, srv, port, cmds))
         info["profile"] = self.learn_profile()
-        rm_rf(self.src)
-        return info
+        return info  # the source store stays, for warefs-local; close() removes it
 
     def learn_profile(self) -> dict:
         """(b)'s profile: the job runs once on a mount of the source store (which holds the
@@ -334,6 +338,7 @@ class WarehouseBench:
 
     def teardown(self) -> None:
         self.stop_daemon(self.fresh)
+        self.stop_daemon(self.src)
         for p in (self.fresh, self.dest):
             if os.path.lexists(p):
                 rm_rf(p)
@@ -348,8 +353,12 @@ class WarehouseBench:
         ware = self.args.wh_variants.get(base.split("@", 1)[1]) if "@" in base else self.ctx.ware
         base = base.split("@", 1)[0]
         env = s3_env() if s3 else None
-        lazy = base.startswith("warefs")
-        if lazy:
+        local = base == "warefs-local"
+        lazy = base.startswith("warefs") and not local
+        if local:
+            root = self.mnt
+            step = [ware, "--store", self.src, "mount", self.ware_id, self.mnt]
+        elif lazy:
             root = self.mnt
             prefix = WH_PROF if base.startswith("warefs-prof") else ""
             wh = (s3_url(self.urls[link]["s3"], prefix) if s3 else
@@ -377,8 +386,8 @@ class WarehouseBench:
         mark = srv.mark()
         before = proxy.stats() if proxy else None
         t0 = time.monotonic()
-        if lazy:
-            self.daemon_stores.add(self.fresh)
+        if lazy or local:
+            self.daemon_stores.add(self.src if local else self.fresh)
         a = run(step, env_extra=env, what=what, timeout=MOUNT_TIMEOUT, group=not lazy)
         try:
             b = run(job, what=what + " (job)", timeout=MOUNT_TIMEOUT, group=True)
@@ -400,6 +409,11 @@ class WarehouseBench:
             m.update(ware_stats(self.ctx, self.fresh))
             m["local_bytes"] = du_bytes(self.fresh)
             m["local_how"] = "du -sb of the fresh store (daemon stopped)"
+        elif local:
+            self.stop_daemon(self.src)
+            m["http"] = srv.since(mark)
+            m["local_bytes"] = du_bytes(self.src)
+            m["local_how"] = "du -sb of the source store (the ware whole)"
         else:
             m["http"] = srv.since(mark) if not s3 else self.s3_counts(proxy, before)
             m["local_bytes"] = du_bytes(self.dest)
@@ -443,6 +457,8 @@ class WarehouseBench:
             except BenchError as e:
                 errors.append(str(e))
         detach_mounts_below(self.u)
+        if os.path.lexists(self.src):
+            rm_rf(self.src)
         for srv in list(self.servers.values()) + list(self.s3.values()) + \
                 list(self.proxies.values()):
             srv.stop()
