@@ -318,3 +318,36 @@ fn the_whole_store_mount_shows_wares_only_a_warehouse_holds() {
             .exists()
     );
 }
+
+/// HTTPS: a server that offers HTTP/2 (by ALPN) is spoken to in HTTP/2, one connection
+/// multiplexing the ranges of a lazy mount; its certificate is checked (trusted here through
+/// `SSL_CERT_FILE`, refused without it, naming the cause).
+#[test]
+fn https_warehouse_speaks_http2_where_the_server_offers_it() {
+    let Some(nginx) = started(servers::Nginx::start_tls()) else {
+        return;
+    };
+    let read = format!("https://{}", nginx.addr);
+    let trust = [("SSL_CERT_FILE", nginx.cert().display().to_string())];
+    round_trip(&nginx.push_url(), &read, &trust, true);
+    let log = nginx.protocols();
+    assert!(!log.is_empty(), "nginx logged no request");
+    assert!(
+        log.iter().all(|l| l.starts_with("HTTP/2.0 ")),
+        "requests not in HTTP/2: {log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains(" 206 ")),
+        "no range request: {log:?}"
+    );
+
+    // Without the certificate trusted, nothing is fetched, and the error says why.
+    let w = Ware::new();
+    let id = w.pack_files("t", &[("f", b"x")]);
+    w.ok(["push", "--shared", &id, &nginx.push_url()]);
+    let fresh = Ware::new();
+    let out = fresh.run(["--warehouse", &read, "pull", &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate"), "{err}");
+}

@@ -166,8 +166,9 @@ impl Nginx {
         Nginx::start_with(false)
     }
 
-    /// nginx over TLS with a fresh self-signed certificate for 127.0.0.1 (which no client
-    /// trusts).
+    /// nginx over TLS with a fresh certificate for 127.0.0.1 from a fresh CA (which no client
+    /// trusts unless told to: [`Nginx::cert`]), offering HTTP/2 by ALPN, and logging the
+    /// protocol of each request ([`Nginx::protocols`]).
     pub fn start_tls() -> Result<Nginx> {
         Nginx::start_with(true)
     }
@@ -185,28 +186,73 @@ impl Nginx {
         let port = free_port();
         let mut listen = format!("listen 127.0.0.1:{port};");
         if tls {
+            // A CA of its own (what a client is told to trust: [`Nginx::cert`]) and a leaf
+            // certificate for 127.0.0.1 signed by it: webpki refuses a CA certificate that
+            // serves as its own end entity.
             let openssl = find_program("openssl", &[])?;
-            let out = Command::new(openssl)
-                .args([
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                ])
-                .args([
+            std::fs::write(
+                d.join("leaf.ext"),
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+            )?;
+            let steps: [Vec<&str>; 3] = [
+                vec![
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=warefs-test-ca",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                ],
+                vec![
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
                     "-subj",
                     "/CN=127.0.0.1",
-                    "-addext",
-                    "subjectAltName=IP:127.0.0.1",
-                ])
-                .arg("-keyout")
-                .arg(d.join("key.pem"))
-                .arg("-out")
-                .arg(d.join("cert.pem"))
-                .output()?;
-            if !out.status.success() {
-                bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "leaf.csr",
+                ],
+                vec![
+                    "x509",
+                    "-req",
+                    "-in",
+                    "leaf.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "1",
+                    "-extfile",
+                    "leaf.ext",
+                    "-out",
+                    "cert.pem",
+                ],
+            ];
+            for args in steps {
+                let out = Command::new(&openssl).args(&args).current_dir(d).output()?;
+                if !out.status.success() {
+                    bail!(
+                        "openssl {}: {}",
+                        args[0],
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
             }
             listen = format!(
-                "listen 127.0.0.1:{port} ssl; ssl_certificate {d}/cert.pem; \
-                 ssl_certificate_key {d}/key.pem;",
+                "listen 127.0.0.1:{port} ssl http2; ssl_certificate {d}/cert.pem; \
+                 ssl_certificate_key {d}/key.pem; access_log {d}/access.log protocol;",
                 d = d.display()
             );
         }
@@ -218,6 +264,7 @@ error_log {d}/error.log warn;
 events {{ worker_connections 64; }}
 http {{
     access_log off;
+    log_format protocol '$server_protocol $status $request_uri';
     default_type application/octet-stream;
     client_body_temp_path {d}/tmp/body;
     proxy_temp_path {d}/tmp/proxy;
@@ -285,6 +332,22 @@ http {{
     /// The same warehouse as clients read it (`http://…`).
     pub fn read_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The CA that signed a TLS server's certificate, for a client told to trust it
+    /// (`SSL_CERT_FILE`).
+    pub fn cert(&self) -> PathBuf {
+        self.root.parent().expect("server dir").join("ca.pem")
+    }
+
+    /// A TLS server's requests so far, as `PROTOCOL STATUS URI` (`HTTP/2.0 200 /wares/…`).
+    pub fn protocols(&self) -> Vec<String> {
+        let log = self.root.parent().expect("server dir").join("access.log");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
