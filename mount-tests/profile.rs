@@ -949,3 +949,45 @@ fn with_no_profile_an_opened_file_comes_whole_unless_it_is_large() {
     assert!(got(&f) < lib.len() as u64 / 2, "{f}");
     umount(&small, &mnt);
 }
+
+/// With a profile, a job that reads what the profile says reads nothing more ahead: a
+/// sequential reader of the start of a file does not pull the 4 MiB after where the profile
+/// (and the job) stops; reading on past the profile turns reading ahead back on.
+#[test]
+fn a_job_inside_its_profile_reads_nothing_ahead_and_one_leaving_it_does() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let data = noise(99, 16 << 20);
+    let id = w.pack_files("src", &[("big", &data)]);
+    let head = |mnt: &Path| {
+        use std::io::Read;
+        let mut f = std::fs::File::open(mnt.join("big")).unwrap();
+        let mut buf = vec![0u8; 2 << 20];
+        f.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, data[..2 << 20]);
+    };
+    let mnt = mount(&w, &id, "m");
+    head(&mnt);
+    umount(&w, &mnt);
+    w.ok(["push", "--shared", &id, &nginx.push_url()]);
+
+    let (lazy, mnt) = lazy_mount(&nginx.read_url(), &id, &[]);
+    head(&mnt);
+    let got = |f: &serde_json::Value| {
+        counter(f, "readahead_bytes") + counter(f, "demand_bytes") + counter(f, "prefetch_bytes")
+    };
+    let f = fetched(&lazy);
+    assert!(counter(&f, "profile_chunks") > 0, "{f}");
+    assert_eq!(counter(&f, "readahead_requests"), 0, "{f}");
+    assert!(got(&f) < 5 << 20, "read ahead past the profile: {f}");
+    // Reading on, past the profile: the rest comes, read ahead again.
+    assert_eq!(std::fs::read(mnt.join("big")).unwrap(), data);
+    let f = fetched(&lazy);
+    assert!(counter(&f, "readahead_requests") > 0, "{f}");
+    umount(&lazy, &mnt);
+}

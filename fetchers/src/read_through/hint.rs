@@ -1,8 +1,52 @@
 //! Read-ahead hints of sequential readers ([`BlockSource::prefetch`]): the next chunks of the
 //! file they read, fetched in the background by a few threads, those back to back in one pack
-//! in one request; a full queue drops the hint.
+//! in one request; a full queue drops the hint. While a profile is being prefetched and every
+//! read so far was of its chunks, hints are dropped: the profile knows where the job stops
+//! reading, and what a sequential reader would fetch past that is never read. The first read
+//! of a chunk outside the profile turns hints back on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
+
+/// The chunks of the profiles a source prefetches, and whether a read has left them.
+#[derive(Default)]
+pub(super) struct Following {
+    chunks: Mutex<HashSet<ChunkId>>,
+    left: AtomicBool,
+}
+
+impl Following {
+    /// A profile's chunks are being prefetched.
+    pub(super) fn follow(&self, ids: impl IntoIterator<Item = ChunkId>) {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
+    }
+
+    /// A chunk is read.
+    pub(super) fn read(&self, id: &ChunkId) {
+        if self.left.load(Ordering::Relaxed) {
+            return;
+        }
+        let chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        if !chunks.is_empty() && !chunks.contains(id) {
+            self.left.store(true, Ordering::Relaxed);
+            tracing::debug!(chunk = %id, "a read left the profile: reading ahead again");
+        }
+    }
+
+    /// Whether hints are dropped now: a profile is followed and no read has left it.
+    fn holds(&self) -> bool {
+        !self.left.load(Ordering::Relaxed)
+            && !self
+                .chunks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+    }
+}
 
 /// Read-ahead hints of sequential readers.
 impl ReadThrough {
@@ -48,6 +92,9 @@ impl ReadThrough {
     /// store lacks in the background, those back to back in one pack in one request of up
     /// to [`PREFETCH_SPAN`]; a full queue drops the hint.
     pub(super) fn hint(&self, ids: &[ChunkId]) {
+        if self.following.holds() {
+            return;
+        }
         let mut jobs: Vec<Job> = Vec::new();
         {
             let state = self.inner.state();

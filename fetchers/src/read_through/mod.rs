@@ -88,6 +88,8 @@ pub struct ReadThrough {
     unixfs: crate::unixfs::UnixfsTree,
     /// Background fetches asked for by [`BlockSource::prefetch`], started on first use.
     prefetch: Mutex<Option<std::sync::mpsc::SyncSender<Job>>>,
+    /// The chunks of the profiles being prefetched, and whether reads have left them.
+    following: hint::Following,
 }
 
 struct Inner {
@@ -144,6 +146,7 @@ impl ReadThrough {
                 demand_inflight: std::sync::atomic::AtomicUsize::new(0),
             }),
             prefetch: Mutex::new(None),
+            following: hint::Following::default(),
         }
     }
 
@@ -529,6 +532,7 @@ impl BlockSource for ReadThrough {
     }
 
     fn chunk(&self, id: &ChunkId) -> ware_store::Result<Vec<u8>> {
+        self.following.read(id);
         self.inner.chunk(id)
     }
 

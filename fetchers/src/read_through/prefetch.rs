@@ -220,6 +220,8 @@ impl ReadThrough {
         let mut report = PrefetchReport::default();
         // Located chunks: (place in the profile, location).
         let mut located: Vec<(usize, Location)> = Vec::new();
+        // The profile's chunks that are the ware's, cached or not.
+        let mut ours: Vec<ChunkId> = Vec::new();
         {
             let state = inner.state();
             for (at, cid) in blocks.iter().enumerate() {
@@ -233,9 +235,11 @@ impl ReadThrough {
                         if inner.local.has_chunk(&id).unwrap_or(false) {
                             report.chunks += 1;
                             report.cached += 1;
+                            ours.push(id);
                         } else if let Some(loc) = state.chunks.get(&id) {
                             report.chunks += 1;
                             located.push((at, loc.clone()));
+                            ours.push(id);
                         } else {
                             report.skipped += 1;
                         }
@@ -265,6 +269,7 @@ impl ReadThrough {
             return None;
         }
         if let Why::Prefetch = why {
+            self.following.follow(ours);
             c.profile_chunks.fetch_add(report.chunks, Ordering::Relaxed);
             c.profile_cached.fetch_add(report.cached, Ordering::Relaxed);
             c.profile_skipped
