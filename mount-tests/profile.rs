@@ -813,6 +813,22 @@ fn counter(f: &serde_json::Value, key: &str) -> u64 {
     f[key].as_u64().unwrap_or_else(|| panic!("no {key} in {f}"))
 }
 
+/// Bytes fetched from the warehouse for reads: on demand, read ahead and by profile prefetch.
+fn fetched_bytes(f: &serde_json::Value) -> u64 {
+    counter(f, "demand_bytes") + counter(f, "readahead_bytes") + counter(f, "prefetch_bytes")
+}
+
+/// The first `n` bytes of the file at `path` (one open, one read of exactly that much).
+fn read_head(path: &Path, n: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = vec![0u8; n];
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact(&mut buf)
+        .unwrap();
+    buf
+}
+
 /// With no profile, opening one file of a directory brings the small files beside it in the
 /// background (one range request for files back to back in a pack), so reading them then asks
 /// the warehouse for nothing; a large file beside them and other directories are not fetched
@@ -838,14 +854,13 @@ fn with_no_profile_the_first_open_in_a_directory_brings_its_small_files() {
     w.ok(["push", "--shared", &id, &nginx.push_url()]);
     let url = nginx.read_url();
     let all_small: u64 = small.iter().map(|(_, d)| d.len() as u64).sum();
-    let got = |f: &serde_json::Value| counter(f, "readahead_bytes") + counter(f, "demand_bytes");
 
     let (lazy, mnt) = lazy_mount(&url, &id, &[]);
     assert_eq!(std::fs::read(mnt.join(&small[0].0)).unwrap(), small[0].1);
     // The rest of the directory's small files arrive without being read (bounded wait): the
     // read's own window of 256 KiB takes a few along, the read-ahead the rest.
     let t = Instant::now();
-    while got(&fetched(&lazy)) < all_small {
+    while fetched_bytes(&fetched(&lazy)) < all_small {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "the small files beside it never came: {}",
@@ -855,7 +870,7 @@ fn with_no_profile_the_first_open_in_a_directory_brings_its_small_files() {
     }
     let before = fetched(&lazy);
     assert!(
-        got(&before) < all_small + (1 << 20),
+        fetched_bytes(&before) < all_small + (1 << 20),
         "more than the small files came: {before}"
     );
     assert!(counter(&before, "readahead_bytes") > 0, "{before}");
@@ -875,7 +890,7 @@ fn with_no_profile_the_first_open_in_a_directory_brings_its_small_files() {
     assert_eq!(std::fs::read(mnt.join("pkg/zbig.so")).unwrap(), big);
     let last = fetched(&lazy);
     assert!(
-        got(&last) >= got(&after) + (big.len() + elsewhere.len()) as u64,
+        fetched_bytes(&last) >= fetched_bytes(&after) + (big.len() + elsewhere.len()) as u64,
         "{after} then {last}"
     );
     umount(&lazy, &mnt);
@@ -910,19 +925,12 @@ fn with_no_profile_an_opened_file_comes_whole_unless_it_is_large() {
     let id = w.pack_files("src", &[("lib/libx.so", &lib)]);
     w.ok(["push", "--shared", &id, &nginx.push_url()]);
     let url = nginx.read_url();
-    let peek = |mnt: &Path| {
-        use std::io::Read;
-        let mut f = std::fs::File::open(mnt.join("lib/libx.so")).unwrap();
-        let mut head = vec![0u8; 4096];
-        f.read_exact(&mut head).unwrap();
-        assert_eq!(head, lib[..4096]);
-    };
-    let got = |f: &serde_json::Value| counter(f, "readahead_bytes") + counter(f, "demand_bytes");
+    let peek = |mnt: &Path| assert_eq!(read_head(&mnt.join("lib/libx.so"), 4096), lib[..4096]);
 
     let (lazy, mnt) = lazy_mount(&url, &id, &[]);
     peek(&mnt);
     let t = Instant::now();
-    while got(&fetched(&lazy)) < lib.len() as u64 {
+    while fetched_bytes(&fetched(&lazy)) < lib.len() as u64 {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "the opened file never came whole: {}",
@@ -946,7 +954,7 @@ fn with_no_profile_an_opened_file_comes_whole_unless_it_is_large() {
     let (small, mnt) = lazy_mount(&url, &id, &[("prefetch.opened_bytes", "1048576")]);
     peek(&mnt);
     let f = fetched(&small);
-    assert!(got(&f) < lib.len() as u64 / 2, "{f}");
+    assert!(fetched_bytes(&f) < lib.len() as u64 / 2, "{f}");
     umount(&small, &mnt);
 }
 
@@ -964,13 +972,7 @@ fn a_job_inside_its_profile_reads_nothing_ahead_and_one_leaving_it_does() {
     let w = Ware::new();
     let data = noise(99, 16 << 20);
     let id = w.pack_files("src", &[("big", &data)]);
-    let head = |mnt: &Path| {
-        use std::io::Read;
-        let mut f = std::fs::File::open(mnt.join("big")).unwrap();
-        let mut buf = vec![0u8; 2 << 20];
-        f.read_exact(&mut buf).unwrap();
-        assert_eq!(buf, data[..2 << 20]);
-    };
+    let head = |mnt: &Path| assert_eq!(read_head(&mnt.join("big"), 2 << 20), data[..2 << 20]);
     let mnt = mount(&w, &id, "m");
     head(&mnt);
     umount(&w, &mnt);
@@ -978,13 +980,13 @@ fn a_job_inside_its_profile_reads_nothing_ahead_and_one_leaving_it_does() {
 
     let (lazy, mnt) = lazy_mount(&nginx.read_url(), &id, &[]);
     head(&mnt);
-    let got = |f: &serde_json::Value| {
-        counter(f, "readahead_bytes") + counter(f, "demand_bytes") + counter(f, "prefetch_bytes")
-    };
     let f = fetched(&lazy);
     assert!(counter(&f, "profile_chunks") > 0, "{f}");
     assert_eq!(counter(&f, "readahead_requests"), 0, "{f}");
-    assert!(got(&f) < 5 << 20, "read ahead past the profile: {f}");
+    assert!(
+        fetched_bytes(&f) < 5 << 20,
+        "read ahead past the profile: {f}"
+    );
     // Reading on, past the profile: the rest comes, read ahead again.
     assert_eq!(std::fs::read(mnt.join("big")).unwrap(), data);
     let f = fetched(&lazy);

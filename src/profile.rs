@@ -205,25 +205,19 @@ pub struct Settings {
 impl Settings {
     /// The settings of `store`.
     pub fn of(store: &Store) -> Settings {
-        match crate::config::Config::load(store.dir()) {
-            Ok(c) => Settings {
-                prefetch: PrefetchOptions {
-                    concurrency: c.get("prefetch.concurrency") as usize,
-                    max_range: c.get("prefetch.max_range") as u64,
-                },
-                fill_rate: c.get("fill.rate") as u64,
-                siblings_bytes: c.get("prefetch.siblings_bytes") as u64,
-                opened_bytes: c.get("prefetch.opened_bytes") as u64,
+        // A file that cannot be read means every default, as declared in src/config.rs.
+        let c = crate::config::Config::load(store.dir()).unwrap_or_else(|e| {
+            tracing::warn!("{e:#}: reading ahead with the default settings");
+            crate::config::Config::default()
+        });
+        Settings {
+            prefetch: PrefetchOptions {
+                concurrency: c.get("prefetch.concurrency") as usize,
+                max_range: c.get("prefetch.max_range") as u64,
             },
-            Err(e) => {
-                tracing::warn!("{e:#}: reading ahead with the default settings");
-                Settings {
-                    prefetch: PrefetchOptions::default(),
-                    fill_rate: 100 << 20,
-                    siblings_bytes: 2 << 20,
-                    opened_bytes: 8 << 20,
-                }
-            }
+            fill_rate: c.get("fill.rate") as u64,
+            siblings_bytes: c.get("prefetch.siblings_bytes") as u64,
+            opened_bytes: c.get("prefetch.opened_bytes") as u64,
         }
     }
 }

@@ -5,46 +5,53 @@
 //! reading, and what a sequential reader would fetch past that is never read. The first read
 //! of a chunk outside the profile turns hints back on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::*;
 
-/// The chunks of the profiles a source prefetches, and whether a read has left them.
+/// No profile is followed: hints are taken.
+const IDLE: u8 = 0;
+/// A profile is followed and every read so far was of its chunks: hints are dropped.
+const HOLDING: u8 = 1;
+/// A read left the profile: hints are taken again, for the rest of the mount.
+const LEFT: u8 = 2;
+
+/// The chunks of the profiles a source prefetches, and whether a read has left them. Reads
+/// look at the state first, so a source that follows no profile (or was left) takes no lock
+/// per read.
 #[derive(Default)]
 pub(super) struct Following {
     chunks: Mutex<HashSet<ChunkId>>,
-    left: AtomicBool,
+    state: AtomicU8,
 }
 
 impl Following {
     /// A profile's chunks are being prefetched.
     pub(super) fn follow(&self, ids: impl IntoIterator<Item = ChunkId>) {
-        self.chunks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(ids);
+        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        chunks.extend(ids);
+        if !chunks.is_empty() {
+            let _ =
+                self.state
+                    .compare_exchange(IDLE, HOLDING, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     /// A chunk is read.
     pub(super) fn read(&self, id: &ChunkId) {
-        if self.left.load(Ordering::Relaxed) {
+        if self.state.load(Ordering::Relaxed) != HOLDING {
             return;
         }
         let chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-        if !chunks.is_empty() && !chunks.contains(id) {
-            self.left.store(true, Ordering::Relaxed);
+        if !chunks.contains(id) {
+            self.state.store(LEFT, Ordering::Relaxed);
             tracing::debug!(chunk = %id, "a read left the profile: reading ahead again");
         }
     }
 
     /// Whether hints are dropped now: a profile is followed and no read has left it.
     fn holds(&self) -> bool {
-        !self.left.load(Ordering::Relaxed)
-            && !self
-                .chunks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
+        self.state.load(Ordering::Relaxed) == HOLDING
     }
 }
 
