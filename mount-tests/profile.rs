@@ -922,7 +922,9 @@ fn with_no_profile_an_opened_file_comes_whole_unless_it_is_large() {
     };
     let w = Ware::new();
     let lib = noise(97, 3 << 20);
-    let id = w.pack_files("src", &[("lib/libx.so", &lib)]);
+    // Packed first: what a capped fill's first request (at most 4 MiB) brings.
+    let first = noise(101, 5 << 20);
+    let id = w.pack_files("src", &[("a/first", &first), ("lib/libx.so", &lib)]);
     w.ok(["push", "--shared", &id, &nginx.push_url()]);
     let url = nginx.read_url();
     let peek = |mnt: &Path| assert_eq!(read_head(&mnt.join("lib/libx.so"), 4096), lib[..4096]);
@@ -956,6 +958,36 @@ fn with_no_profile_an_opened_file_comes_whole_unless_it_is_large() {
     let f = fetched(&small);
     assert!(fetched_bytes(&f) < lib.len() as u64 / 2, "{f}");
     umount(&small, &mnt);
+
+    // A slow background fill is no profile: the opened file still comes whole, ahead of it
+    // (at 1 KiB/s the fill, after its first request, waits longer than this test).
+    let filling = Ware::new();
+    let mnt = filling.path("lazy");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    filling.ok([
+        "--warehouse",
+        &url,
+        "mount",
+        "--fill",
+        "--fill-rate",
+        "1K",
+        &id,
+        m,
+    ]);
+    peek(&mnt);
+    let t = Instant::now();
+    while fetched_bytes(&fetched(&filling)) < lib.len() as u64 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "with a fill, the opened file never came whole: {}",
+            fetched(&filling)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let f = fetched(&filling);
+    assert!(counter(&f, "readahead_requests") >= 2, "{f}");
+    umount(&filling, &mnt);
 }
 
 /// With a profile, a job that reads what the profile says reads nothing more ahead: a

@@ -222,6 +222,16 @@ impl Settings {
     }
 }
 
+/// What a mount of a remote ware fetches ahead of its reads: by its profile, then the rest
+/// of it (`--fill`). Dropping it stops both.
+#[derive(Default)]
+pub struct Ahead {
+    /// The prefetch by the first sound profile, if there is one.
+    pub by_profile: Option<Prefetch>,
+    /// The background fill, if asked for.
+    pub fill: Option<Prefetch>,
+}
+
 /// Makes a remote `ware` readable through `rt` (its metadata, with the profiles its warehouse
 /// holds, which the store keeps), then starts prefetching it by the first sound profile under
 /// `keys`, and with `fill` (bytes a second) the rest of it after that, in the background.
@@ -233,19 +243,19 @@ pub fn prepare(
     keys: &[String],
     fill: Option<u64>,
     opts: PrefetchOptions,
-) -> anyhow::Result<Option<Vec<Prefetch>>> {
+) -> anyhow::Result<Option<Ahead>> {
     if !rt.prepare(ware)? {
         return Ok(None);
     }
     if let Some(set) = rt.profiles(ware) {
         keep_fetched(store, &set);
     }
-    let mut out: Vec<Prefetch> = prefetch(store, rt, ware, keys, opts).into_iter().collect();
-    if let Some(rate) = fill {
+    let by_profile = prefetch(store, rt, ware, keys, opts);
+    let fill = fill.and_then(|rate| {
         tracing::info!("{ware}: filling in the background at up to {rate} bytes/s");
-        out.extend(rt.fill(ware, out.first(), Some(rate), opts.max_range));
-    }
-    Ok(Some(out))
+        rt.fill(ware, by_profile.as_ref(), Some(rate), opts.max_range)
+    });
+    Ok(Some(Ahead { by_profile, fill }))
 }
 
 /// Keeps the profiles of `set` (fetched from a warehouse) that the store lacks or knows from

@@ -46,7 +46,7 @@ impl Daemon {
         // with the profiles its warehouse holds, then its profile's chunks are fetched; a
         // ware the store holds whole has its profile read into the caches. For a mount's
         // ware, or each input of a run (whose failure the run reports per input).
-        let (mut prefetches, mut warmings) = (Vec::new(), Vec::new());
+        let (mut prefetches, mut warmings, mut profiled) = (Vec::new(), Vec::new(), false);
         let set = profile::Settings::of(&self.store);
         for (id, keys, fill) in profile::keys_of(&what, fill, set.fill_rate) {
             let whole = self.store.ware(&id)?.is_some();
@@ -60,7 +60,11 @@ impl Daemon {
                 )),
                 Some(rt) => match profile::prepare(&self.store, rt, &id, &keys, fill, set.prefetch)
                 {
-                    Ok(p) => prefetches.extend(p.into_iter().flatten()),
+                    Ok(Some(ahead)) => {
+                        profiled |= ahead.by_profile.is_some();
+                        prefetches.extend(ahead.by_profile.into_iter().chain(ahead.fill));
+                    }
+                    Ok(None) => {}
                     Err(e) if matches!(what, MountWhat::Ware(_)) => return Err(e),
                     Err(e) => tracing::warn!("input {id}: {e}"),
                 },
@@ -113,7 +117,8 @@ impl Daemon {
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
         );
-        let guess = fetcher.is_some() && prefetches.is_empty();
+        // A background fill is no profile: it comes last, below demand, so guesses still help.
+        let guess = fetcher.is_some() && !profiled;
         let cfg = MountConfig {
             allow_other,
             caches: self.caches.clone(),

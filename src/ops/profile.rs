@@ -175,15 +175,14 @@ impl Op for Prefetch {
         // As a mount does: the ware's metadata with its profiles (kept), then the named one.
         let opts = crate::profile::Settings::of(&store).prefetch;
         let keys = std::slice::from_ref(&key);
-        let Some(mut started) = crate::profile::prepare(&store, &rt, &ware, keys, None, opts)?
-        else {
+        let Some(started) = crate::profile::prepare(&store, &rt, &ware, keys, None, opts)? else {
             return Err(ware_store::Error::NotFound {
                 what: "ware in any warehouse",
                 id: format!("{ware} ({})", self.remote.warehouses.join(", ")),
             }
             .into());
         };
-        let Some(running) = started.pop() else {
+        let Some(running) = started.by_profile else {
             // Why not: no such profile (exit 3), an unreadable one or another ware's; else
             // its blocks were mostly another ware's.
             profile_of(s, &key, &ware)?;
