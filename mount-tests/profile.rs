@@ -818,6 +818,20 @@ fn fetched_bytes(f: &serde_json::Value) -> u64 {
     counter(f, "demand_bytes") + counter(f, "readahead_bytes") + counter(f, "prefetch_bytes")
 }
 
+/// Waits (at most 30 s) until `w`'s mount has fetched at least `bytes` for reads; else fails
+/// with `what` and the counters.
+fn wait_fetched(w: &Ware, bytes: u64, what: &str) {
+    let t = Instant::now();
+    while fetched_bytes(&fetched(w)) < bytes {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{what}: {}",
+            fetched(w)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The first `n` bytes of the file at `path` (one open, one read of exactly that much).
 fn read_head(path: &Path, n: usize) -> Vec<u8> {
     use std::io::Read;
@@ -859,15 +873,7 @@ fn with_no_profile_the_first_open_in_a_directory_brings_its_small_files() {
     assert_eq!(std::fs::read(mnt.join(&small[0].0)).unwrap(), small[0].1);
     // The rest of the directory's small files arrive without being read (bounded wait): the
     // read's own window of 256 KiB takes a few along, the read-ahead the rest.
-    let t = Instant::now();
-    while fetched_bytes(&fetched(&lazy)) < all_small {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the small files beside it never came: {}",
-            fetched(&lazy)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_fetched(&lazy, all_small, "the small files beside it never came");
     let before = fetched(&lazy);
     assert!(
         fetched_bytes(&before) < all_small + (1 << 20),
@@ -931,15 +937,7 @@ fn with_no_profile_an_opened_file_comes_whole_unless_it_is_large() {
 
     let (lazy, mnt) = lazy_mount(&url, &id, &[]);
     peek(&mnt);
-    let t = Instant::now();
-    while fetched_bytes(&fetched(&lazy)) < lib.len() as u64 {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the opened file never came whole: {}",
-            fetched(&lazy)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_fetched(&lazy, lib.len() as u64, "the opened file never came whole");
     let before = fetched(&lazy);
     assert!(counter(&before, "readahead_requests") >= 2, "{before}");
     assert_eq!(std::fs::read(mnt.join("lib/libx.so")).unwrap(), lib);
@@ -976,15 +974,11 @@ fn with_no_profile_an_opened_file_comes_whole_unless_it_is_large() {
         m,
     ]);
     peek(&mnt);
-    let t = Instant::now();
-    while fetched_bytes(&fetched(&filling)) < lib.len() as u64 {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "with a fill, the opened file never came whole: {}",
-            fetched(&filling)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_fetched(
+        &filling,
+        lib.len() as u64,
+        "with a fill, the opened file never came whole",
+    );
     let f = fetched(&filling);
     assert!(counter(&f, "readahead_requests") >= 2, "{f}");
     umount(&filling, &mnt);
