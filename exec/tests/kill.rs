@@ -65,9 +65,12 @@ fn jobs_die_with_their_caller() {
     }
     for kind in kinds {
         let marker = format!("{}.{}", 500 + kind as u32, std::process::id());
+        // The caller dies before it can remove its case's directory: it makes it in ours.
+        let scratch = ware_test_kit::tempdir("ware-exec-caller");
         let mut caller = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "jobs_die_with_their_caller", "--test-threads=1"])
             .env(CHILD_ENV, format!("{kind} {marker}"))
+            .env("WARE_TEST_TMP", scratch.path())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
