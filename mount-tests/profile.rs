@@ -914,6 +914,54 @@ fn with_no_profile_the_first_open_in_a_directory_brings_its_small_files() {
     umount(&off, &mnt);
 }
 
+/// With no profile, opening a file of a directory that the first open did not bring (the
+/// program went past the guess) brings the small files after it: with a budget of two files a
+/// hint, opening the seventh brings the eighth and ninth, and reading them asks for nothing.
+#[test]
+fn with_no_profile_opening_a_file_past_the_guess_brings_the_next_ones() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let small: Vec<(String, Vec<u8>)> = (0..12u64)
+        .map(|k| (format!("pkg/m{k:02}.pyc"), noise(103 + 2 * k, 200_000)))
+        .collect();
+    let files: Vec<(&str, &[u8])> = small.iter().map(|(f, d)| (f.as_str(), &d[..])).collect();
+    let id = w.pack_files("src", &files);
+    w.ok(["push", "--shared", &id, &nginx.push_url()]);
+    let (lazy, mnt) = lazy_mount(
+        &nginx.read_url(),
+        &id,
+        &[("prefetch.siblings_bytes", "400000")],
+    );
+    let read = |k: usize| assert_eq!(std::fs::read(mnt.join(&small[k].0)).unwrap(), small[k].1);
+    read(0);
+    read(6);
+    wait_fetched(&lazy, 6 * 200_000, "the files after the seventh never came");
+    let before = fetched(&lazy);
+    read(7);
+    read(8);
+    let after = fetched(&lazy);
+    assert_eq!(
+        counter(&after, "demand_requests"),
+        counter(&before, "demand_requests"),
+        "reading the files after the seventh asked the warehouse again: {before} then {after}"
+    );
+    // Not the whole directory: the fourth file (between the two guesses) was not hinted, so
+    // reading it asks the warehouse.
+    read(3);
+    let last = fetched(&lazy);
+    assert!(
+        counter(&last, "demand_requests") + counter(&last, "readahead_requests")
+            > counter(&after, "demand_requests") + counter(&after, "readahead_requests"),
+        "the fourth file had come without a read: {after} then {last}"
+    );
+    umount(&lazy, &mnt);
+}
+
 /// With no profile, a file opened for the first time comes whole in the background if it is
 /// not larger than `prefetch.opened_bytes`: read in one place (as a loader touches a library),
 /// the rest of it is then there, and reading it all asks the warehouse for nothing more; a

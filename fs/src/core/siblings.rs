@@ -1,14 +1,15 @@
 //! Reading ahead without a profile: a file opened for the first time is fetched whole if it
 //! is not large ([`crate::MountConfig::opened_bytes`], as CernVM-FS fetches whole files), and
 //! the first time a file of a directory is opened, the source is told of the small files
-//! beside it ([`crate::MountConfig::siblings_bytes`]).
+//! beside it ([`crate::MountConfig::siblings_bytes`]); opening one it was not told of tells it
+//! of the next ones, from there.
 //! A program that opens one file of a directory often opens its neighbours next (an
 //! interpreter importing a package's modules, a loader its libraries), and a warehouse's packs
 //! hold a directory's files back to back, so they arrive in a few range requests instead of
 //! one round trip each. Only a hint: the source fetches what it lacks in the background, and
 //! a read never waits for it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::*;
 
@@ -16,13 +17,14 @@ use super::*;
 /// whoever opens it (with the sequential read-ahead), or not at all.
 pub(crate) const SIBLING_FILE_MAX: u64 = 256 << 10;
 
-/// The budget per directory, the largest file fetched whole when opened, and the directories
-/// already hinted (by node ID: a directory shared by several wares or paths is hinted once).
+/// The budget per hint, the largest file fetched whole when opened, and per directory (by
+/// node ID: a directory shared by several wares or paths is one) the names already opened or
+/// hinted, each hinted at most once.
 #[derive(Default)]
 pub(crate) struct Siblings {
     pub(crate) bytes: u64,
     pub(crate) opened: u64,
-    dirs: Mutex<HashSet<NodeId>>,
+    dirs: Mutex<HashMap<NodeId, HashSet<Vec<u8>>>>,
 }
 
 impl Siblings {
@@ -30,7 +32,7 @@ impl Siblings {
         Siblings {
             bytes,
             opened,
-            dirs: Mutex::new(HashSet::new()),
+            dirs: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -52,7 +54,10 @@ impl Core {
     }
 
     /// Tells the source of the small files beside `node` (just opened), in name order from
-    /// it on, round to the start, up to the budget; once per directory.
+    /// it on, round to the start, up to the budget, unless it was hinted itself: the first
+    /// open in a directory hints its neighbours, and each open of a file not hinted (the
+    /// program went past the guess: a package's modules are not opened in name order) hints
+    /// the next ones from there. No file is hinted twice.
     pub(super) fn hint_siblings(&self, node: &Node, ware: &WareCtx) {
         if self.siblings.bytes == 0 || ware.foreign {
             return;
@@ -66,14 +71,23 @@ impl Core {
         let Ok(dir_id) = dir.dir_id() else {
             return;
         };
-        if !self.siblings.dirs.lock().insert(dir_id) {
+        if !self
+            .siblings
+            .dirs
+            .lock()
+            .entry(dir_id)
+            .or_default()
+            .insert(node.name.clone())
+        {
             return;
         }
         let Ok(entries) = self.list(ware, dir) else {
             return;
         };
+        let mut dirs = self.siblings.dirs.lock();
+        let known = dirs.entry(dir_id).or_default();
         let at = entries.partition_point(|e| e.name.as_slice() < node.name.as_slice());
-        let (after, before) = entries.split_at(at);
+        let (before, after) = entries.split_at(at);
         let mut ids: Vec<ChunkId> = Vec::new();
         let mut total = 0u64;
         for e in after.iter().chain(before) {
@@ -85,12 +99,14 @@ impl Core {
                 && e.size > 0
                 && e.size <= SIBLING_FILE_MAX
                 && !e.chunks.is_empty();
-            if !small || e.name.as_slice() == node.name.as_slice() {
+            if !small || known.contains(e.name.as_slice()) {
                 continue;
             }
+            known.insert(e.name.to_vec());
             total += e.size;
             ids.extend(e.chunks.iter().filter_map(|c| c.id().ok()));
         }
+        drop(dirs);
         if !ids.is_empty() {
             tracing::debug!(
                 ware = %ware.id,
