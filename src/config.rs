@@ -85,9 +85,9 @@ pub const KEYS: &[Key] = &[
         default: "2097152",
         range: (0.0, 268_435_456.0),
         fraction: false,
-        help: "a lazy mount of a ware with no access profile: the first time a file of a \
-               directory is opened, the small files beside it (up to 256 KiB each) are fetched \
-               in the background, up to this many bytes per directory; 0 turns it off",
+        help: "a lazy mount of a ware with no access profile: when a file of a directory \
+               that no guess brought is opened, the small files after it (up to 256 KiB each) \
+               are fetched in the background, up to this many bytes a guess; 0 turns it off",
     },
     Key {
         name: "prefetch.opened_bytes",

@@ -261,6 +261,7 @@ fn run_once(
                         ware: report.id,
                         url: url.clone(),
                         remote: remote.clone(),
+                        names: Vec::new(),
                     })
                     .with_context(|| format!("pushing output {path} ({}) to {url}", report.id))?;
             }

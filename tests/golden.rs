@@ -205,3 +205,60 @@ fn profile_vectors() {
     );
     assert_eq!(ProfileSet::decode(&ware, "golden", &bytes).unwrap(), set);
 }
+
+/// A warehouse catalog of the golden tree and tar (docs/FORMAT.md, "Catalogs"): a push of the
+/// tree under `base`, the page both wares are folded into, and the head naming it. The push's
+/// and head's bytes are pinned as nodes would be, the page by its name (BLAKE3 hex).
+const CATALOG_PUSH_V1: &str = "bafyr4icktnsqegwlhfrs2wwc7bd4z3qmvdumnikbnbj2d7d72e5p3kgryu";
+const CATALOG_PAGE_V1: &str = "e768f682b3cabc8fd7e8d06e89c39331603a8ce880d0a9778466827c619ba501";
+const CATALOG_HEAD_V1: &str = "bafyr4ig737opjfk4d2b2oo3fgmb2ksoe2ws2sa4qqueupsnwjaauiqge7i";
+
+#[test]
+fn catalog_vectors() {
+    use ware_store::NodeId;
+    use ware_store::catalog::{Entry, Head, Named, Page, PageRef, Push, merge, push_key};
+    let (tree, tar): (ware_store::Cid, ware_store::Cid) =
+        (TREE_V1.parse().unwrap(), TAR_V1.parse().unwrap());
+    let at = 1_800_000_000;
+    let e = |ware, bytes, entries, names: &[&str]| Entry {
+        ware,
+        bytes,
+        entries,
+        at,
+        names: names
+            .iter()
+            .map(|n| Named {
+                name: n.to_string(),
+                at,
+            })
+            .collect(),
+    };
+    let push = Push::new(e(tree, 6_300_000, 9_020, &["base"]));
+    let bytes = push.encode();
+    assert_eq!(
+        NodeId::of(&bytes).to_string(),
+        CATALOG_PUSH_V1,
+        "the catalog push format changed"
+    );
+    assert_eq!(Push::decode(&bytes).unwrap(), push);
+    let mut wares = Vec::new();
+    merge(&mut wares, [push.entry.clone(), e(tar, 12, 7, &[])]);
+    let page = Page::new(wares);
+    let (bytes, name) = page.encode();
+    assert_eq!(name, CATALOG_PAGE_V1, "the catalog page format changed");
+    assert_eq!(Page::decode(&name, &bytes).unwrap(), page);
+    let mut head = Head::new();
+    head.pages.push(PageRef {
+        first: page.wares[0].ware,
+        name,
+        count: 2,
+    });
+    head.folded.push(push_key(at, 0x0123_4567_89ab_cdef));
+    let bytes = head.encode();
+    assert_eq!(
+        NodeId::of(&bytes).to_string(),
+        CATALOG_HEAD_V1,
+        "the catalog head format changed"
+    );
+    assert_eq!(Head::decode(&bytes).unwrap(), head);
+}

@@ -296,6 +296,18 @@ impl Warehouse for DirWarehouse {
         let p = prefix.to_owned();
         self.bounded(prefix, move |w| w.list_keys(&p))
     }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let k = key.to_owned();
+        self.bounded(key, move |w| {
+            let path = w.path(&k)?;
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(w.io("remove", &path, e, &k)),
+            }
+        })
+    }
 }
 
 /// The reads and writes themselves, unbounded (run on a worker by [`DirWarehouse::bounded`]).

@@ -74,6 +74,7 @@
 
 mod block;
 mod car;
+pub mod catalog;
 mod dir;
 mod error;
 mod http;
@@ -166,6 +167,22 @@ pub trait Warehouse: Send + Sync + std::fmt::Debug {
 
     /// Whether an object exists at `key`.
     fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Removes the object at `key` (none there is no error). [`Error::ReadOnly`] on read-only
+    /// kinds; [`Error::Unsupported`] where objects cannot be removed.
+    fn delete(&self, key: &str) -> Result<()> {
+        let _ = key;
+        Err(if self.kind().is_writable() {
+            Error::Unsupported {
+                url: self.url().to_owned(),
+                what: "removing objects",
+            }
+        } else {
+            Error::ReadOnly {
+                url: self.url().to_owned(),
+            }
+        })
+    }
 
     /// The keys that start with `prefix` (a plain string prefix; `""` for all), sorted.
     /// [`Error::Unsupported`] where the kind cannot list (HTTP, IPFS).

@@ -349,6 +349,17 @@ impl Warehouse for S3Warehouse {
         })
     }
 
+    fn delete(&self, key: &str) -> Result<()> {
+        let (path, url) = self.path(key)?;
+        let url = url.as_str();
+        call(&self.opts, url, |_| async {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(map(url, e)),
+            }
+        })
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         validate_prefix(prefix)?;
         // object_store lists whole path segments; list the deepest complete directory and

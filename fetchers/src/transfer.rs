@@ -58,6 +58,13 @@ pub struct PushReport {
     pub new_chunks: u64,
     /// Bytes uploaded (packs, indexes, manifest or blocks).
     pub uploaded_bytes: u64,
+    /// Whether the push is in the warehouse's catalog (docs/FORMAT.md, "Catalogs"): false
+    /// where the warehouse keeps none (IPFS) or recording it failed (`catalog_error` says why).
+    #[serde(default)]
+    pub cataloged: bool,
+    /// Why the push is not in the catalog, if recording it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_error: Option<String>,
 }
 
 /// What a pull did.

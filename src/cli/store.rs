@@ -24,10 +24,11 @@ pub struct Unpack {
     pub dir: PathBuf,
 }
 
-/// List a directory of a ware (`ID` or `ID/PATH`), or, with no argument, the store's wares.
+/// List a directory of a ware (`ID` or `ID/PATH`); a warehouse's wares and names (`URL`:
+/// what its catalog records of every push); or, with no argument, the store's wares.
 #[derive(Args)]
 pub struct Ls {
-    /// `ID[/PATH]`.
+    /// `ID[/PATH]`, or a warehouse URL (file:///DIR, http(s)://…, s3://BUCKET/PREFIX).
     pub at: Option<OsString>,
 }
 
@@ -120,6 +121,13 @@ fn open_at(cli: &Cli, at: &OsString) -> Result<(StoreClient, WarePath, api::Remo
 }
 
 pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
+    if let Some(url) =
+        a.at.as_ref()
+            .and_then(|at| at.to_str())
+            .filter(|s| s.contains("://"))
+    {
+        return ls_warehouse(cli, url);
+    }
     match &a.at {
         None => {
             let store = open(cli, false)?;
@@ -400,4 +408,85 @@ impl FilterArgs {
             },
         })
     }
+}
+
+/// `ware ls URL`: the wares and names a warehouse's catalog records.
+fn ls_warehouse(cli: &Cli, url: &str) -> Result<()> {
+    let opts = remote_options(cli)?.fetch_options();
+    let wh = ware_fetchers::open(url, &opts).with_context(|| format!("warehouse {url}"))?;
+    if !wh.kind().has_objects() {
+        anyhow::bail!(
+            "{url}: an IPFS warehouse keeps no catalog (its node's pins list what it holds)"
+        );
+    }
+    let listing = ware_fetchers::catalog::read(&*wh).with_context(|| format!("warehouse {url}"))?;
+    if !listing.found {
+        // An older warehouse, or one nothing was pushed to since catalogs: typed IDs still work.
+        let marked = wh.exists(ware_store::bundle::MARKER_KEY).unwrap_or(false);
+        if !marked {
+            return Err(ware_store::Error::NotFound {
+                what: "warefs warehouse",
+                id: format!("{url} (no {} marker)", ware_store::bundle::MARKER_KEY),
+            }
+            .into());
+        }
+        if !cli.quiet && !cli.json {
+            eprintln!(
+                "{url} has no catalog (pushed to before catalogs?): its wares are reachable by \
+                 ID only; `ware push ID {url}` again records one"
+            );
+        }
+    }
+    if cli.json {
+        let wares: Vec<_> = listing
+            .wares
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.id(),
+                    "bytes": e.bytes,
+                    "entries": e.entries,
+                    "pushed_at": crate::output::utc_time(e.at),
+                    "names": e.names.iter().map(|n| &n.name).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let names: serde_json::Map<String, serde_json::Value> = listing
+            .names
+            .iter()
+            .map(|(n, (id, at))| {
+                (
+                    n.clone(),
+                    json!({"id": id, "pushed_at": crate::output::utc_time(*at)}),
+                )
+            })
+            .collect();
+        print_json(&json!({"url": url, "catalog": listing.found, "wares": wares, "names": names}))?;
+        return Ok(());
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for e in &listing.wares {
+        let names: Vec<&str> = e
+            .names
+            .iter()
+            .filter(|n| {
+                listing
+                    .names
+                    .get(&n.name)
+                    .is_some_and(|(id, _)| *id == e.id())
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "{} {:>10} {:>9} entries  {}  {}",
+            e.id(),
+            human_bytes(e.bytes),
+            e.entries,
+            crate::output::utc_time(e.at),
+            names.join(" ")
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }

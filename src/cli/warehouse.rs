@@ -14,6 +14,11 @@ pub struct Push {
     /// warehouse is private to its owner (0700/0600): it holds every byte pushed.
     #[arg(long)]
     pub shared: bool,
+    /// Record the ware under NAME in the warehouse's catalog (repeatable); pushing by name
+    /// (`ware push NAME URL`) records that name too. Names in a warehouse are labels for
+    /// people browsing it (`ware ls URL`), not checked by anyone.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 /// Bring a whole ware from a warehouse into the store, every byte verified, with the access
@@ -27,9 +32,18 @@ pub struct Pull {
 }
 
 pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
-    let Push { id, url, shared } = a;
+    let Push {
+        id,
+        url,
+        shared,
+        names,
+    } = a;
     let store = open(cli, false)?;
     let ware = resolve_ware(id, &store)?;
+    let mut names = names.clone();
+    if id.parse::<ware_store::WareId>().is_err() {
+        names.push(id.clone());
+    }
     let remote = api::RemoteOptions {
         shared: *shared,
         ..remote_options(cli)?
@@ -38,6 +52,7 @@ pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
         ware,
         url: url.clone(),
         remote,
+        names,
     };
     let r = call_with_bar(cli, &store, "pushing", op, None)?;
     if cli.json {
@@ -49,6 +64,9 @@ pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
                 ", {} chunks laid out again in access order",
                 r.ordered_chunks
             );
+        }
+        if let Some(e) = &r.catalog_error {
+            eprintln!("warning: {url}: the push is not in the warehouse's catalog: {e}");
         }
         if r.already_there {
             eprintln!("{url} has {ware} already{profiles}");

@@ -277,18 +277,73 @@ pub struct Push {
     pub url: String,
     /// Deadlines, and whether a directory warehouse is shared.
     pub remote: RemoteOptions,
+    /// The names the warehouse's catalog records it under (`ware push NAME URL`, `--name`).
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 impl Op for Push {
     fn run(self, s: &LocalStore, cx: &mut Cx<'_>) -> Result<PushReport> {
         let (ware, url) = (&self.ware, &self.url);
+        for n in &self.names {
+            ware_store::names::check_name(n)?;
+        }
         let wh = ware_fetchers::open(url, &self.remote.fetch_options())
             .with_context(|| format!("warehouse {url}"))?;
         // The ware's profiles travel with it (docs/FORMAT.md, "Profiles in a warehouse").
         let profiles = s.db().ware_profiles(ware)?;
-        ware_fetchers::transfer::push(s.db(), ware, &*wh, &profiles, cx.progress)
-            .with_context(|| format!("pushing {ware} to {url}"))
+        let mut report = ware_fetchers::transfer::push(s.db(), ware, &*wh, &profiles, cx.progress)
+            .with_context(|| format!("pushing {ware} to {url}"))?;
+        // Then the catalog (docs/FORMAT.md, "Catalogs"): the ware is there by ID whatever
+        // happens to it, so a failure is reported, not fatal.
+        if wh.kind().has_objects() {
+            match catalog_entry(s, ware, &self.names) {
+                Ok(entry) => match ware_fetchers::catalog::record(&*wh, entry, entry_time()) {
+                    Ok(()) => report.cataloged = true,
+                    Err(e) => report.catalog_error = Some(e.to_string()),
+                },
+                Err(e) => report.catalog_error = Some(format!("{e:#}")),
+            }
+        }
+        Ok(report)
     }
+}
+
+/// The catalog's entry for a push of `ware` under `names`, now.
+fn catalog_entry(
+    s: &LocalStore,
+    ware: &WareId,
+    names: &[String],
+) -> Result<ware_store::catalog::Entry> {
+    let r = s
+        .db()
+        .ware(ware)?
+        .with_context(|| format!("the store has no record of {ware}"))?;
+    let at = entry_time();
+    let mut names: Vec<ware_store::catalog::Named> = names
+        .iter()
+        .map(|n| ware_store::catalog::Named {
+            name: n.clone(),
+            at,
+        })
+        .collect();
+    names.sort_by(|a, b| a.name.cmp(&b.name));
+    names.dedup_by(|a, b| a.name == b.name);
+    Ok(ware_store::catalog::Entry {
+        ware: ware.0,
+        bytes: r.logical_bytes,
+        entries: r.files + r.dirs + r.symlinks + r.specials,
+        at,
+        names,
+    })
+}
+
+/// Seconds since the epoch.
+fn entry_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Bring a whole ware from the first of the warehouses that has it.

@@ -65,6 +65,7 @@ fn every_request_round_trips() {
             ware: id,
             url: "s3://b/p".into(),
             remote: remote.clone(),
+            names: vec!["app".into()],
         }
         .into(),
         Pull {

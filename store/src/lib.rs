@@ -16,10 +16,12 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod catalog;
 pub mod chunk;
 pub mod error;
 pub mod foreign;
 pub mod id;
+pub mod name;
 pub mod node;
 pub mod pack;
 pub mod profile;

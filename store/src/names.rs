@@ -13,8 +13,7 @@ use crate::db::{CF_NAMES, Store, db_err};
 use crate::error::{Error, Result};
 use crate::id::WareId;
 
-/// The longest name.
-pub const NAME_MAX: usize = 255;
+pub use crate::name::{NAME_MAX, check_name};
 
 /// One change of a name: what it pointed at from `at` on (`None`: removed).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -23,31 +22,6 @@ pub struct NameChange {
     pub at: u64,
     /// The ware it names from then on; `None` when the name was removed.
     pub id: Option<WareId>,
-}
-
-/// Checks a name: `[A-Za-z0-9._-]{1,255}`, not `.` or `..`, and not something that parses as
-/// a CID (so `NAME/PATH` and `ID/PATH` can never be confused).
-pub fn check_name(name: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::bad_name(name, why));
-    if name.is_empty() || name.len() > NAME_MAX {
-        return bad("a name has 1 to 255 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-    {
-        return bad("a name may only hold A-Z, a-z, 0-9, '.', '_' and '-'");
-    }
-    if name.starts_with('-') {
-        return bad("a name must not start with '-' (it would read as a flag)");
-    }
-    if name == "." || name == ".." {
-        return bad("'.' and '..' are not names");
-    }
-    if cid::Cid::try_from(name).is_ok() {
-        return bad("it parses as a CID; a name must not look like an ID");
-    }
-    Ok(())
 }
 
 fn cur_key(name: &str) -> Vec<u8> {

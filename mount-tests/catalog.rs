@@ -1,0 +1,210 @@
+//! Warehouse catalogs through the `ware` binary and real servers: `ware push` records each
+//! push (the ware, its size, the names it was pushed under) in the warehouse, and a fresh
+//! store lists it with `ware ls URL`, from a directory, through nginx (which cannot list) and
+//! from an S3 server (s3s-fs); two stores pushing at once lose no entry; a warehouse with no
+//! catalog lists empty with a notice; a damaged catalog is refused naming it.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+
+/// `ware` on `w`'s store with extra environment, stdin closed; the output, whatever it is.
+fn run_env(w: &Ware, env: &[(&str, String)], args: &[&str]) -> std::process::Output {
+    let mut c = w.command();
+    c.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(args)
+        .stdin(Stdio::null());
+    c.output().expect("run ware")
+}
+
+/// `ware` that must succeed; its stdout.
+fn ok_env(w: &Ware, env: &[(&str, String)], args: &[&str]) -> String {
+    stdout_ok(&run_env(w, env, args))
+}
+
+/// `ware --json ls URL` in a fresh store.
+fn listing(url: &str, env: &[(&str, String)]) -> serde_json::Value {
+    let fresh = Ware::new();
+    serde_json::from_str(&ok_env(&fresh, env, &["--json", "ls", url])).expect("ls json")
+}
+
+fn ids(l: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = l["wares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Three wares pushed from one store, by name, by ID with `--name`, and by ID alone, are
+/// listed by a fresh store reading `read_url` with their sizes and names; pushing one again
+/// under a new name moves that name and keeps the ware listed once.
+fn three_pushes_are_listed(push_url: &str, read_url: &str, env: &[(&str, String)]) {
+    let w = Ware::new();
+    let a = w.pack_files("a", &[("f", &noise(201, 300_000))]);
+    let b = w.pack_files("b", &[("f", &noise(203, 200_000)), ("g", b"x")]);
+    let c = w.pack_files("c", &[("f", &noise(205, 100_000))]);
+    w.ok(["name", "set", "app", &a]);
+    ok_env(&w, env, &["push", "--shared", "app", push_url]);
+    ok_env(
+        &w,
+        env,
+        &["push", "--shared", &b, push_url, "--name", "tools"],
+    );
+    ok_env(&w, env, &["push", "--shared", &c, push_url]);
+
+    let l = listing(read_url, env);
+    assert_eq!(l["catalog"], true, "{l}");
+    let mut want = vec![a.clone(), b.clone(), c.clone()];
+    want.sort();
+    assert_eq!(ids(&l), want, "{l}");
+    let of = |id: &str| {
+        l["wares"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(&a)["bytes"], 300_000, "{l}");
+    assert_eq!(of(&b)["bytes"], 200_001, "{l}");
+    assert_eq!(of(&b)["entries"], 3, "the root and two files: {l}");
+    assert_eq!(l["names"]["app"]["id"], a.as_str(), "{l}");
+    assert_eq!(l["names"]["tools"]["id"], b.as_str(), "{l}");
+    assert_eq!(of(&c)["names"], serde_json::json!([]), "{l}");
+
+    // The plain listing shows the same, one line a ware.
+    let fresh = Ware::new();
+    let text = ok_env(&fresh, env, &["ls", read_url]);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let line_a = text.lines().find(|l| l.starts_with(&a)).unwrap();
+    assert!(line_a.ends_with(" app"), "{text}");
+
+    // `app` pushed again for c: it moves there (a later push wins), c listed once.
+    ok_env(
+        &w,
+        env,
+        &["push", "--shared", &c, push_url, "--name", "app"],
+    );
+    let l = listing(read_url, env);
+    assert_eq!(ids(&l).len(), 3, "{l}");
+    assert_eq!(l["names"]["app"]["id"], c.as_str(), "{l}");
+}
+
+#[test]
+fn pushes_are_listed_from_a_directory_warehouse() {
+    let w = Ware::new();
+    let url = format!("file://{}", w.path("wh").display());
+    three_pushes_are_listed(&url, &url, &[]);
+}
+
+#[test]
+fn pushes_are_listed_through_nginx_which_cannot_list() {
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    three_pushes_are_listed(&nginx.push_url(), &nginx.read_url(), &[]);
+}
+
+#[test]
+fn pushes_are_listed_from_s3s_fs() {
+    let Some(s3) = started(servers::S3s::start()) else {
+        return;
+    };
+    let url = s3.url("cat");
+    three_pushes_are_listed(&url, &url, &servers::S3s::env());
+}
+
+/// Stores pushing into one warehouse at the same time: four stores push one ware each at
+/// once, five times over (a fresh warehouse each round), and every ware of every round is in
+/// the catalog afterwards; then read through nginx, which cannot list (the pages alone).
+#[test]
+fn stores_pushing_at_once_lose_no_entry() {
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let stores: Vec<Ware> = (0..4).map(|_| Ware::new()).collect();
+    for round in 0..5u64 {
+        let url = format!("{}/r{round}", nginx.push_url());
+        let pushed: Vec<String> = stores
+            .iter()
+            .zip(0u64..)
+            .map(|(w, k)| {
+                let d = noise(301 + 2 * (round * 4 + k), 20_000);
+                w.pack_files(&format!("t{round}"), &[("f", &d)])
+            })
+            .collect();
+        let barrier = std::sync::Barrier::new(stores.len());
+        std::thread::scope(|sc| {
+            for (w, id) in stores.iter().zip(&pushed) {
+                let (url, barrier) = (&url, &barrier);
+                sc.spawn(move || {
+                    barrier.wait();
+                    w.ok(["push", "--shared", id, url]);
+                });
+            }
+        });
+        let l = listing(&format!("{}/r{round}", nginx.read_url()), &[]);
+        let mut want = pushed.clone();
+        want.sort();
+        assert_eq!(ids(&l), want, "round {round}: {l}");
+    }
+}
+
+/// A warehouse pushed to before catalogs (no catalog objects) lists empty with a notice, and
+/// its wares still mount by typed ID elsewhere; a damaged head is refused naming its URL; a
+/// URL that is not a warehouse says so.
+#[test]
+fn no_catalog_lists_empty_and_a_damaged_one_is_refused() {
+    let w = Ware::new();
+    let id = w.pack_files("a", &[("f", &noise(401, 10_000))]);
+    let wh = w.path("wh");
+    let url = format!("file://{}", wh.display());
+    w.ok(["push", &id, &url]);
+    std::fs::remove_dir_all(wh.join("catalog")).unwrap();
+
+    let fresh = Ware::new();
+    let out = fresh.loud_command().args(["ls", &url]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no catalog"), "{err}");
+    let l = listing(&url, &[]);
+    assert_eq!(l["catalog"], false, "{l}");
+    assert_eq!(ids(&l), Vec::<String>::new());
+
+    std::fs::create_dir_all(wh.join("catalog")).unwrap();
+    std::fs::write(wh.join("catalog/head"), b"\xa1garbage").unwrap();
+    let out = fresh.run(["ls", &url]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("catalog/head"), "{err}");
+    // A push over a damaged catalog still puts the ware there, and says the catalog failed.
+    let other = w.pack_files("b", &[("f", &noise(403, 10_000))]);
+    let out = w
+        .loud_command()
+        .args(["push", &other, &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not in the warehouse's catalog"),
+        "{out:?}"
+    );
+
+    let empty = w.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = fresh.run(["ls", &format!("file://{}", empty.display())]);
+    assert_eq!(out.status.code(), Some(3), "not found: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no warefs-warehouse marker"),
+        "{out:?}"
+    );
+}
