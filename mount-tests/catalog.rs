@@ -87,6 +87,24 @@ fn three_pushes_are_listed(push_url: &str, read_url: &str, env: &[(&str, String)
     let line_a = text.lines().find(|l| l.starts_with(&a)).unwrap();
     assert!(line_a.ends_with(" app"), "{text}");
 
+    // Inside: `URL/NAME` lists the root of the ware the catalog names, `URL/ID/PATH` a
+    // directory of a ware, both in a fresh store (URLs with a query cannot take a path).
+    if !read_url.contains('?') {
+        let fresh = Ware::new();
+        let root = ok_env(&fresh, env, &["ls", &format!("{read_url}/tools")]);
+        let names: Vec<&str> = root
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(names, ["f", "g"], "{root}");
+        let fresh = Ware::new();
+        let one = ok_env(&fresh, env, &["--json", "ls", &format!("{read_url}/{b}/g")]);
+        let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert_eq!(v[0]["size"], 1, "{v}");
+        let out = run_env(&fresh, env, &["ls", &format!("{read_url}/nosuchname")]);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+    }
+
     // `app` pushed again for c: it moves there (a later push wins), c listed once.
     ok_env(
         &w,
@@ -205,6 +223,53 @@ fn no_catalog_lists_empty_and_a_damaged_one_is_refused() {
     assert_eq!(out.status.code(), Some(3), "not found: {out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no warefs-warehouse marker"),
+        "{out:?}"
+    );
+}
+
+/// A catalog lost from a directory warehouse is rebuilt from its manifests; one whose head
+/// was damaged is rebuilt from its pages and pushes, names kept.
+#[test]
+fn a_lost_or_damaged_catalog_is_rebuilt() {
+    let w = Ware::new();
+    let a = w.pack_files("a", &[("f", &noise(501, 10_000))]);
+    let b = w.pack_files("b", &[("f", &noise(503, 20_000))]);
+    let wh = w.path("wh");
+    let url = format!("file://{}", wh.display());
+    w.ok(["push", &a, &url, "--name", "first"]);
+    w.ok(["push", &b, &url]);
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+
+    std::fs::write(wh.join("catalog/head"), b"damaged").unwrap();
+    assert!(!w.run(["ls", &url]).status.success());
+    w.ok(["catalog", "rebuild", &url]);
+    let l = listing(&url, &[]);
+    assert_eq!(ids(&l), want, "{l}");
+    assert_eq!(l["names"]["first"]["id"], a.as_str(), "names kept: {l}");
+
+    std::fs::remove_dir_all(wh.join("catalog")).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&w.ok(["--json", "catalog", "rebuild", &url])).unwrap();
+    assert_eq!(r["from_manifests"], 2, "{r}");
+    let l = listing(&url, &[]);
+    assert_eq!(ids(&l), want, "{l}");
+    let sized = l["wares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == b.as_str())
+        .unwrap();
+    assert_eq!(sized["bytes"], 20_000, "size read from the manifest: {l}");
+
+    // Over HTTP there is no listing to rebuild from: a clear error.
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let out = w.run(["catalog", "rebuild", &nginx.read_url()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs a listing"),
         "{out:?}"
     );
 }

@@ -166,6 +166,14 @@ pub fn read(wh: &dyn Warehouse) -> Result<Listing> {
     Ok(listing)
 }
 
+/// Seconds since the epoch: the time a push or rebuild records.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Records a push of `entry` at `now` (seconds since the epoch) in the warehouse's catalog:
 /// its own push object, then a fold.
 pub fn record(wh: &dyn Warehouse, entry: Entry, now: u64) -> Result<()> {
@@ -298,4 +306,115 @@ fn remove(wh: &dyn Warehouse, key: &str) {
     if let Err(e) = wh.delete(key) {
         tracing::warn!("removing {} from the catalog: {e}", url_of(wh, key));
     }
+}
+
+/// What a rebuild found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Rebuilt {
+    /// Wares in the catalog written.
+    pub wares: u64,
+    /// Of those, found only by their manifest (no name, the rebuild's time as their push).
+    pub from_manifests: u64,
+    /// Pages and push objects that did not decode, passed over.
+    pub refused: u64,
+}
+
+/// Writes a new catalog from what the warehouse lists: the pages and push objects still there
+/// that decode (so names survive where they do), and every manifest under `wares/` that none
+/// of them names (its size and entries read from its nodes, `now` as its push time). The old
+/// head, damaged or not, is replaced; its pages are retired. Needs a listing (directory, S3).
+pub fn rebuild(wh: &dyn Warehouse, now: u64) -> Result<Rebuilt> {
+    if !wh.kind().can_list() {
+        return Err(Error::Unsupported {
+            url: wh.url().to_owned(),
+            what: "rebuilding a catalog (it needs a listing: a directory or S3 warehouse)",
+        });
+    }
+    let mut report = Rebuilt::default();
+    let mut wares: Vec<Entry> = Vec::new();
+    let old_pages = wh.list(catalog::PAGES_PREFIX)?;
+    for key in &old_pages {
+        let name = key.strip_prefix(catalog::PAGES_PREFIX).unwrap_or(key);
+        let bytes = match wh.get(key) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        match Page::decode(name, &bytes) {
+            Ok(p) => catalog::merge(&mut wares, p.wares),
+            Err(e) => {
+                report.refused += 1;
+                tracing::warn!("{}: {e}; passed over", url_of(wh, key));
+            }
+        }
+    }
+    let pushes = wh.list(PUSHES_PREFIX)?;
+    let from_pushes = read_pushes(wh, &pushes)?;
+    report.refused += (pushes.len() - from_pushes.len()) as u64;
+    catalog::merge(&mut wares, from_pushes);
+    let mut found = Vec::new();
+    for key in wh.list(ware_store::bundle::WARES_PREFIX)? {
+        let Some(Ok(id)) = key
+            .strip_prefix(ware_store::bundle::WARES_PREFIX)
+            .map(str::parse::<WareId>)
+        else {
+            continue;
+        };
+        if wares.binary_search_by(|w| w.ware.cmp(&id.0)).is_ok() {
+            continue;
+        }
+        match manifest_entry(wh, &id, now) {
+            Ok(e) => found.push(e),
+            Err(e) => tracing::warn!("{}: {e}; not in the rebuilt catalog", url_of(wh, &key)),
+        }
+    }
+    report.from_manifests = found.len() as u64;
+    catalog::merge(&mut wares, found);
+    report.wares = wares.len() as u64;
+    let mut head = Head::new();
+    if !wares.is_empty() {
+        for page in catalog::paginate(wares) {
+            let (bytes, name) = page.encode();
+            wh.put(&catalog::page_key(&name), Bytes::from(bytes))?;
+            head.pages.push(PageRef {
+                first: page.wares[0].ware,
+                name,
+                count: page.wares.len() as u64,
+            });
+        }
+    }
+    head.retired = old_pages
+        .iter()
+        .filter_map(|k| k.strip_prefix(catalog::PAGES_PREFIX))
+        .filter(|n| !head.pages.iter().any(|p| p.name == *n))
+        .map(|n| Retired {
+            name: n.to_string(),
+            at: now,
+        })
+        .collect();
+    head.folded = pushes;
+    wh.put(HEAD_KEY, Bytes::from(head.encode()))?;
+    Ok(report)
+}
+
+/// A catalog entry for `ware` read from its manifest: its size and entries from its nodes.
+fn manifest_entry(wh: &dyn Warehouse, ware: &WareId, now: u64) -> Result<Entry> {
+    use ware_store::BlockSink;
+    let m = crate::transfer::fetch_manifest(wh, ware)?;
+    let mem = ware_store::MemStore::new();
+    let damaged = |e: ware_store::Error| Error::Corrupt {
+        url: url_of(wh, &ware_store::bundle::ware_key(ware)),
+        why: e.to_string(),
+    };
+    mem.put_nodes(&m.nodes).map_err(damaged)?;
+    let record = ware_store::Reader::new(&mem)
+        .record(ware)
+        .map_err(damaged)?;
+    Ok(Entry {
+        ware: ware.0,
+        bytes: record.logical_bytes,
+        entries: record.files + record.dirs + record.symlinks + record.specials,
+        at: now,
+        names: Vec::new(),
+    })
 }

@@ -103,6 +103,9 @@ pub enum Command {
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
     Prefetch(profile::Prefetch),
+    /// A warehouse's catalog, which `ware push` keeps and `ware ls URL` reads: `rebuild`.
+    #[command(subcommand)]
+    Catalog(warehouse::CatalogCommand),
     /// Tools for testing warefs itself.
     #[command(hide = true, subcommand)]
     Debug(debug::DebugCommand),
@@ -221,6 +224,7 @@ pub(crate) fn run(cli: &Cli) -> Result<()> {
         Command::Config(cmd) => config::config(cli, cmd),
         Command::Profile(cmd) => profile::profile(cli, cmd),
         Command::Prefetch(a) => profile::prefetch(cli, a),
+        Command::Catalog(c) => warehouse::catalog(cli, c),
         Command::Debug(cmd) => debug::debug(cli, cmd),
     }
 }

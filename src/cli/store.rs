@@ -126,7 +126,7 @@ pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
             .and_then(|at| at.to_str())
             .filter(|s| s.contains("://"))
     {
-        return ls_warehouse(cli, url);
+        return warehouse::ls_url(cli, url);
     }
     match &a.at {
         None => {
@@ -148,22 +148,36 @@ pub(crate) fn ls(cli: &Cli, a: &Ls) -> Result<()> {
                 }
             }
         }
-        Some(at) => {
-            let (store, at, remote) = open_at(cli, at)?;
-            let entries = store.ask(ops::List {
-                at: at.clone(),
-                remote,
-            })?;
-            if cli.json {
-                print_json(&json!(entries.iter().map(entry_json).collect::<Vec<_>>()))?;
-            } else {
-                let mut out = BufWriter::new(std::io::stdout().lock());
-                for e in &entries {
-                    writeln!(out, "{}", entry_line(e))?;
-                }
-                out.flush()?;
-            }
+        Some(at) => ls_path(cli, at, None)?,
+    }
+    Ok(())
+}
+
+/// `ware ls ID[/PATH]`, with `warehouse` tried first if given (`ware ls URL/ID/PATH`).
+pub(crate) fn ls_path(cli: &Cli, at: &OsString, warehouse: Option<&str>) -> Result<()> {
+    let (store, at, remote) = match warehouse {
+        None => open_at(cli, at)?,
+        Some(url) => {
+            let mut remote = remote_options(cli)?;
+            remote.warehouses.retain(|w| w != url);
+            remote.warehouses.insert(0, url.to_string());
+            let store = open(cli, true)?;
+            let at = WarePath::parse(at, &store)?;
+            (store, at, remote)
         }
+    };
+    let entries = store.ask(ops::List {
+        at: at.clone(),
+        remote,
+    })?;
+    if cli.json {
+        print_json(&json!(entries.iter().map(entry_json).collect::<Vec<_>>()))?;
+    } else {
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        for e in &entries {
+            writeln!(out, "{}", entry_line(e))?;
+        }
+        out.flush()?;
     }
     Ok(())
 }
@@ -408,85 +422,4 @@ impl FilterArgs {
             },
         })
     }
-}
-
-/// `ware ls URL`: the wares and names a warehouse's catalog records.
-fn ls_warehouse(cli: &Cli, url: &str) -> Result<()> {
-    let opts = remote_options(cli)?.fetch_options();
-    let wh = ware_fetchers::open(url, &opts).with_context(|| format!("warehouse {url}"))?;
-    if !wh.kind().has_objects() {
-        anyhow::bail!(
-            "{url}: an IPFS warehouse keeps no catalog (its node's pins list what it holds)"
-        );
-    }
-    let listing = ware_fetchers::catalog::read(&*wh).with_context(|| format!("warehouse {url}"))?;
-    if !listing.found {
-        // An older warehouse, or one nothing was pushed to since catalogs: typed IDs still work.
-        let marked = wh.exists(ware_store::bundle::MARKER_KEY).unwrap_or(false);
-        if !marked {
-            return Err(ware_store::Error::NotFound {
-                what: "warefs warehouse",
-                id: format!("{url} (no {} marker)", ware_store::bundle::MARKER_KEY),
-            }
-            .into());
-        }
-        if !cli.quiet && !cli.json {
-            eprintln!(
-                "{url} has no catalog (pushed to before catalogs?): its wares are reachable by \
-                 ID only; `ware push ID {url}` again records one"
-            );
-        }
-    }
-    if cli.json {
-        let wares: Vec<_> = listing
-            .wares
-            .iter()
-            .map(|e| {
-                json!({
-                    "id": e.id(),
-                    "bytes": e.bytes,
-                    "entries": e.entries,
-                    "pushed_at": crate::output::utc_time(e.at),
-                    "names": e.names.iter().map(|n| &n.name).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let names: serde_json::Map<String, serde_json::Value> = listing
-            .names
-            .iter()
-            .map(|(n, (id, at))| {
-                (
-                    n.clone(),
-                    json!({"id": id, "pushed_at": crate::output::utc_time(*at)}),
-                )
-            })
-            .collect();
-        print_json(&json!({"url": url, "catalog": listing.found, "wares": wares, "names": names}))?;
-        return Ok(());
-    }
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    for e in &listing.wares {
-        let names: Vec<&str> = e
-            .names
-            .iter()
-            .filter(|n| {
-                listing
-                    .names
-                    .get(&n.name)
-                    .is_some_and(|(id, _)| *id == e.id())
-            })
-            .map(|n| n.name.as_str())
-            .collect();
-        writeln!(
-            out,
-            "{} {:>10} {:>9} entries  {}  {}",
-            e.id(),
-            human_bytes(e.bytes),
-            e.entries,
-            crate::output::utc_time(e.at),
-            names.join(" ")
-        )?;
-    }
-    out.flush()?;
-    Ok(())
 }

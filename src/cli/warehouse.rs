@@ -120,3 +120,169 @@ fn profiles_note(n: u64) -> String {
         n => format!(", {n} profiles"),
     }
 }
+
+/// `ware ls URL`: the wares and names a warehouse's catalog records; `URL/ID[/PATH]`: a
+/// directory of a ware in it; `URL/NAME`: the root of the ware the catalog names so.
+pub(crate) fn ls_url(cli: &Cli, url: &str) -> Result<()> {
+    if let Some((base, at)) = split_at_id(url) {
+        return store::ls_path(cli, &OsString::from(at), Some(base));
+    }
+    let opts = remote_options(cli)?.fetch_options();
+    let wh = ware_fetchers::open(url, &opts).with_context(|| format!("warehouse {url}"))?;
+    if !wh.kind().has_objects() {
+        anyhow::bail!(
+            "{url}: an IPFS warehouse keeps no catalog (its node's pins list what it holds)"
+        );
+    }
+    let listing = ware_fetchers::catalog::read(&*wh).with_context(|| format!("warehouse {url}"))?;
+    if !listing.found {
+        // An older warehouse, or one nothing was pushed to since catalogs: typed IDs still work.
+        let marked = wh.exists(ware_store::bundle::MARKER_KEY).unwrap_or(false);
+        if !marked {
+            if let Some((base, name)) = url.trim_end_matches('/').rsplit_once('/')
+                && ware_store::names::check_name(name).is_ok()
+                && base.contains("://")
+                && !base.ends_with('/')
+                && let Some(done) = ls_named(cli, base, name)?
+            {
+                return Ok(done);
+            }
+            return Err(ware_store::Error::NotFound {
+                what: "warefs warehouse",
+                id: format!("{url} (no {} marker)", ware_store::bundle::MARKER_KEY),
+            }
+            .into());
+        }
+        if !cli.quiet && !cli.json {
+            eprintln!(
+                "{url} has no catalog (pushed to before catalogs?): its wares are reachable by \
+                 ID only; `ware push ID {url}` again records one"
+            );
+        }
+    }
+    if cli.json {
+        let wares: Vec<_> = listing
+            .wares
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.id(),
+                    "bytes": e.bytes,
+                    "entries": e.entries,
+                    "pushed_at": crate::output::utc_time(e.at),
+                    "names": e.names.iter().map(|n| &n.name).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let names: serde_json::Map<String, serde_json::Value> = listing
+            .names
+            .iter()
+            .map(|(n, (id, at))| {
+                (
+                    n.clone(),
+                    json!({"id": id, "pushed_at": crate::output::utc_time(*at)}),
+                )
+            })
+            .collect();
+        print_json(&json!({"url": url, "catalog": listing.found, "wares": wares, "names": names}))?;
+        return Ok(());
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for e in &listing.wares {
+        let names: Vec<&str> = e
+            .names
+            .iter()
+            .filter(|n| {
+                listing
+                    .names
+                    .get(&n.name)
+                    .is_some_and(|(id, _)| *id == e.id())
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "{} {:>10} {:>9} entries  {}  {}",
+            e.id(),
+            human_bytes(e.bytes),
+            e.entries,
+            crate::output::utc_time(e.at),
+            names.join(" ")
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `URL/ID[/PATH]` split where its first path segment that is a ware ID starts.
+fn split_at_id(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let mut at = scheme.len() + 3;
+    for seg in rest.split('/') {
+        if at > scheme.len() + 3 && seg.parse::<ware_store::WareId>().is_ok() {
+            return Some((url[..at].trim_end_matches('/'), &url[at..]));
+        }
+        at += seg.len() + 1;
+    }
+    None
+}
+
+/// `ware ls URL/NAME`: the root of the ware the warehouse's catalog names `name`; `None`
+/// when `base` is not a warehouse with a catalog either.
+fn ls_named(cli: &Cli, base: &str, name: &str) -> Result<Option<()>> {
+    let opts = remote_options(cli)?.fetch_options();
+    let Ok(wh) = ware_fetchers::open(base, &opts) else {
+        return Ok(None);
+    };
+    let listing =
+        ware_fetchers::catalog::read(&*wh).with_context(|| format!("warehouse {base}"))?;
+    if !listing.found {
+        return Ok(None);
+    }
+    let Some((id, _)) = listing.names.get(name) else {
+        return Err(ware_store::Error::NotFound {
+            what: "name",
+            id: format!("{name} in the catalog of {base}"),
+        }
+        .into());
+    };
+    store::ls_path(cli, &OsString::from(id.to_string()), Some(base)).map(Some)
+}
+
+/// `ware catalog`: a warehouse's catalog (docs/FORMAT.md, "Catalogs").
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Write a warehouse's catalog anew from what it lists (a directory or S3 warehouse): the
+    /// catalog's own pages and pushes that still decode (with their names), and every ware
+    /// whose manifest is there (found that way: no name, pushed now). For a catalog that was
+    /// lost or damaged.
+    Rebuild {
+        /// The warehouse URL (file:///DIR, s3://BUCKET/PREFIX).
+        url: String,
+    },
+}
+
+pub(crate) fn catalog(cli: &Cli, cmd: &CatalogCommand) -> Result<()> {
+    match cmd {
+        CatalogCommand::Rebuild { url } => {
+            let opts = remote_options(cli)?.fetch_options();
+            let wh = ware_fetchers::open(url, &opts).with_context(|| format!("warehouse {url}"))?;
+            let r = ware_fetchers::catalog::rebuild(&*wh, ware_fetchers::catalog::now())
+                .with_context(|| format!("rebuilding the catalog of {url}"))?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?)?;
+            } else if !cli.quiet {
+                eprintln!(
+                    "rebuilt the catalog of {url}: {} wares ({} found by their manifest alone){}",
+                    r.wares,
+                    r.from_manifests,
+                    match r.refused {
+                        0 => String::new(),
+                        n => format!("; {n} damaged catalog objects passed over"),
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}

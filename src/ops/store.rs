@@ -298,10 +298,13 @@ impl Op for Push {
         // happens to it, so a failure is reported, not fatal.
         if wh.kind().has_objects() {
             match catalog_entry(s, ware, &self.names) {
-                Ok(entry) => match ware_fetchers::catalog::record(&*wh, entry, entry_time()) {
-                    Ok(()) => report.cataloged = true,
-                    Err(e) => report.catalog_error = Some(e.to_string()),
-                },
+                Ok(entry) => {
+                    match ware_fetchers::catalog::record(&*wh, entry, ware_fetchers::catalog::now())
+                    {
+                        Ok(()) => report.cataloged = true,
+                        Err(e) => report.catalog_error = Some(e.to_string()),
+                    }
+                }
                 Err(e) => report.catalog_error = Some(format!("{e:#}")),
             }
         }
@@ -319,7 +322,7 @@ fn catalog_entry(
         .db()
         .ware(ware)?
         .with_context(|| format!("the store has no record of {ware}"))?;
-    let at = entry_time();
+    let at = ware_fetchers::catalog::now();
     let mut names: Vec<ware_store::catalog::Named> = names
         .iter()
         .map(|n| ware_store::catalog::Named {
@@ -336,14 +339,6 @@ fn catalog_entry(
         at,
         names,
     })
-}
-
-/// Seconds since the epoch.
-fn entry_time() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Bring a whole ware from the first of the warehouses that has it.

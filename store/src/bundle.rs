@@ -35,9 +35,12 @@ pub const INDEX_MAX: usize = 64 << 20;
 /// A writer closes a pack once it holds this many bytes.
 pub const PACK_TARGET: usize = 16 << 20;
 
+/// The prefix of manifests' keys.
+pub const WARES_PREFIX: &str = "wares/";
+
 /// The key of a ware's manifest.
 pub fn ware_key(id: &WareId) -> String {
-    format!("wares/{id}")
+    format!("{WARES_PREFIX}{id}")
 }
 /// The key of a ware's profiles ([`crate::profile::ProfileSet`]).
 pub fn profiles_key(id: &WareId) -> String {
