@@ -8,6 +8,7 @@
 mod common;
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use common::*;
 
@@ -272,4 +273,88 @@ fn a_lost_or_damaged_catalog_is_rebuilt() {
         String::from_utf8_lossy(&out.stderr).contains("needs a listing"),
         "{out:?}"
     );
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `ware mount URL MNT`: the warehouse as a tree, in a fresh store: MNT lists every ware of
+/// its catalog and `names/`, `MNT/names/<n>/` reads the exact tree fetching only what is read,
+/// and a push from another store shows once the catalog's TTL has passed. `ware mount --all`
+/// with the warehouse lists its wares beside the store's own.
+#[test]
+fn a_warehouse_mounts_as_a_tree_of_its_wares_and_names() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let data = noise(601, 700_000);
+    let a = w.pack_files("a", &[("lib/data.bin", &data)]);
+    let b = w.pack_files("b", &[("f", &noise(603, 50_000))]);
+    w.ok(["push", "--shared", &a, &nginx.push_url(), "--name", "app"]);
+    w.ok(["push", "--shared", &b, &nginx.push_url()]);
+
+    let fresh = Ware::new();
+    let mnt = fresh.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    fresh.ok(["mount", "--catalog-ttl", "1", &nginx.read_url(), m]);
+    let mut want = vec![a.clone(), b.clone(), "names".to_string()];
+    want.sort();
+    assert_eq!(entries(&mnt), want);
+    assert_eq!(entries(&mnt.join("names")), ["app"]);
+    assert_eq!(
+        std::fs::read_link(mnt.join("names/app")).unwrap(),
+        std::path::PathBuf::from(format!("../{a}"))
+    );
+    assert_eq!(
+        std::fs::read(mnt.join("names/app/lib/data.bin")).unwrap(),
+        data
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&fresh.ok(["--json", "daemon", "status"])).unwrap();
+    let f = &status["mounts"][0]["fetched"];
+    let got = [
+        "demand_bytes",
+        "readahead_bytes",
+        "prefetch_bytes",
+        "fill_bytes",
+    ]
+    .iter()
+    .map(|k| f[k].as_u64().unwrap())
+    .sum::<u64>();
+    assert!(
+        got >= data.len() as u64 && got < data.len() as u64 + 300_000,
+        "only the file read was fetched: {f}"
+    );
+
+    // Another store pushes: listed once the TTL has passed.
+    let other = Ware::new();
+    let c = other.pack_files("c", &[("f", &noise(605, 10_000))]);
+    other.ok(["push", "--shared", &c, &nginx.push_url(), "--name", "late"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || entries(&mnt).contains(&c)
+            && entries(&mnt.join("names")).contains(&"late".to_string())),
+        "the new push never showed: {:?}",
+        entries(&mnt)
+    );
+    fresh.ok(["umount", m]);
+
+    // --all with the warehouse: the store's own ware beside the warehouse's.
+    let own = fresh.pack_files("own", &[("f", b"mine")]);
+    fresh.ok(["--warehouse", &nginx.read_url(), "mount", "--all", m]);
+    let listed = entries(&mnt);
+    for id in [&a, &b, &c, &own] {
+        assert!(listed.contains(id), "{id} not in {listed:?}");
+    }
+    fresh.ok(["umount", m]);
 }

@@ -304,7 +304,7 @@ pub fn keys_of(
             }
             out
         }
-        MountWhat::All | MountWhat::Unixfs(_) => Vec::new(),
+        MountWhat::All | MountWhat::Unixfs(_) | MountWhat::Warehouse { .. } => Vec::new(),
     }
 }
 

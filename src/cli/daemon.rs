@@ -36,6 +36,7 @@ pub(crate) fn daemon(cli: &Cli, cmd: &DaemonCommand) -> Result<()> {
                             MountWhat::All => "--all".to_string(),
                             MountWhat::Run { formula, .. } => format!("run {formula}"),
                             MountWhat::Unixfs(cid) => cid,
+                            MountWhat::Warehouse { url, .. } => url,
                         };
                         println!("{} {what}", m.mountpoint.display());
                     }

@@ -8,16 +8,24 @@ use super::*;
 /// runs; the command returns once the mount is live. Mounted ro,nosuid,nodev.
 ///
 /// With `--all`, `MNT/<id>/` shows any ware of the store on first lookup (a listing of MNT
-/// shows the store's wares) and `MNT/names/<name>` is a symlink to the ware a name points
-/// at.
+/// shows the store's wares, and those of the warehouses' catalogs) and `MNT/names/<name>` is
+/// a symlink to the ware a name points at.
+///
+/// With a warehouse URL instead of an ID, the warehouse as a tree: `MNT/<id>/` for each ware
+/// its catalog lists, `MNT/names/<name>` for each name pushed there, everything read lazily
+/// and verified; the catalog is read again after --catalog-ttl, so new pushes appear.
 #[derive(Args)]
 #[command(
-    override_usage = "ware mount [OPTIONS] ID|NAME MNT\n       ware mount [OPTIONS] --all MNT"
+    override_usage = "ware mount [OPTIONS] ID|NAME MNT\n       ware mount [OPTIONS] URL MNT\n       ware mount [OPTIONS] --all MNT"
 )]
 pub struct Mount {
-    /// `ID|NAME MNT`, or only `MNT` with `--all`. MNT is an existing directory.
-    #[arg(required = true, num_args = 1..=2, value_name = "ID|NAME MNT")]
+    /// `ID|NAME MNT`, `URL MNT` (a warehouse), or only `MNT` with `--all`. MNT is an existing
+    /// directory.
+    #[arg(required = true, num_args = 1..=2, value_name = "ID|NAME|URL MNT")]
     pub args: Vec<OsString>,
+    /// A warehouse mount: seconds its catalog's listing is shown before it is read again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub catalog_ttl: u64,
     /// Mount the whole store: every ware as MNT/<id>, every name as MNT/names/<name>.
     #[arg(long)]
     pub all: bool,
@@ -99,6 +107,7 @@ pub(crate) fn mount(cli: &Cli, a: &Mount) -> Result<()> {
         nonempty,
         fill,
         fill_rate,
+        catalog_ttl,
     } = a;
     let (id, mountpoint) = match (args.as_slice(), *all) {
         ([mnt], true) => (None, PathBuf::from(mnt)),
@@ -136,7 +145,16 @@ pub(crate) fn mount(cli: &Cli, a: &Mount) -> Result<()> {
         );
     }
     let daemon = client::ensure_daemon(&store_dir(cli), None)?;
+    let mut remote = remote_options(cli)?;
     let what = match id {
+        Some(url) if url.contains("://") => {
+            remote.warehouses.retain(|w| w != url);
+            remote.warehouses.insert(0, url.to_string());
+            MountWhat::Warehouse {
+                url: url.to_string(),
+                catalog_ttl_s: *catalog_ttl,
+            }
+        }
         Some(id) => match id.parse::<ware_fetchers::Cid>() {
             Ok(cid) if ware_fetchers::unixfs::is_unixfs_cid(&cid) => {
                 MountWhat::Unixfs(id.to_string())
@@ -146,7 +164,6 @@ pub(crate) fn mount(cli: &Cli, a: &Mount) -> Result<()> {
         None => MountWhat::All,
     };
     let quiet = cli.quiet;
-    let remote = remote_options(cli)?;
     let fill = match (fill, fill_rate) {
         (false, _) => None,
         (true, Some(r)) => Some(*r),

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ware_fetchers::read_through::{Prefetch, ReadThrough};
-use ware_fs::{Catalog, Mount};
-use ware_store::WareId;
+use ware_fs::Mount;
 use ware_store::db::Store;
 use ware_store::pack::Progress;
 
@@ -34,6 +33,7 @@ use crate::ops::{Cx, MountInfo, Request};
 use crate::profile::Recording;
 use crate::proto::{OtherWire, Reply, WIRE, recv_request, send_reply};
 
+mod catalogs;
 mod mounts;
 mod serves;
 
@@ -70,30 +70,6 @@ struct Daemon {
     clients: AtomicUsize,
     last_activity: Mutex<Instant>,
     stop: Arc<AtomicBool>,
-}
-
-/// The whole store as a catalog for `ware mount --all`.
-struct StoreCatalog(Arc<Store>);
-
-impl Catalog for StoreCatalog {
-    fn wares(&self) -> Vec<WareId> {
-        match self.0.wares() {
-            Ok(w) => w.into_iter().map(|(id, _)| id).collect(),
-            Err(e) => {
-                tracing::error!("listing wares: {e}");
-                Vec::new()
-            }
-        }
-    }
-    fn names(&self) -> Vec<(String, WareId)> {
-        self.0.names().unwrap_or_else(|e| {
-            tracing::error!("listing names: {e}");
-            Vec::new()
-        })
-    }
-    fn name(&self, name: &str) -> Option<WareId> {
-        self.0.name(name).ok().flatten()
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

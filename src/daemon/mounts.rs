@@ -13,11 +13,16 @@ use anyhow::{Context, Result, bail};
 use ware_fs::{MountConfig, MountRoot};
 use ware_store::BlockSource;
 
-use super::{Daemon, Live, StoreCatalog, TICK, lock};
+use super::catalogs::{StoreCatalog, WarehouseCatalog};
+use super::{Daemon, Live, TICK, lock};
 use crate::api::RemoteOptions;
 use crate::ops::{MountInfo, MountWhat};
 use crate::profile::{self, Recording};
 use crate::proto::{Reply, send_reply};
+
+/// Seconds `ware mount --all` lists what warehouses' catalogs said before reading them again
+/// (`ware mount URL` takes `--catalog-ttl`).
+pub(crate) const DEFAULT_CATALOG_TTL_S: u64 = 30;
 
 /// How long `ware umount` waits out a transient user of a mount before it reports it busy.
 const UMOUNT_PATIENCE: Duration = Duration::from_secs(2);
@@ -91,10 +96,32 @@ impl Daemon {
         }
         let (root, fsname) = match &what {
             MountWhat::Ware(id) => (MountRoot::Ware(*id), format!("ware:{id}")),
+            // With warehouses, `--all` lists their catalogs' wares beside the store's.
+            MountWhat::All if fetcher.is_some() => (
+                MountRoot::All(Arc::new(WarehouseCatalog::new(
+                    Some(self.store.clone()),
+                    remote.open()?,
+                    Duration::from_secs(DEFAULT_CATALOG_TTL_S),
+                ))),
+                "ware:all".to_string(),
+            ),
             MountWhat::All | MountWhat::Run { .. } => (
                 MountRoot::All(Arc::new(StoreCatalog(self.store.clone()))),
                 "ware:all".to_string(),
             ),
+            MountWhat::Warehouse { url, catalog_ttl_s } => {
+                let wh = ware_fetchers::open(url, &remote.fetch_options())
+                    .with_context(|| format!("warehouse {url}"))?;
+                (
+                    MountRoot::All(Arc::new(WarehouseCatalog::new(
+                        None,
+                        vec![wh],
+                        Duration::from_secs(*catalog_ttl_s),
+                    ))),
+                    // A comma would end the mount option it is passed in.
+                    format!("ware:{}", url.replace(',', "%2C")),
+                )
+            }
             MountWhat::Unixfs(cid) => (
                 MountRoot::Foreign(
                     cid.parse()

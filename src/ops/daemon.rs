@@ -34,6 +34,14 @@ pub enum MountWhat {
     },
     /// An IPFS UnixFS directory, by its CID (`Qm…`, `bafy…`), read from the IPFS warehouses.
     Unixfs(String),
+    /// A warehouse (`ware mount URL MNT`): as [`MountWhat::All`], listing the wares and names
+    /// of its catalog (read again after `catalog_ttl_s`) instead of the store's.
+    Warehouse {
+        /// Its URL (also the mount's first warehouse).
+        url: String,
+        /// Seconds a catalog read is listed before it is read again.
+        catalog_ttl_s: u64,
+    },
 }
 
 /// A live mount of the daemon.
