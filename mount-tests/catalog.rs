@@ -358,3 +358,30 @@ fn a_warehouse_mounts_as_a_tree_of_its_wares_and_names() {
     }
     fresh.ok(["umount", m]);
 }
+
+/// A warehouse whose catalog head is garbage still mounts: the top lists nothing but
+/// `names/`, the daemon's log says why, and a ware typed by ID reads as ever.
+#[test]
+fn a_garbage_catalog_is_refused_and_typed_ids_still_mount() {
+    if !can_mount() {
+        return;
+    }
+    let Some(nginx) = started(servers::Nginx::start()) else {
+        return;
+    };
+    let w = Ware::new();
+    let data = noise(701, 30_000);
+    let id = w.pack_files("a", &[("f", &data)]);
+    w.ok(["push", "--shared", &id, &nginx.push_url()]);
+    servers::write_readable(nginx.root(), "catalog/head", b"\x00\xffnot a catalog");
+    let fresh = Ware::new();
+    let mnt = fresh.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    fresh.ok(["mount", &nginx.read_url(), m]);
+    assert_eq!(entries(&mnt), ["names"]);
+    assert_eq!(std::fs::read(mnt.join(&id).join("f")).unwrap(), data);
+    fresh.ok(["umount", m]);
+    let log = std::fs::read_to_string(fresh.store().join("daemon.log")).unwrap();
+    assert!(log.contains("catalog/head"), "{log}");
+}
