@@ -18,3 +18,4 @@ pub mod progress;
 pub mod proto;
 pub mod record;
 pub mod run;
+pub mod serve;

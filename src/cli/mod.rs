@@ -10,6 +10,7 @@ mod mount;
 mod name;
 mod profile;
 mod run;
+mod serve;
 mod store;
 mod warehouse;
 
@@ -106,6 +107,7 @@ pub enum Command {
     /// A warehouse's catalog, which `ware push` keeps and `ware ls URL` reads: `rebuild`.
     #[command(subcommand)]
     Catalog(warehouse::CatalogCommand),
+    Serve(serve::Serve),
     /// Tools for testing warefs itself.
     #[command(hide = true, subcommand)]
     Debug(debug::DebugCommand),
@@ -225,6 +227,7 @@ pub(crate) fn run(cli: &Cli) -> Result<()> {
         Command::Profile(cmd) => profile::profile(cli, cmd),
         Command::Prefetch(a) => profile::prefetch(cli, a),
         Command::Catalog(c) => warehouse::catalog(cli, c),
+        Command::Serve(a) => serve::serve(cli, a),
         Command::Debug(cmd) => debug::debug(cli, cmd),
     }
 }

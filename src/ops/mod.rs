@@ -36,12 +36,14 @@ use crate::api::LocalStore;
 
 mod daemon;
 mod profile;
+mod serve;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use daemon::{Mount, MountInfo, MountWhat, Mounts, Ping, Shutdown, Umount};
 pub use profile::{Prefetch, ProfileInfo, ProfileList, ProfileRemove, ProfileShow};
+pub use serve::{Serve, ServeReport};
 pub use store::{
     AddRun, Cat, ConfigList, ConfigSet, Damage, Fsck, List, NameGet, NameLog, NameSet, Names, Pack,
     Pull, Push, Runs, Stat, Stats, Unpack, Wares, broken_pipe,
@@ -180,6 +182,7 @@ operations! {
         ProfileShow -> ProfileInfo,
         ProfileRemove -> (),
         Prefetch -> ware_fetchers::read_through::PrefetchReport,
+        Serve -> ServeReport,
     }
     daemon {
         Ping -> serde_json::Value,

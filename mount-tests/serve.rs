@@ -1,0 +1,180 @@
+//! `ware serve` through the binary and curl: the store's wares as pages with links, files
+//! exact (whole and by range), a directory as a tar that unpacks to the same tree; paths that
+//! leave the ware, a symlink pointing out and unknown IDs are refused, never a host file; the
+//! server stops with the command.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A running `ware serve`, killed when dropped.
+struct Serving(Child, String);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(w: &Ware) -> Serving {
+    let port = servers::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = w
+        .command()
+        .args(["serve", "--listen", &listen])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Serving(child, format!("http://{listen}"));
+    assert!(
+        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(
+            &listen
+        )
+        .is_ok()),
+        "ware serve never listened on {listen}"
+    );
+    s
+}
+
+/// curl `url` with `args`: (HTTP status, body).
+fn curl(url: &str, args: &[&str]) -> (u16, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-sS", "--path-as-is", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {url}: {out:?}");
+    let mut body = out.stdout;
+    let nl = body.iter().rposition(|&b| b == b'\n').unwrap();
+    let code = String::from_utf8_lossy(&body[nl + 1..]).parse().unwrap();
+    body.truncate(nl);
+    (code, body)
+}
+
+#[test]
+fn a_store_is_served_as_pages_files_and_tars_and_nothing_else() {
+    let w = Ware::new();
+    let src = w.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let big = noise(801, 300_000);
+    std::fs::write(src.join("hello.txt"), b"hello world\n").unwrap();
+    std::fs::write(src.join("sub/big.bin"), &big).unwrap();
+    std::fs::write(src.join("a&<b>.txt"), b"odd name").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("out")).unwrap();
+    let id = w.pack(&src);
+    w.ok(["name", "set", "site", &id]);
+    let s = serve(&w);
+    let base = &s.1;
+
+    let (code, index) = curl(&format!("{base}/"), &[]);
+    let index = String::from_utf8(index).unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        index.contains("href=\"/site/\"") && index.contains(&format!("href=\"/{id}/\"")),
+        "{index}"
+    );
+
+    let (code, _) = curl(&format!("{base}/site"), &[]);
+    assert_eq!(code, 301, "a directory without its slash is redirected");
+    let (code, dir) = curl(&format!("{base}/site/"), &[]);
+    let dir = String::from_utf8(dir).unwrap();
+    assert_eq!(code, 200);
+    assert!(dir.contains("href=\"/site/hello.txt\""), "{dir}");
+    assert!(dir.contains("href=\"/site/sub/\""), "{dir}");
+    assert!(
+        dir.contains("a&amp;&lt;b&gt;.txt") && dir.contains("href=\"/site/a%26%3Cb%3E.txt\""),
+        "{dir}"
+    );
+    assert_eq!(
+        curl(&format!("{base}/site/a%26%3Cb%3E.txt"), &[]),
+        (200, b"odd name".to_vec())
+    );
+
+    assert_eq!(
+        curl(&format!("{base}/{id}/sub/big.bin"), &[]),
+        (200, big.clone())
+    );
+    let (code, part) = curl(
+        &format!("{base}/site/sub/big.bin"),
+        &["-r", "100000-100999"],
+    );
+    assert_eq!((code, &part[..]), (206, &big[100_000..101_000]));
+    assert_eq!(
+        curl(&format!("{base}/site/hello.txt"), &["-r", "50-60"]).0,
+        416
+    );
+
+    // The tree as a tar, unpacked by tar(1): the same files and the symlink as it was.
+    let (code, tarball) = curl(&format!("{base}/site/?format=tar"), &[]);
+    assert_eq!(code, 200);
+    let out = w.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut t = Command::new("tar")
+        .args(["-x", "-C", out.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(t.stdin.as_mut().unwrap(), &tarball).unwrap();
+    drop(t.stdin.take());
+    assert!(t.wait().unwrap().success());
+    assert_eq!(std::fs::read(out.join("sub/big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(out.join("hello.txt")).unwrap(),
+        b"hello world\n"
+    );
+    assert_eq!(
+        std::fs::read_link(out.join("out")).unwrap(),
+        std::path::Path::new("/etc/passwd")
+    );
+
+    // Nothing outside the ware, however asked.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let first = passwd.lines().next().unwrap().to_string();
+    for (path, want) in [
+        ("/site/../../etc/passwd", 400),
+        ("/site/%2e%2e/%2e%2e/etc/passwd", 400),
+        ("/site/sub/..%2F..%2Fhello.txt", 400),
+        ("/site/out/x", 404),
+        ("/etc/passwd", 404),
+        (
+            "/bafyr4iekilryssxdbgvpocfyobuwk4fp42b6rr3adj5nd33ko3zwdpatia/",
+            404,
+        ),
+    ] {
+        let (code, body) = curl(&format!("{base}{path}"), &[]);
+        assert_eq!(code, want, "{path}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains(&first),
+            "{path} served a host file"
+        );
+    }
+    let (code, link) = curl(&format!("{base}/site/out"), &[]);
+    assert_eq!(code, 200);
+    let link = String::from_utf8(link).unwrap();
+    assert!(
+        link.contains("not followed") && !link.contains(&first),
+        "{link}"
+    );
+    assert_eq!(
+        curl(&format!("{base}/site/hello.txt"), &["-X", "POST"]).0,
+        405
+    );
+
+    // The server goes with the command.
+    let addr = base.trim_start_matches("http://").to_string();
+    drop(s);
+    assert!(
+        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(
+            &addr
+        )
+        .is_err()),
+        "still serving after the command ended"
+    );
+}
