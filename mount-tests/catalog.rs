@@ -320,18 +320,7 @@ fn a_warehouse_mounts_as_a_tree_of_its_wares_and_names() {
         std::fs::read(mnt.join("names/app/lib/data.bin")).unwrap(),
         data
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&fresh.ok(["--json", "daemon", "status"])).unwrap();
-    let f = &status["mounts"][0]["fetched"];
-    let got = [
-        "demand_bytes",
-        "readahead_bytes",
-        "prefetch_bytes",
-        "fill_bytes",
-    ]
-    .iter()
-    .map(|k| f[k].as_u64().unwrap())
-    .sum::<u64>();
+    let (got, f) = fresh.first_mount_fetched();
     assert!(
         got >= data.len() as u64 && got < data.len() as u64 + 300_000,
         "only the file read was fetched: {f}"

@@ -178,3 +178,77 @@ fn a_store_is_served_as_pages_files_and_tars_and_nothing_else() {
         "still serving after the command ended"
     );
 }
+
+/// `ware serve` speaks the warehouse protocol: a fresh store lists what it serves with
+/// `ware ls URL`, mounts a ware straight from it by ID (a read fetches only that file's
+/// bytes, every file then reads exact) and through the catalog by name, and pulls it whole
+/// with nothing failing fsck.
+#[test]
+fn another_store_mounts_a_ware_straight_from_ware_serve() {
+    if !can_mount() {
+        return;
+    }
+    let w = Ware::new();
+    let src = w.path("src");
+    std::fs::create_dir_all(src.join("lib/deep")).unwrap();
+    let big = noise(811, 3 << 20);
+    let other = noise(813, 900_000);
+    std::fs::write(src.join("lib/big.bin"), &big).unwrap();
+    std::fs::write(src.join("lib/deep/other.bin"), &other).unwrap();
+    std::fs::write(src.join("small.txt"), b"small\n").unwrap();
+    std::os::unix::fs::symlink("lib/big.bin", src.join("link")).unwrap();
+    let id = w.pack(&src);
+    w.ok(["name", "set", "app", &id]);
+    let second = w.pack_files("second", &[("f", &noise(815, 40_000))]);
+    let s = serve(&w);
+    let url = s.1.clone();
+
+    let fresh = Ware::new();
+    let listed: serde_json::Value =
+        serde_json::from_str(&fresh.ok(["--json", "ls", &url])).unwrap();
+    let text = listed.to_string();
+    assert!(
+        text.contains(&id) && text.contains(&second) && text.contains("\"app\""),
+        "{text}"
+    );
+
+    let mnt = fresh.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    fresh.ok(["--warehouse", &url, "mount", &id, m]);
+    assert_eq!(
+        std::fs::read(mnt.join("lib/deep/other.bin")).unwrap(),
+        other
+    );
+    let (got, f) = fresh.first_mount_fetched();
+    assert!(
+        got >= other.len() as u64 && got < big.len() as u64,
+        "more than the file read was fetched: {f}"
+    );
+    assert_same(
+        &snapshot(&src, false, false, &[]),
+        &snapshot(&mnt, false, false, &[]),
+    );
+    fresh.ok(["umount", m]);
+
+    // The server as a warehouse mount: its wares and names through its catalog.
+    fresh.ok(["mount", &url, m]);
+    let mut top: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    let mut want = vec![id.clone(), second.clone(), "names".to_string()];
+    want.sort();
+    assert_eq!(top, want);
+    assert_eq!(
+        std::fs::read(mnt.join("names/app/lib/big.bin")).unwrap(),
+        big
+    );
+    fresh.ok(["umount", m]);
+
+    let puller = Ware::new();
+    puller.ok(["pull", &id, &url]);
+    puller.ok(["fsck"]);
+    assert_eq!(puller.ok(["cat", &format!("{id}/small.txt")]), "small\n");
+}

@@ -135,9 +135,11 @@ pub(crate) fn named_by_manifest<T>(
 
 /// Every node of a ware (root first) with its bytes, and its distinct chunks with their
 /// lengths, in walk order.
-type Walked = (Vec<(NodeId, Vec<u8>)>, Vec<(ChunkId, u64)>);
+pub type Walked = (Vec<(NodeId, Vec<u8>)>, Vec<(ChunkId, u64)>);
 
-fn collect(src: &dyn BlockSource, ware: &WareId) -> Result<Walked> {
+/// A ware's nodes and distinct chunks in walk order: what push uploads, and what `ware
+/// serve` lays out.
+pub fn collect(src: &dyn BlockSource, ware: &WareId) -> Result<Walked> {
     let mut nodes = Vec::new();
     let mut chunks = Vec::new();
     let mut seen = HashSet::new();

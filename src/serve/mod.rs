@@ -4,10 +4,12 @@
 //! HTML, no JavaScript. Nothing writes; every path segment is checked (no `.`, `..`, `/` or
 //! NUL once decoded) and resolved inside the ware without following symlinks, so nothing but
 //! the store's own bytes is ever served. It runs where the store is open (in its daemon when
-//! one runs) until the client that asked for it goes away.
+//! one runs) until the client that asked for it goes away. The same server speaks the
+//! warehouse protocol (`warehouse.rs`), so another machine mounts a ware straight from it.
 
 mod html;
 mod tar;
+mod warehouse;
 
 use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
@@ -30,9 +32,19 @@ type Body = BoxBody<Bytes, std::io::Error>;
 /// Bytes a streamed body holds in its channel before the producer waits for the client.
 const STREAM_FRAMES: usize = 8;
 
+/// What every request sees: the store, and the wares laid out as a warehouse.
+struct State {
+    store: Arc<Store>,
+    layouts: warehouse::Layouts,
+}
+
 /// Serves `store` on `listener` until `life` (the write end of a pipe whose read end the
 /// client holds) reports its reader gone; returns the requests answered.
 pub fn run(store: Arc<Store>, listener: std::net::TcpListener, life: OwnedFd) -> Result<u64> {
+    let state = Arc::new(State {
+        store,
+        layouts: warehouse::Layouts::default(),
+    });
     let served = Arc::new(AtomicU64::new(0));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -51,11 +63,11 @@ pub fn run(store: Arc<Store>, listener: std::net::TcpListener, life: OwnedFd) ->
                 _ = &mut gone => break,
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let (store, count) = (store.clone(), count.clone());
+                    let (state, count) = (state.clone(), count.clone());
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             count.fetch_add(1, Ordering::Relaxed);
-                            handle(store.clone(), req)
+                            handle(state.clone(), req)
                         });
                         let io = hyper_util::rt::TokioIo::new(stream);
                         if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -210,7 +222,7 @@ fn target(
 }
 
 async fn handle(
-    store: Arc<Store>,
+    state: Arc<State>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let head = req.method() == Method::HEAD;
@@ -231,7 +243,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let answered =
-        tokio::task::spawn_blocking(move || respond(&store, &path, tar, range.as_deref()))
+        tokio::task::spawn_blocking(move || respond(&state, &path, tar, range.as_deref()))
             .await
             .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"));
     Ok(if head {
@@ -247,7 +259,12 @@ async fn handle(
     })
 }
 
-fn respond(store: &Arc<Store>, path: &str, tar: bool, range: Option<&str>) -> Response<Body> {
+fn respond(state: &State, path: &str, tar: bool, range: Option<&str>) -> Response<Body> {
+    let store = &state.store;
+    let key = path.strip_prefix('/').unwrap_or(path);
+    if warehouse::RESERVED.contains(&key.split('/').next().unwrap_or_default()) {
+        return protocol(state, key, range);
+    }
     let t = match target(store, path) {
         Ok(Some(t)) => t,
         Ok(None) => return index(store),
@@ -360,8 +377,55 @@ fn parse_range(h: &str, size: u64) -> Option<std::result::Result<(u64, u64), ()>
     })
 }
 
+/// A warehouse object, whole or by range.
+fn protocol(state: &State, key: &str, range: Option<&str>) -> Response<Body> {
+    let kind = "application/octet-stream";
+    match state.layouts.get(&state.store, key) {
+        Ok(warehouse::Object::Bytes(b)) => {
+            ranged(b.len() as u64, range, kind, move |start, end, w| {
+                std::io::Write::write_all(w, &b[start as usize..end as usize])
+            })
+        }
+        Ok(warehouse::Object::Pack(p)) => {
+            let store = state.store.clone();
+            ranged(p.len, range, kind, move |start, end, w| {
+                warehouse::write_pack(&store, &p, start, end, w)
+            })
+        }
+        Ok(warehouse::Object::Missing) => error(StatusCode::NOT_FOUND, "no such object"),
+        Err(e) => {
+            tracing::warn!("serve /{key}: {e:#}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store could not read it",
+            )
+        }
+    }
+}
+
 fn file(store: &Arc<Store>, t: &Target, entry: Entry, range: Option<&str>) -> Response<Body> {
-    let size = entry.size;
+    let name = t
+        .segments
+        .last()
+        .map(|s| String::from_utf8_lossy(s).into_owned());
+    let kind = name
+        .as_deref()
+        .and_then(|n| mime_guess::from_path(n).first_raw())
+        .unwrap_or("application/octet-stream");
+    let store = store.clone();
+    ranged(entry.size, range, kind, move |start, end, w| {
+        write_range(&store, &entry, start, end, w)
+    })
+}
+
+/// `size` bytes of `kind`, or the one range the request asks for (206; 416 for one outside),
+/// written by `produce(start, end, out)` on a blocking thread.
+fn ranged(
+    size: u64,
+    range: Option<&str>,
+    kind: &str,
+    produce: impl FnOnce(u64, u64, &mut ChannelWriter) -> std::io::Result<()> + Send + 'static,
+) -> Response<Body> {
     let (start, end, partial) = match range.and_then(|h| parse_range(h, size)) {
         Some(Ok((a, b))) => (a, b, true),
         Some(Err(())) => {
@@ -376,25 +440,16 @@ fn file(store: &Arc<Store>, t: &Target, entry: Entry, range: Option<&str>) -> Re
         }
         None => (0, size, false),
     };
-    let name = t
-        .segments
-        .last()
-        .map(|s| String::from_utf8_lossy(s).into_owned());
-    let kind = name
-        .as_deref()
-        .and_then(|n| mime_guess::from_path(n).first_raw())
-        .unwrap_or("application/octet-stream");
-    let store = store.clone();
-    let mut r = Response::new(streamed(move |w| {
-        write_range(&store, &entry, start, end, w)
-    }));
+    let mut r = Response::new(streamed(move |w| produce(start, end, w)));
     *r.status_mut() = if partial {
         StatusCode::PARTIAL_CONTENT
     } else {
         StatusCode::OK
     };
     let h = r.headers_mut();
-    h.insert("content-type", kind.parse().expect("a known media type"));
+    if let Ok(v) = kind.parse() {
+        h.insert("content-type", v);
+    }
     h.insert("accept-ranges", "bytes".parse().expect("valid"));
     h.insert("content-length", (end - start).into());
     if partial && let Ok(v) = format!("bytes {start}-{}/{size}", end - 1).parse() {

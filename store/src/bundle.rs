@@ -118,19 +118,25 @@ impl PackBuilder {
     /// The pack's name, its data and its encoded index. The name is the index's hash, so an
     /// index fetched by name is verified.
     pub fn finish(self) -> (String, Vec<u8>, Vec<PackEntry>, Vec<u8>) {
-        let mut sorted = self.entries.clone();
-        sorted.sort_by_key(|e| e.chunk);
-        sorted.dedup_by_key(|e| e.chunk);
-        let doc = IndexDoc {
-            v: String::from_utf8_lossy(MARKER).trim().to_string(),
-            c: sorted
-                .iter()
-                .map(|e| (ByteBuf::from(e.chunk.0.to_vec()), e.offset, e.stored_len))
-                .collect(),
-        };
-        let index = crate::node::encode(&doc);
-        (index_name(&index), self.data, sorted, index)
+        let (name, sorted, index) = encode_index(self.entries);
+        (name, self.data, sorted, index)
     }
+}
+
+/// The index of a pack holding `entries` (in any order): its name, the entries sorted by
+/// chunk (each once) and its bytes.
+pub fn encode_index(mut entries: Vec<PackEntry>) -> (String, Vec<PackEntry>, Vec<u8>) {
+    entries.sort_by_key(|e| e.chunk);
+    entries.dedup_by_key(|e| e.chunk);
+    let doc = IndexDoc {
+        v: String::from_utf8_lossy(MARKER).trim().to_string(),
+        c: entries
+            .iter()
+            .map(|e| (ByteBuf::from(e.chunk.0.to_vec()), e.offset, e.stored_len))
+            .collect(),
+    };
+    let index = crate::node::encode(&doc);
+    (index_name(&index), entries, index)
 }
 
 fn index_name(index: &[u8]) -> String {

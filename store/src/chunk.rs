@@ -18,8 +18,9 @@ pub const MAX_CHUNK: usize = 256 * 1024;
 /// zstd level used at rest.
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// First byte of a stored chunk: the bytes follow as they are.
-const TAG_RAW: u8 = 0;
+/// First byte of a stored chunk: the bytes follow as they are (what `ware serve`'s packs
+/// hold, their stored lengths known before any chunk is read).
+pub const TAG_RAW: u8 = 0;
 /// First byte of a stored chunk: a zstd frame follows.
 const TAG_ZSTD: u8 = 1;
 

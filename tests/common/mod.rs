@@ -138,6 +138,24 @@ impl Ware {
         out
     }
 
+    /// The bytes the store's first mount fetched (demand, readahead, prefetch and fill),
+    /// and its `fetched` counters from `ware --json daemon status`.
+    pub fn first_mount_fetched(&self) -> (u64, serde_json::Value) {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.ok(["--json", "daemon", "status"])).expect("status json");
+        let f = status["mounts"][0]["fetched"].clone();
+        let got = [
+            "demand_bytes",
+            "readahead_bytes",
+            "prefetch_bytes",
+            "fill_bytes",
+        ]
+        .iter()
+        .map(|k| f[k].as_u64().unwrap_or_default())
+        .sum();
+        (got, f)
+    }
+
     /// `ware --json stats` as JSON.
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(["--json", "stats"])).expect("stats json")
