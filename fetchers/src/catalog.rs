@@ -246,15 +246,11 @@ fn fold_into(
         catalog::merge(&mut wares, adds);
         let mut refs = Vec::new();
         for page in catalog::paginate(wares) {
-            let (bytes, name) = page.encode();
-            if replaced.as_deref() != Some(name.as_str()) {
-                wh.put(&catalog::page_key(&name), Bytes::from(bytes))?;
+            let (bytes, r) = page.encode_ref();
+            if replaced.as_deref() != Some(r.name.as_str()) {
+                wh.put(&catalog::page_key(&r.name), Bytes::from(bytes))?;
             }
-            refs.push(PageRef {
-                first: page.wares[0].ware,
-                name,
-                count: page.wares.len() as u64,
-            });
+            refs.push(r);
         }
         match replaced {
             Some(name) => {
@@ -374,13 +370,9 @@ pub fn rebuild(wh: &dyn Warehouse, now: u64) -> Result<Rebuilt> {
     let mut head = Head::new();
     if !wares.is_empty() {
         for page in catalog::paginate(wares) {
-            let (bytes, name) = page.encode();
-            wh.put(&catalog::page_key(&name), Bytes::from(bytes))?;
-            head.pages.push(PageRef {
-                first: page.wares[0].ware,
-                name,
-                count: page.wares.len() as u64,
-            });
+            let (bytes, r) = page.encode_ref();
+            wh.put(&catalog::page_key(&r.name), Bytes::from(bytes))?;
+            head.pages.push(r);
         }
     }
     head.retired = old_pages

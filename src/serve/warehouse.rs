@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use bytes::Bytes;
 use ware_store::bundle::{MARKER, Manifest, PACK_TARGET, PackEntry, encode_index, encode_manifest};
-use ware_store::catalog::{Entry, Head, Named, PageRef, paginate};
+use ware_store::catalog::{Entry, Head, Named, paginate};
 use ware_store::chunk::TAG_RAW;
 use ware_store::db::Store;
 use ware_store::{BlockSource, ChunkId, WareId};
@@ -57,6 +57,8 @@ struct LayoutsInner {
     wares: HashMap<WareId, Arc<Layout>>,
     order: std::collections::VecDeque<WareId>,
     packs: HashMap<String, Arc<Pack>>,
+    /// The pages of the catalog the last head listed, by name.
+    pages: HashMap<String, Bytes>,
 }
 
 /// What a protocol request is answered with.
@@ -114,6 +116,16 @@ impl Layouts {
         Ok(None)
     }
 
+    /// The store's catalog as it is now: its head, its pages kept for the requests that follow.
+    fn catalog(&self, store: &Store) -> Result<Head> {
+        let (head, pages) = catalog(store)?;
+        self.lock().pages = pages
+            .into_iter()
+            .map(|(n, b)| (n, Bytes::from(b)))
+            .collect();
+        Ok(head)
+    }
+
     /// The object under `key`, for a store that holds the wares it names whole.
     pub(super) fn get(&self, store: &Store, key: &str) -> Result<Object> {
         let whole = |id: &str| -> Result<Option<WareId>> {
@@ -159,12 +171,16 @@ impl Layouts {
             });
         }
         if key == "catalog/head" {
-            return bytes(catalog(store)?.0.encode());
+            return bytes(self.catalog(store)?.encode());
         }
         if let Some(name) = key.strip_prefix("catalog/pages/") {
-            let (_, pages) = catalog(store)?;
-            return Ok(match pages.into_iter().find(|(n, _)| n == name) {
-                Some((_, b)) => Object::Bytes(Bytes::from(b)),
+            // The pages of the head last served; else (the store changed since, or a head
+            // served before a restart) of the catalog as it is now.
+            if !self.lock().pages.contains_key(name) {
+                self.catalog(store)?;
+            }
+            return Ok(match self.lock().pages.get(name) {
+                Some(b) => Object::Bytes(b.clone()),
                 None => Object::Missing,
             });
         }
@@ -262,13 +278,9 @@ fn catalog(store: &Store) -> Result<(Head, Vec<NamedPage>)> {
         return Ok((head, pages));
     }
     for page in paginate(entries) {
-        let (bytes, name) = page.encode();
-        head.pages.push(PageRef {
-            first: page.wares[0].ware,
-            name: name.clone(),
-            count: page.wares.len() as u64,
-        });
-        pages.push((name, bytes));
+        let (bytes, r) = page.encode_ref();
+        pages.push((r.name.clone(), bytes));
+        head.pages.push(r);
     }
     Ok((head, pages))
 }

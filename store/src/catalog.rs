@@ -255,6 +255,17 @@ impl Page {
         (bytes, name)
     }
 
+    /// Its DAG-CBOR bytes, and the reference a head keeps to it.
+    pub fn encode_ref(&self) -> (Vec<u8>, PageRef) {
+        let (bytes, name) = self.encode();
+        let r = PageRef {
+            first: self.wares.first().map_or(Cid::default(), |e| e.ware),
+            name,
+            count: self.wares.len() as u64,
+        };
+        (bytes, r)
+    }
+
     /// Decodes a page fetched as `name`: it must hash to its name, hold at most
     /// [`PAGE_MAX`] wares, sorted by ID, each once.
     pub fn decode(name: &str, bytes: &[u8]) -> Result<Page> {
