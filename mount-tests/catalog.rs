@@ -7,7 +7,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -312,6 +312,25 @@ fn a_warehouse_mounts_as_a_tree_of_its_wares_and_names() {
     want.sort();
     assert_eq!(entries(&mnt), want);
     assert_eq!(entries(&mnt.join("names")), ["app"]);
+    // `ls -l` of the top: every ware a directory, and no manifest fetched for it.
+    for id in [&a, &b] {
+        let md = std::fs::symlink_metadata(mnt.join(id)).unwrap();
+        assert!(md.is_dir(), "{id}: {md:?}");
+    }
+    let ls = Command::new("ls").arg("-la").arg(&mnt).output().unwrap();
+    assert!(ls.status.success(), "{ls:?}");
+    let manifests = |nginx: &servers::Nginx| -> Vec<String> {
+        nginx
+            .requested()
+            .into_iter()
+            .filter(|u| u.starts_with("/wares/") || u.starts_with("/packs/"))
+            .collect()
+    };
+    assert_eq!(
+        manifests(&nginx),
+        Vec::<String>::new(),
+        "listing the top fetched"
+    );
     assert_eq!(
         std::fs::read_link(mnt.join("names/app")).unwrap(),
         std::path::PathBuf::from(format!("../{a}"))
@@ -324,6 +343,11 @@ fn a_warehouse_mounts_as_a_tree_of_its_wares_and_names() {
     assert!(
         got >= data.len() as u64 && got < data.len() as u64 + 300_000,
         "only the file read was fetched: {f}"
+    );
+    let fetched = manifests(&nginx);
+    assert!(
+        fetched.iter().all(|u| !u.contains(&b)) && fetched.contains(&format!("/wares/{a}")),
+        "only the ware looked into: {fetched:?}"
     );
 
     // Another store pushes: listed once the TTL has passed.

@@ -72,6 +72,13 @@ pub trait Catalog: Send + Sync {
     fn names(&self) -> Vec<(String, WareId)>;
     /// The ware a name points to now.
     fn name(&self, name: &str) -> Option<WareId>;
+    /// For a ware it lists that the store does not hold whole (it lives in a warehouse): the
+    /// time to show for it (its first push). The top of the mount then shows it as a bare directory
+    /// (`r-xr-xr-x`, that time) until a program looks inside, so listing and `stat` of the
+    /// top fetch nothing. `None` (the default): its root is at hand and shown as it is.
+    fn unfetched(&self, _id: &WareId) -> Option<std::time::SystemTime> {
+        None
+    }
 }
 
 /// Told of every directory node and chunk a mount reads for a ware, in the order the reads

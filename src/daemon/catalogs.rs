@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ware_fetchers::Warehouse;
 use ware_fs::Catalog;
@@ -42,12 +42,17 @@ struct Seen {
     at: Instant,
     wares: BTreeSet<WareId>,
     names: BTreeMap<String, WareId>,
+    /// The wares of the warehouses' catalogs, each with its first push (seconds since the
+    /// epoch, the earliest any catalog says).
+    pushed: BTreeMap<WareId, u64>,
 }
 
 /// Warehouses' catalogs (and, for `--all`, the store's own wares and names first): the
 /// wares of every catalog, and each name as the first warehouse that has it says. A catalog
 /// that cannot be read keeps what it listed before (logged); one never read lists nothing.
 pub(super) struct WarehouseCatalog {
+    /// The store the mount reads through: a ware it holds whole is shown as it is.
+    local: Arc<Store>,
     store: Option<StoreCatalog>,
     warehouses: Vec<Arc<dyn Warehouse>>,
     ttl: Duration,
@@ -58,9 +63,10 @@ pub(super) struct WarehouseCatalog {
 
 impl WarehouseCatalog {
     /// The catalogs of `warehouses` (those that keep one), read again after `ttl`; with
-    /// `store`, its wares and names too.
+    /// `own`, the wares and names of `local` (the store the mount reads through) too.
     pub(super) fn new(
-        store: Option<Arc<Store>>,
+        local: Arc<Store>,
+        own: bool,
         warehouses: Vec<Arc<dyn Warehouse>>,
         ttl: Duration,
     ) -> WarehouseCatalog {
@@ -70,7 +76,8 @@ impl WarehouseCatalog {
             .collect();
         let last = Mutex::new(vec![None; warehouses.len()]);
         WarehouseCatalog {
-            store: store.map(StoreCatalog),
+            store: own.then(|| StoreCatalog(local.clone())),
+            local,
             warehouses,
             ttl,
             seen: Mutex::new(None),
@@ -102,12 +109,17 @@ impl WarehouseCatalog {
         }
         let mut wares = BTreeSet::new();
         let mut names = BTreeMap::new();
+        let mut pushed = BTreeMap::new();
         if let Some(s) = &self.store {
             wares.extend(s.wares());
             names.extend(s.names());
         }
         for l in last.iter().flatten() {
             wares.extend(l.wares.iter().map(|e| e.id()));
+            for e in &l.wares {
+                let at = pushed.entry(e.id()).or_insert(e.at);
+                *at = (*at).min(e.at);
+            }
             for (n, (id, _)) in &l.names {
                 names.entry(n.clone()).or_insert(*id);
             }
@@ -116,6 +128,7 @@ impl WarehouseCatalog {
             at: Instant::now(),
             wares,
             names,
+            pushed,
         }
     }
 }
@@ -132,5 +145,14 @@ impl Catalog for WarehouseCatalog {
             return Some(id);
         }
         self.with(|s| s.names.get(name).copied())
+    }
+    fn unfetched(&self, id: &WareId) -> Option<SystemTime> {
+        // Only a catalog's ware the store lacks whole: one the store holds only in part
+        // fetches its manifest when its root is read (to find its missing chunks).
+        let at = self.with(|s| s.pushed.get(id).copied())?;
+        if self.local.ware(id).ok().flatten().is_some() {
+            return None;
+        }
+        Some(UNIX_EPOCH + Duration::from_secs(at))
     }
 }

@@ -99,7 +99,8 @@ impl Daemon {
             // With warehouses, `--all` lists their catalogs' wares beside the store's.
             MountWhat::All if fetcher.is_some() => (
                 MountRoot::All(Arc::new(WarehouseCatalog::new(
-                    Some(self.store.clone()),
+                    self.store.clone(),
+                    true,
                     remote.open()?,
                     Duration::from_secs(DEFAULT_CATALOG_TTL_S),
                 ))),
@@ -114,7 +115,8 @@ impl Daemon {
                     .with_context(|| format!("warehouse {url}"))?;
                 (
                     MountRoot::All(Arc::new(WarehouseCatalog::new(
-                        None,
+                        self.store.clone(),
+                        false,
                         vec![wh],
                         Duration::from_secs(*catalog_ttl_s),
                     ))),

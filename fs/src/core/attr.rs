@@ -62,6 +62,11 @@ impl Core {
                 self.synthetic(node.ino, Kind::Dir, 0o555, u64::from(BLOCK)),
                 SHORT_TTL,
             )),
+            NodeKind::Listed { at, .. } => {
+                let mut attr = self.synthetic(node.ino, Kind::Dir, 0o555, u64::from(BLOCK));
+                attr.time = *at;
+                Ok((attr, SHORT_TTL))
+            }
             NodeKind::NameLink(target) => {
                 let size = Self::link_target(target).len() as u64;
                 Ok((

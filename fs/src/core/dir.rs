@@ -6,7 +6,7 @@ use super::*;
 impl Core {
     /// Opens a directory; returns the handle and whether the kernel may cache its listing.
     pub(crate) fn opendir(&self, ino: u64) -> R<(u64, bool)> {
-        let node = self.node(ino)?;
+        let node = self.entered(self.node(ino)?)?;
         let (children, cacheable) = match &node.kind {
             NodeKind::AllRoot => {
                 let catalog = self.catalog.as_ref().ok_or(Fault::Io)?;
@@ -31,6 +31,7 @@ impl Core {
                 )
             }
             NodeKind::NameLink(_) => return Err(Fault::NotDir),
+            NodeKind::Listed { .. } => return Err(Fault::Io),
             NodeKind::Ware { ware, entry, .. } => {
                 if entry.kind != Kind::Dir {
                     return Err(Fault::NotDir);
@@ -108,7 +109,7 @@ impl Core {
                         }
                         // A listed ware whose root cannot be read is left out of the listing.
                         Child::Ware(id) => self
-                            .ware_root(id)
+                            .top_ware(id)
                             .ok()
                             .map(|n| (n, id.to_string().into_bytes())),
                     }
@@ -122,7 +123,7 @@ impl Core {
                     self.inodes.write().looked_up(&node);
                 }
                 let kind = match &node.kind {
-                    NodeKind::AllRoot | NodeKind::NamesDir => Kind::Dir,
+                    NodeKind::AllRoot | NodeKind::NamesDir | NodeKind::Listed { .. } => Kind::Dir,
                     NodeKind::NameLink(_) => Kind::Symlink,
                     NodeKind::Ware { entry, .. } => entry.kind,
                 };

@@ -55,6 +55,13 @@ impl Inodes {
         );
         node
     }
+    /// Puts `node` in the place of the inode of its number, if the table holds it, keeping
+    /// the kernel's lookups.
+    pub(super) fn replace(&mut self, node: &Arc<Node>) {
+        if let Some(s) = self.nodes.get_mut(&node.ino) {
+            s.node = node.clone();
+        }
+    }
     pub(super) fn get(&self, ino: u64) -> Option<Arc<Node>> {
         self.nodes.get(&ino).map(|s| s.node.clone())
     }
@@ -66,6 +73,7 @@ impl Inodes {
     pub(super) fn index_key(node: &Node) -> Option<IndexKey> {
         match &node.kind {
             NodeKind::AllRoot | NodeKind::NamesDir => None,
+            NodeKind::Listed { .. } => Some(IndexKey::Name((node.parent, node.name.clone()))),
             NodeKind::NameLink(target) => {
                 let mut k = node.name.clone();
                 k.push(0);

@@ -22,6 +22,7 @@ mod inodes;
 mod nodes;
 mod read;
 mod siblings;
+mod top;
 pub(crate) use attr::Attr;
 use inodes::Inodes;
 use nodes::{ChunkMap, Flight};
@@ -153,6 +154,9 @@ enum NodeKind {
     /// inode (the kernel may cache a symlink's target for the life of its inode), found once
     /// the short entry timeout sends the kernel back to look the name up again.
     NameLink(WareId),
+    /// A ware at the top that its catalog lists but the store does not hold whole:
+    /// a bare directory (showing `at`) until it is looked into ([`Core::entered`]).
+    Listed { id: WareId, at: SystemTime },
     /// An entry of a ware (its root included).
     Ware {
         ware: Arc<WareCtx>,
@@ -355,99 +359,12 @@ impl Core {
         };
         node
     }
-
-    /// The root inode of a ware in an `--all` mount, made on first lookup: the ware must have a
-    /// readable root node.
-    fn ware_root(&self, id: &WareId) -> R<Arc<Node>> {
-        self.tree_root(&id.0, false)
-    }
-
-    /// The foreign tree a source can show, if any.
-    fn foreign(&self) -> Option<&dyn ForeignTree> {
-        self.src.foreign()
-    }
-
-    /// The root inode of a ware (or, with `foreign`, of a foreign tree such as an IPFS UnixFS
-    /// CID) in an `--all` mount, made on first lookup: its root must be readable.
-    fn tree_root(&self, id: &Cid, foreign: bool) -> R<Arc<Node>> {
-        let name = id.to_string().into_bytes();
-        let key = (ROOT_INO, name.clone());
-        if let Some(node) = {
-            let inodes = self.inodes.read();
-            inodes.by_name.get(&key).and_then(|&i| inodes.get(i))
-        } {
-            return Ok(node);
-        }
-        let read = if foreign {
-            match self.foreign() {
-                Some(tree) => tree.root(id),
-                None => return Err(Fault::NoEntry),
-            }
-        } else {
-            Reader::new(&*self.src).root(&WareId::from_cid(*id).map_err(|_| Fault::NoEntry)?)
-        };
-        let root = match read {
-            Ok(r) => r,
-            Err(e) if e.is_not_found() => {
-                tracing::debug!(ware = %id, "lookup: {e}");
-                return Err(Fault::NoEntry);
-            }
-            Err(e) => return Err(ware_fault(id, "/", "root node", &e)),
-        };
-        if let Some(log) = &self.reads
-            && !foreign
-        {
-            log.read(id, id);
-        }
-        let mut inodes = self.inodes.write();
-        if let Some(node) = inodes.by_name.get(&key).and_then(|&i| inodes.get(i)) {
-            return Ok(node);
-        }
-        let ino = inodes.last + 1;
-        let ware = Arc::new(WareCtx {
-            id: *id,
-            foreign,
-            root_ino: ino,
-            root: root.clone(),
-            links: Mutex::new(None),
-        });
-        let node = inodes.push(ROOT_INO, name, ware_kind(ware, root));
-        inodes.by_name.insert(key, node.ino);
-        Ok(node)
-    }
-
-    fn name_link(&self, name: &str, target: WareId) -> Arc<Node> {
-        let names_ino = ROOT_INO + 1;
-        // Names hold no NUL, so name NUL target is a key per (name, target).
-        let key = (names_ino, format!("{name}\0{target}").into_bytes());
-        if let Some(node) = {
-            let inodes = self.inodes.read();
-            inodes.by_name.get(&key).and_then(|&i| inodes.get(i))
-        } {
-            return node;
-        }
-        let mut inodes = self.inodes.write();
-        if let Some(node) = inodes.by_name.get(&key).and_then(|&i| inodes.get(i)) {
-            return node;
-        }
-        let node = inodes.push(
-            names_ino,
-            name.as_bytes().to_vec(),
-            NodeKind::NameLink(target),
-        );
-        inodes.by_name.insert(key, node.ino);
-        node
-    }
-
-    fn link_target(target: &WareId) -> Vec<u8> {
-        format!("../{target}").into_bytes()
-    }
 }
 
 /// The requests.
 impl Core {
     pub(crate) fn lookup(&self, parent: u64, name: &[u8]) -> R<Lookup> {
-        let dir = self.node(parent)?;
+        let dir = self.entered(self.node(parent)?)?;
         let (node, entry_ttl) = match &dir.kind {
             NodeKind::AllRoot => {
                 if name == NAMES {
@@ -458,7 +375,7 @@ impl Core {
                         .and_then(|s| Cid::from_str(s).ok())
                         .ok_or(Fault::NoEntry)?;
                     let node = match WareId::from_cid(cid) {
-                        Ok(id) => self.ware_root(&id)?,
+                        Ok(id) => self.top_ware(&id)?,
                         // Not a ware ID: a foreign tree's, if the source shows such trees.
                         Err(_) if self.foreign().is_some_and(|t| t.accepts(&cid)) => {
                             self.tree_root(&cid, true)?
@@ -475,6 +392,7 @@ impl Core {
                 (self.name_link(name, target), SHORT_TTL)
             }
             NodeKind::NameLink(_) => return Err(Fault::NotDir),
+            NodeKind::Listed { .. } => return Err(Fault::Io),
             NodeKind::Ware { ware, entry, .. } => {
                 if entry.kind != Kind::Dir {
                     return Err(Fault::NotDir);

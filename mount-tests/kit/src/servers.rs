@@ -252,7 +252,7 @@ impl Nginx {
             }
             listen = format!(
                 "listen 127.0.0.1:{port} ssl http2; ssl_certificate {d}/cert.pem; \
-                 ssl_certificate_key {d}/key.pem; access_log {d}/access.log protocol;",
+                 ssl_certificate_key {d}/key.pem;",
                 d = d.display()
             );
         }
@@ -263,8 +263,8 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 64; }}
 http {{
-    access_log off;
     log_format protocol '$server_protocol $status $request_uri';
+    access_log {d}/access.log protocol;
     default_type application/octet-stream;
     client_body_temp_path {d}/tmp/body;
     proxy_temp_path {d}/tmp/proxy;
@@ -340,13 +340,21 @@ http {{
         self.root.parent().expect("server dir").join("ca.pem")
     }
 
-    /// A TLS server's requests so far, as `PROTOCOL STATUS URI` (`HTTP/2.0 200 /wares/…`).
+    /// The requests so far, as `PROTOCOL STATUS URI` (`HTTP/2.0 200 /wares/…`).
     pub fn protocols(&self) -> Vec<String> {
         let log = self.root.parent().expect("server dir").join("access.log");
         std::fs::read_to_string(log)
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
+            .collect()
+    }
+
+    /// The URIs requested so far (`/wares/…`), in order.
+    pub fn requested(&self) -> Vec<String> {
+        self.protocols()
+            .iter()
+            .filter_map(|l| l.split(' ').nth(2).map(str::to_string))
             .collect()
     }
 }
