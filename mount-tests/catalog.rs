@@ -398,3 +398,86 @@ fn a_garbage_catalog_is_refused_and_typed_ids_still_mount() {
     let log = std::fs::read_to_string(fresh.store().join("daemon.log")).unwrap();
     assert!(log.contains("catalog/head"), "{log}");
 }
+
+/// An IPFS node's pins are its catalog: a push pins the ware's root (recursively; a name
+/// given is reported as not kept), `ware ls URL` lists the pinned wares and nothing else the
+/// node pins (its init files), `ware mount URL MNT` lists them without a fetch and reads them,
+/// and the node's garbage collection, which takes an unpinned block, keeps every block of them.
+#[test]
+fn an_ipfs_nodes_pins_are_its_catalog() {
+    let Some(node) = started(servers::JsIpfs::start()) else {
+        return;
+    };
+    let url = format!("ipfs+http://{}", node.api);
+    let w = Ware::new();
+    let data = noise(801, 900_000);
+    let a = w.pack_files("a", &[("lib/data.bin", &data), ("small", b"tiny\n")]);
+    let b = w.pack_files("b", &[("f", &noise(803, 40_000))]);
+    let out = w
+        .loud_command()
+        .args(["push", &a, &url, "--name", "app"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("keeps no names") && err.contains("app"),
+        "{err}"
+    );
+    let pushed: serde_json::Value =
+        serde_json::from_str(&w.ok(["--json", "push", &b, &url])).expect("push json");
+    assert_eq!(pushed["cataloged"], true, "{pushed}");
+
+    let l = listing(&url, &[]);
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(ids(&l), want, "{l}");
+    assert_eq!(l["pins"], true);
+    assert!(l["wares"][0]["bytes"].is_null(), "{l}");
+
+    // Blocks nobody pinned go in the node's garbage collection; the pushed wares' stay.
+    let f = w.path("loose");
+    std::fs::write(&f, b"a block nobody pinned").unwrap();
+    let loose = node
+        .cli(&["block", "put", f.to_str().unwrap()])
+        .expect("block put");
+    let loose = ware_fetchers::Cid::try_from(loose.as_str()).expect("a CID");
+    let held = |node: &servers::JsIpfs| -> Vec<Vec<u8>> {
+        let local = node.cli(&["refs", "local"]).expect("refs local");
+        local
+            .lines()
+            .filter_map(|l| ware_fetchers::Cid::try_from(l.trim()).ok())
+            .map(|c| c.hash().to_bytes())
+            .collect()
+    };
+    assert!(held(&node).contains(&loose.hash().to_bytes()));
+    node.cli(&["repo", "gc"]).expect("repo gc");
+    assert!(
+        !held(&node).contains(&loose.hash().to_bytes()),
+        "gc kept an unpinned block"
+    );
+
+    let fresh = Ware::new();
+    let mnt = fresh.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    fresh.ok(["mount", &url, m]);
+    let mut top = want.clone();
+    top.push("names".to_string());
+    top.sort();
+    assert_eq!(entries(&mnt), top);
+    for id in [&a, &b] {
+        assert!(std::fs::metadata(mnt.join(id)).unwrap().is_dir());
+    }
+    assert_eq!(
+        std::fs::read(mnt.join(&a).join("lib/data.bin")).unwrap(),
+        data
+    );
+    assert_eq!(
+        std::fs::read(mnt.join(&a).join("small")).unwrap(),
+        b"tiny\n"
+    );
+    assert_eq!(entries(&mnt.join(&b)), ["f"]);
+    fresh.ok(["umount", m]);
+}

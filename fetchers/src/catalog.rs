@@ -36,6 +36,9 @@ pub struct Listing {
     pub names: BTreeMap<String, (WareId, u64)>,
     /// Whether the warehouse has a catalog at all (one written before catalogs has none).
     pub found: bool,
+    /// The listing is an IPFS node's pins ([`Warehouse::pins`]): each pinned ware, with no
+    /// size, entry count, push time (all 0) or name, which a node does not keep.
+    pub pinned: bool,
     /// Requests made to read it.
     pub requests: u64,
 }
@@ -128,6 +131,9 @@ fn read_pushes(wh: &dyn Warehouse, keys: &[String]) -> Result<Vec<Entry>> {
 /// Reads what the warehouse's catalog holds. A page that went missing under a reader (a fold
 /// replaced it and its grace passed) makes it read the new head, once.
 pub fn read(wh: &dyn Warehouse) -> Result<Listing> {
+    if wh.kind().has_pins() {
+        return read_pins(wh);
+    }
     let mut listing = Listing::default();
     let mut again = true;
     let head = loop {
@@ -164,6 +170,35 @@ pub fn read(wh: &dyn Warehouse) -> Result<Listing> {
     }
     listing.names = catalog::names(&listing.wares);
     Ok(listing)
+}
+
+/// An IPFS node's catalog: the wares among its recursive pins (a push pins each ware's root),
+/// in ID order. Other pins (UnixFS trees, anything not shaped like a ware ID) are left out.
+fn read_pins(wh: &dyn Warehouse) -> Result<Listing> {
+    let mut ids: Vec<WareId> = wh
+        .pins()?
+        .into_iter()
+        .filter_map(|c| WareId::from_cid(c).ok())
+        .collect();
+    ids.sort_by_key(|id| id.to_string());
+    ids.dedup();
+    let wares = ids
+        .into_iter()
+        .map(|id| Entry {
+            ware: id.0,
+            bytes: 0,
+            entries: 0,
+            at: 0,
+            names: Vec::new(),
+        })
+        .collect();
+    Ok(Listing {
+        wares,
+        names: BTreeMap::new(),
+        found: true,
+        pinned: true,
+        requests: 1,
+    })
 }
 
 /// Seconds since the epoch: the time a push or rebuild records.

@@ -154,6 +154,18 @@ fn refuses_hash(e: &Error) -> bool {
 }
 
 #[derive(serde::Deserialize)]
+struct PinAnswer {
+    #[serde(rename = "Pins", default)]
+    pins: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct PinList {
+    #[serde(rename = "Keys", default)]
+    keys: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
 struct PutAnswer {
     #[serde(rename = "Key")]
     key: String,
@@ -259,6 +271,53 @@ impl Warehouse for IpfsRpcWarehouse {
             });
         }
         Ok(cid)
+    }
+
+    fn pin(&self, cid: &Cid) -> Result<()> {
+        let text = cid.to_string();
+        let u = self.endpoint("pin/add", &[("arg", &text), ("recursive", "true")]);
+        let url = u.as_str();
+        let answer = call(&self.opts, url, |_| async {
+            let resp = send(url, self.client.post(u.clone())).await?;
+            body(url, resp).await
+        })?;
+        // {"Pins": ["<cid>"]}, the CID in whatever base the node likes.
+        let pinned: PinAnswer =
+            serde_json::from_slice(&answer).map_err(|e| Error::BadResponse {
+                url: url.to_owned(),
+                reason: format!("pin/add answer is not {{\"Pins\": […]}}: {e}"),
+            })?;
+        if !pinned
+            .pins
+            .iter()
+            .filter_map(|c| Cid::try_from(c.as_str()).ok())
+            .any(|c| c.hash() == cid.hash())
+        {
+            return Err(Error::BadResponse {
+                url: url.to_owned(),
+                reason: format!("the node did not say it pinned {cid}: {:?}", pinned.pins),
+            });
+        }
+        Ok(())
+    }
+
+    fn pins(&self) -> Result<Vec<Cid>> {
+        let u = self.endpoint("pin/ls", &[("type", "recursive")]);
+        let url = u.as_str();
+        let answer = call(&self.opts, url, |_| async {
+            let resp = send(url, self.client.post(u.clone())).await?;
+            body(url, resp).await
+        })?;
+        // {"Keys": {"<cid>": {"Type": "recursive"}, …}}; a CID the node names oddly is left out.
+        let listed: PinList = serde_json::from_slice(&answer).map_err(|e| Error::BadResponse {
+            url: url.to_owned(),
+            reason: format!("pin/ls answer is not {{\"Keys\": {{…}}}}: {e}"),
+        })?;
+        Ok(listed
+            .keys
+            .keys()
+            .filter_map(|c| Cid::try_from(c.as_str()).ok())
+            .collect())
     }
 
     fn put_car(&self, car: Bytes) -> Result<Vec<Cid>> {

@@ -140,6 +140,17 @@ impl Kind {
     pub fn can_list(self) -> bool {
         matches!(self, Kind::Dir | Kind::S3)
     }
+
+    /// Whether the node keeps pins ([`Warehouse::pin`], [`Warehouse::pins`]): what an IPFS
+    /// warehouse lists instead of a catalog.
+    pub fn has_pins(self) -> bool {
+        matches!(self, Kind::IpfsRpc)
+    }
+
+    /// Whether the warehouse says what it holds: a catalog (objects) or pins (an IPFS node).
+    pub fn can_catalog(self) -> bool {
+        self.has_objects() || self.has_pins()
+    }
 }
 
 /// A place that holds objects by key and/or blocks by CID. Calls block the calling thread for
@@ -205,6 +216,24 @@ pub trait Warehouse: Send + Sync + std::fmt::Debug {
         Err(Error::Unsupported {
             url: self.url().to_owned(),
             what: "blocks by CID",
+        })
+    }
+
+    /// Pins `cid` and every block it links to, recursively, so the node's garbage collection
+    /// keeps them (an IPFS node; the blocks must all be there). Idempotent.
+    fn pin(&self, cid: &Cid) -> Result<()> {
+        let _ = cid;
+        Err(Error::Unsupported {
+            url: self.url().to_owned(),
+            what: "pins",
+        })
+    }
+
+    /// The roots pinned recursively on the node, in no particular order.
+    fn pins(&self) -> Result<Vec<Cid>> {
+        Err(Error::Unsupported {
+            url: self.url().to_owned(),
+            what: "pins",
         })
     }
 

@@ -58,13 +58,18 @@ pub struct PushReport {
     pub new_chunks: u64,
     /// Bytes uploaded (packs, indexes, manifest or blocks).
     pub uploaded_bytes: u64,
-    /// Whether the push is in the warehouse's catalog (docs/FORMAT.md, "Catalogs"): false
-    /// where the warehouse keeps none (IPFS) or recording it failed (`catalog_error` says why).
+    /// Whether the push is in the warehouse's catalog (docs/FORMAT.md, "Catalogs"; on an
+    /// IPFS node: the ware's root is pinned): false where recording it failed
+    /// (`catalog_error` says why).
     #[serde(default)]
     pub cataloged: bool,
     /// Why the push is not in the catalog, if recording it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_error: Option<String>,
+    /// What the push could not do but the ware is there all the same (names an IPFS node
+    /// cannot keep).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 /// What a pull did.

@@ -68,6 +68,9 @@ pub(crate) fn push(cli: &Cli, a: &Push) -> Result<()> {
         if let Some(e) = &r.catalog_error {
             eprintln!("warning: {url}: the push is not in the warehouse's catalog: {e}");
         }
+        for n in &r.notices {
+            eprintln!("warning: {url}: {n}");
+        }
         if r.already_there {
             eprintln!("{url} has {ware} already{profiles}");
         } else {
@@ -129,9 +132,10 @@ pub(crate) fn ls_url(cli: &Cli, url: &str) -> Result<()> {
     }
     let opts = remote_options(cli)?.fetch_options();
     let wh = ware_fetchers::open(url, &opts).with_context(|| format!("warehouse {url}"))?;
-    if !wh.kind().has_objects() {
+    if !wh.kind().can_catalog() {
         anyhow::bail!(
-            "{url}: an IPFS warehouse keeps no catalog (its node's pins list what it holds)"
+            "{url}: a gateway cannot say what it holds (the node's RPC API, ipfs+http://HOST:PORT, \
+             lists its pins); its wares still mount by ID"
         );
     }
     let listing = ware_fetchers::catalog::read(&*wh).with_context(|| format!("warehouse {url}"))?;
@@ -165,6 +169,11 @@ pub(crate) fn ls_url(cli: &Cli, url: &str) -> Result<()> {
             .wares
             .iter()
             .map(|e| {
+                if listing.pinned {
+                    // What a node does not keep is null, not 0.
+                    return json!({"id": e.id(), "bytes": null, "entries": null,
+                        "pushed_at": null, "names": []});
+                }
                 json!({
                     "id": e.id(),
                     "bytes": e.bytes,
@@ -184,10 +193,24 @@ pub(crate) fn ls_url(cli: &Cli, url: &str) -> Result<()> {
                 )
             })
             .collect();
-        print_json(&json!({"url": url, "catalog": listing.found, "wares": wares, "names": names}))?;
+        print_json(&json!({
+            "url": url,
+            "catalog": listing.found,
+            "pins": listing.pinned,
+            "wares": wares,
+            "names": names,
+        }))?;
         return Ok(());
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
+    if listing.pinned {
+        // An IPFS node's pins: IDs only (a node keeps no sizes, dates or names).
+        for e in &listing.wares {
+            writeln!(out, "{}  pinned", e.id())?;
+        }
+        out.flush()?;
+        return Ok(());
+    }
     for e in &listing.wares {
         let names: Vec<&str> = e
             .names

@@ -53,6 +53,9 @@ struct Seen {
 pub(super) struct WarehouseCatalog {
     /// The store the mount reads through: a ware it holds whole is shown as it is.
     local: Arc<Store>,
+    /// When the mount started: the time shown for a ware whose first push is unknown (an
+    /// IPFS node's pins).
+    started: SystemTime,
     store: Option<StoreCatalog>,
     warehouses: Vec<Arc<dyn Warehouse>>,
     ttl: Duration,
@@ -72,12 +75,13 @@ impl WarehouseCatalog {
     ) -> WarehouseCatalog {
         let warehouses: Vec<_> = warehouses
             .into_iter()
-            .filter(|w| w.kind().has_objects())
+            .filter(|w| w.kind().can_catalog())
             .collect();
         let last = Mutex::new(vec![None; warehouses.len()]);
         WarehouseCatalog {
             store: own.then(|| StoreCatalog(local.clone())),
             local,
+            started: SystemTime::now(),
             warehouses,
             ttl,
             seen: Mutex::new(None),
@@ -153,6 +157,9 @@ impl Catalog for WarehouseCatalog {
         if self.local.ware(id).ok().flatten().is_some() {
             return None;
         }
-        Some(UNIX_EPOCH + Duration::from_secs(at))
+        Some(match at {
+            0 => self.started,
+            at => UNIX_EPOCH + Duration::from_secs(at),
+        })
     }
 }

@@ -307,6 +307,19 @@ impl Op for Push {
                 }
                 Err(e) => report.catalog_error = Some(format!("{e:#}")),
             }
+        } else if wh.kind().has_pins() {
+            // An IPFS node: the pin is the catalog, and what keeps the ware through the
+            // node's garbage collection.
+            match wh.pin(&ware.0) {
+                Ok(()) => report.cataloged = true,
+                Err(e) => report.catalog_error = Some(format!("pinning its root: {e}")),
+            }
+            if !self.names.is_empty() {
+                report.notices.push(format!(
+                    "an IPFS node keeps no names: {} not recorded (the ware is listed by ID)",
+                    self.names.join(", ")
+                ));
+            }
         }
         Ok(report)
     }
