@@ -1,4 +1,5 @@
-//! `ware serve` through the binary and curl: the store's wares as pages with links, files
+//! `ware serve` through the binary, curl and a real browser (headless Chromium, which follows
+//! the pages' links to every file): the store's wares as pages with links, files
 //! exact (whole and by range), a directory as a tar that unpacks to the same tree; paths that
 //! leave the ware, a symlink pointing out and unknown IDs are refused, never a host file; the
 //! server stops with the command.
@@ -251,4 +252,116 @@ fn another_store_mounts_a_ware_straight_from_ware_serve() {
     puller.ok(["pull", &id, &url]);
     puller.ok(["fsck"]);
     assert_eq!(puller.ok(["cat", &format!("{id}/small.txt")]), "small\n");
+}
+
+/// The `href`s of a page, `&amp;` undone, resolved against the page's path (`/a/b/`).
+fn hrefs(dom: &str, page: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = dom;
+    while let Some(i) = rest.find("href=\"") {
+        rest = &rest[i + 6..];
+        let end = rest.find('"').expect("a closed href");
+        let h = rest[..end].replace("&amp;", "&");
+        rest = &rest[end..];
+        out.push(if h.starts_with('/') {
+            h
+        } else if let Some(up) = h.strip_prefix("../") {
+            let parent = page.trim_end_matches('/').rsplit_once('/').unwrap().0;
+            format!("{parent}/{up}")
+        } else {
+            format!("{page}{h}")
+        });
+    }
+    out
+}
+
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("a %XX escape"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The pages as a real browser loads them (headless Chromium): starting at `/`, every link on
+/// every page answers, each directory page renders with the entries the tree has, and every
+/// file of the tree is reached by links and downloads exactly as packed; a symlink pointing out
+/// shows as a page, never the host file.
+#[test]
+fn a_browser_reaches_every_file_by_links_and_each_downloads_exactly() {
+    let Some(browser) = started(servers::Browser::find()) else {
+        return;
+    };
+    let w = Ware::new();
+    let src = w.path("src");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("hello.txt"), b"hello world\n").unwrap();
+    std::fs::write(src.join("a & <b> c.txt"), b"odd name").unwrap();
+    std::fs::write(src.join("sub/big.bin"), noise(811, 200_000)).unwrap();
+    std::fs::write(src.join("sub/deeper/x.json"), b"{\"x\": 1}\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("out")).unwrap();
+    let id = w.pack(&src);
+    w.ok(["name", "set", "site", &id]);
+    let s = serve(&w);
+    let base = &s.1;
+    let first = std::fs::read_to_string("/etc/passwd").unwrap();
+    let first = first.lines().next().unwrap().to_string();
+
+    let mut queue = vec!["/".to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    let mut files = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    while let Some(path) = queue.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let (code, body) = curl(&format!("{base}{path}"), &[]);
+        assert_eq!(code, 200, "{path}");
+        if let Some(dir) = path.strip_suffix("?format=tar") {
+            assert!(dir.ends_with('/') && !body.is_empty(), "{path}");
+            continue;
+        }
+        if !path.ends_with('/') {
+            // A file (or a symlink's page) of /site/… or /<id>/…: the packed bytes.
+            let rel = path.splitn(3, '/').nth(2).unwrap();
+            let local = src.join(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&percent_decoded(
+                    rel,
+                )),
+            );
+            if local.is_symlink() {
+                assert!(!String::from_utf8_lossy(&body).contains(&first), "{path}");
+            } else {
+                assert_eq!(body, std::fs::read(&local).unwrap(), "{path}");
+                files.insert(local);
+            }
+            continue;
+        }
+        let dom = browser.dump_dom(&format!("{base}{path}")).unwrap();
+        pages += 1;
+        assert!(dom.contains("<table"), "{path} did not render: {dom}");
+        if path == "/site/" {
+            assert!(dom.contains("a &amp; &lt;b&gt; c.txt"), "{dom}");
+        }
+        queue.extend(hrefs(&dom, &path).into_iter().filter(|h| !seen.contains(h)));
+    }
+    let mut want = std::collections::BTreeSet::new();
+    for f in [
+        "hello.txt",
+        "a & <b> c.txt",
+        "sub/big.bin",
+        "sub/deeper/x.json",
+    ] {
+        want.insert(src.join(f));
+    }
+    assert_eq!(files, want, "files reached by links");
+    assert!(pages >= 7, "pages rendered: {pages}");
 }

@@ -589,6 +589,63 @@ fn jsipfs_cli(bin: &Path, repo: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+// --- a real browser ----------------------------------------------------------------------------
+
+/// Headless Chromium (Debian `chromium`, installed by scripts/setup), for pages as a browser
+/// loads and renders them.
+pub struct Browser {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Browser {
+    pub fn find() -> Result<Browser> {
+        Ok(Browser {
+            bin: find_program("chromium", &[])?,
+            dir: server_dir()?,
+        })
+    }
+
+    /// The DOM of the page at `url` once loaded, as Chromium serializes it (`--dump-dom`);
+    /// an error if it does not finish within 60 s (Chromium and its helpers are killed).
+    pub fn dump_dom(&self, url: &str) -> Result<String> {
+        let out_path = self.dir.path().join("dom.html");
+        let out = std::fs::File::create(&out_path)?;
+        let mut guard = Guard::spawn(
+            "chromium",
+            Command::new(&self.bin)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                ])
+                .arg(format!(
+                    "--user-data-dir={}",
+                    self.dir.path().join("profile").display()
+                ))
+                .args(["--dump-dom", url])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(Stdio::null()),
+        )?;
+        let start = Instant::now();
+        loop {
+            if let Some(status) = guard.child.try_wait()? {
+                if !status.success() {
+                    bail!("chromium --dump-dom {url}: {status}");
+                }
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("chromium did not load {url} within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(std::fs::read_to_string(&out_path)?)
+    }
+}
+
 // --- the fault proxy ----------------------------------------------------------------------------
 
 /// What the proxy does to the traffic between a warehouse client and its server.
