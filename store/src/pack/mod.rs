@@ -13,6 +13,7 @@
 mod build;
 mod dir;
 pub(crate) mod filters;
+mod layers;
 mod pipeline;
 mod tar;
 mod tree;
@@ -83,6 +84,26 @@ pub fn pack_tar(
         let pipeline_out = pipeline::run(sink, |pipe| {
             let mut notices = filters::Notices::default();
             let tree = tar::read(input, opts, &pipe, progress, &mut notices)?;
+            Ok((tree, notices))
+        })?;
+        finish(sink, pipeline_out)
+    })
+}
+
+/// Packs image layers (tar streams, plain, gzip or zstd), lowest first, applied one over
+/// another as the OCI image spec says (whiteouts and opaque directories; see `layers.rs`) into
+/// one tree: an image's root filesystem. An empty layer is fine; a layer that fails to read
+/// fails the pack, leaving no ware.
+pub fn pack_layers(
+    sink: &dyn BlockSink,
+    layers: &mut (dyn Iterator<Item = Result<Box<dyn Read + Send>>> + Send),
+    opts: &PackOptions,
+    progress: &dyn Progress,
+) -> Result<PackReport> {
+    with_big_stack(|| {
+        let pipeline_out = pipeline::run(sink, |pipe| {
+            let mut notices = filters::Notices::default();
+            let tree = tar::read_layers(layers, opts, &pipe, progress, &mut notices)?;
             Ok((tree, notices))
         })?;
         finish(sink, pipeline_out)

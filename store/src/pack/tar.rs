@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 
 use super::Progress;
 use super::filters::{DeviceFilter, IdFilter, Notices, PackOptions, RawMeta};
+use super::layers::Layer;
 use super::pipeline::Pipeline;
 use super::tree::{Body, Content, Meta, Node, Tree, show};
 use crate::chunk::chunker;
@@ -36,230 +37,316 @@ pub(crate) fn read(
     progress: &dyn Progress,
     notices: &mut Notices,
 ) -> Result<Tree> {
-    let stdin_err = |e| Error::io("<tar input>", e);
-    let mut buf = BufReader::with_capacity(1 << 20, input);
-    let head = buf.fill_buf().map_err(stdin_err)?;
-    if head.is_empty() {
-        return Err(Error::bad_input(
-            "<tar input>",
-            "empty input: not a tar archive",
-        ));
+    let mut r = Reading::new(opts);
+    r.apply(input, opts, pipe, progress, notices, None)?;
+    Ok(r.finish(notices))
+}
+
+/// Image layers applied in order, lowest first, into one tree ([`super::layers`]).
+pub(crate) fn read_layers(
+    layers: &mut dyn Iterator<Item = Result<Box<dyn Read + Send>>>,
+    opts: &PackOptions,
+    pipe: &Pipeline,
+    progress: &dyn Progress,
+    notices: &mut Notices,
+) -> Result<Tree> {
+    let mut r = Reading::new(opts);
+    for (i, input) in layers.enumerate() {
+        let mut layer = Layer::new(i + 1);
+        r.apply(
+            &mut *input?,
+            opts,
+            pipe,
+            progress,
+            notices,
+            Some(&mut layer),
+        )?;
     }
-    let reader: Box<dyn Read + Send + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(buf))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buf).map_err(stdin_err)?)
-    } else {
-        Box::new(buf)
-    };
-    let mut archive = tar::Archive::new(reader);
-    let mut tree = Tree {
-        root: Node::dir(implicit_dir(opts)),
-    };
-    let mut next_link_key = 0u64;
-    let mut absolute = false;
-    let entries = archive
-        .entries()
-        .map_err(|e| Error::bad_input("<tar input>", format!("not a tar archive: {e}")))?;
-    let mut count = 0u64;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| {
-            Error::bad_input(
-                format!("<tar entry {}>", count + 1),
-                format!("corrupt or truncated archive: {e}"),
-            )
-        })?;
-        count += 1;
-        let header = entry.header().clone();
-        let etype = header.entry_type();
-        if etype.is_pax_global_extensions() {
-            continue; // not a member: its name (GNU tar: /tmp/GlobalHead.%p.%n) is no path
+    Ok(r.finish(notices))
+}
+
+/// A tree being read from one tar stream, or from layers one over another.
+struct Reading {
+    tree: Tree,
+    next_link_key: u64,
+    absolute: bool,
+}
+
+impl Reading {
+    fn new(opts: &PackOptions) -> Reading {
+        Reading {
+            tree: Tree {
+                root: Node::dir(implicit_dir(opts)),
+            },
+            next_link_key: 0,
+            absolute: false,
         }
-        let raw_path = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw_path).into_owned();
-        let path = Tree::components(&raw_path, &name, &mut absolute)?;
-        let pax = pax(&mut entry, &name)?;
-        let bad = |why: &str| Error::bad_input(name.clone(), why.to_string());
-        let raw = RawMeta {
-            mode: header.mode().map_err(|_| bad("bad mode field"))?,
-            uid: pax
-                .uid
-                .map(Ok)
-                .unwrap_or_else(|| header.uid())
-                .map_err(|_| bad("bad uid field"))?
-                .try_into()
-                .map_err(|_| bad("uid out of range"))?,
-            gid: pax
-                .gid
-                .map(Ok)
-                .unwrap_or_else(|| header.gid())
-                .map_err(|_| bad("bad gid field"))?
-                .try_into()
-                .map_err(|_| bad("gid out of range"))?,
-            mtime: pax
-                .mtime
-                .map(|m| m.0)
-                .map(Ok)
-                .unwrap_or_else(|| header.mtime().map(|m| m as i64))
-                .map_err(|_| bad("bad mtime field"))?,
-            mtime_nsec: pax.mtime.map(|m| m.1).unwrap_or(0),
+    }
+
+    fn finish(self, notices: &mut Notices) -> Tree {
+        if self.absolute {
+            notices.note("leading '/' removed from member names", "(absolute paths)");
+        }
+        self.tree
+    }
+
+    /// Reads one tar stream into the tree; with `layer`, as an image layer over what the tree
+    /// holds (whiteouts applied, an empty layer accepted).
+    fn apply(
+        &mut self,
+        input: &mut (dyn Read + Send),
+        opts: &PackOptions,
+        pipe: &Pipeline,
+        progress: &dyn Progress,
+        notices: &mut Notices,
+        mut layer: Option<&mut Layer>,
+    ) -> Result<()> {
+        let label = match &layer {
+            Some(l) => format!("<layer {}>", l.number),
+            None => "<tar input>".to_string(),
         };
-        let kind = if etype.is_file() || etype.is_contiguous() {
-            Kind::File
-        } else if etype.is_dir() {
-            Kind::Dir
-        } else if etype.is_symlink() {
-            Kind::Symlink
-        } else if etype.is_hard_link() {
-            // Same inode as its target: metadata and content come from the target.
-            let target = entry
-                .link_name_bytes()
-                .ok_or_else(|| bad("hardlink without a target"))?
-                .into_owned();
-            let tpath = Tree::components(&target, &name, &mut absolute)?;
-            let shown = show(&tpath);
-            if tpath == path {
-                return Err(bad("hardlink to itself"));
+        let stdin_err = |e| Error::io(label.as_str(), e);
+        let mut buf = BufReader::with_capacity(1 << 20, input);
+        let head = buf.fill_buf().map_err(stdin_err)?;
+        if head.is_empty() {
+            if layer.is_some() {
+                return Ok(());
             }
-            let key = match tree.get_mut(&tpath) {
-                Some(Node {
-                    body: Body::File { link, .. },
-                    ..
-                }) => *link.get_or_insert_with(|| {
-                    next_link_key += 1;
-                    next_link_key
-                }),
-                Some(_) => {
-                    return Err(bad(&format!(
-                        "hardlink to {shown}, which is not a regular file"
-                    )));
-                }
-                None => {
-                    return Err(bad(&format!(
-                        "hardlink to {shown}, which is not earlier in the archive"
-                    )));
-                }
-            };
-            let mut node = tree
-                .get(&tpath)
-                .cloned()
-                .ok_or_else(|| bad("hardlink target vanished"))?;
-            if let Body::File { link, .. } = &mut node.body {
-                *link = Some(key);
-            }
-            insert(&mut tree, &path, node, &name, opts)?;
-            continue;
-        } else if etype.is_fifo() || etype.is_character_special() || etype.is_block_special() {
-            let kind = if etype.is_fifo() {
-                Kind::Fifo
-            } else if etype.is_character_special() {
-                Kind::CharDevice
-            } else {
-                Kind::BlockDevice
-            };
-            match opts.devices {
-                DeviceFilter::Skip => {
-                    notices.note(
-                        "device nodes and fifos left out (--devices keep to pack them)",
-                        &name,
-                    );
-                    continue;
-                }
-                DeviceFilter::Reject => {
-                    return Err(bad("is a device node or fifo (--devices reject)"));
-                }
-                DeviceFilter::Keep => kind,
-            }
-        } else if etype.is_gnu_sparse() {
-            return Err(bad("sparse files in tar archives are not supported"));
+            return Err(Error::bad_input(
+                "<tar input>",
+                "empty input: not a tar archive",
+            ));
+        }
+        let reader: Box<dyn Read + Send + '_> = if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(buf))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::stream::read::Decoder::with_buffer(buf).map_err(stdin_err)?)
         } else {
-            return Err(bad(&format!(
-                "unsupported tar entry type {:?}",
-                etype.as_byte() as char
-            )));
+            Box::new(buf)
         };
-        let meta = opts.meta(raw, kind == Kind::Dir, &name, || Ok(pax.xattrs), notices)?;
-        let body = match kind {
-            Kind::Dir => Body::Dir(Default::default()),
-            Kind::Symlink => {
+        let mut archive = tar::Archive::new(reader);
+        let Reading {
+            tree,
+            next_link_key,
+            absolute,
+        } = self;
+        let entries = archive
+            .entries()
+            .map_err(|e| Error::bad_input(label.as_str(), format!("not a tar archive: {e}")))?;
+        let mut count = 0u64;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| {
+                Error::bad_input(
+                    match &layer {
+                        Some(l) => format!("layer {} entry {}", l.number, count + 1),
+                        None => format!("<tar entry {}>", count + 1),
+                    },
+                    format!("corrupt or truncated archive: {e}"),
+                )
+            })?;
+            count += 1;
+            let header = entry.header().clone();
+            let etype = header.entry_type();
+            if etype.is_pax_global_extensions() {
+                continue; // not a member: its name (GNU tar: /tmp/GlobalHead.%p.%n) is no path
+            }
+            let raw_path = entry.path_bytes().into_owned();
+            let name = match &layer {
+                Some(l) => format!("layer {}: {}", l.number, String::from_utf8_lossy(&raw_path)),
+                None => String::from_utf8_lossy(&raw_path).into_owned(),
+            };
+            let path = Tree::components(&raw_path, &name, absolute)?;
+            if let Some(l) = layer.as_deref_mut()
+                && l.whiteout(tree, &path, &name)?
+            {
+                continue;
+            }
+            let pax = pax(&mut entry, &name)?;
+            let bad = |why: &str| Error::bad_input(name.clone(), why.to_string());
+            let raw = RawMeta {
+                mode: header.mode().map_err(|_| bad("bad mode field"))?,
+                uid: pax
+                    .uid
+                    .map(Ok)
+                    .unwrap_or_else(|| header.uid())
+                    .map_err(|_| bad("bad uid field"))?
+                    .try_into()
+                    .map_err(|_| bad("uid out of range"))?,
+                gid: pax
+                    .gid
+                    .map(Ok)
+                    .unwrap_or_else(|| header.gid())
+                    .map_err(|_| bad("bad gid field"))?
+                    .try_into()
+                    .map_err(|_| bad("gid out of range"))?,
+                mtime: pax
+                    .mtime
+                    .map(|m| m.0)
+                    .map(Ok)
+                    .unwrap_or_else(|| header.mtime().map(|m| m as i64))
+                    .map_err(|_| bad("bad mtime field"))?,
+                mtime_nsec: pax.mtime.map(|m| m.1).unwrap_or(0),
+            };
+            let kind = if etype.is_file() || etype.is_contiguous() {
+                Kind::File
+            } else if etype.is_dir() {
+                Kind::Dir
+            } else if etype.is_symlink() {
+                Kind::Symlink
+            } else if etype.is_hard_link() {
+                // Same inode as its target: metadata and content come from the target.
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| bad("symlink without a target"))?
+                    .ok_or_else(|| bad("hardlink without a target"))?
                     .into_owned();
-                if target.is_empty()
-                    || target.len() > crate::node::TARGET_MAX
-                    || target.contains(&0)
-                {
-                    return Err(bad("symlink target empty, too long or with NUL"));
+                let tpath = Tree::components(&target, &name, absolute)?;
+                let shown = show(&tpath);
+                if tpath == path {
+                    return Err(bad("hardlink to itself"));
                 }
-                Body::Symlink(target)
-            }
-            Kind::File => {
-                let declared = entry.size();
-                let truncated = || {
-                    bad(&format!(
-                        "truncated archive: entry declares {declared} bytes"
-                    ))
-                };
-                let content = if declared <= INLINE_MAX as u64 {
-                    let mut data = Vec::with_capacity(declared as usize);
-                    (&mut entry)
-                        .take(declared)
-                        .read_to_end(&mut data)
-                        .map_err(|e| bad(&format!("reading content: {e}")))?;
-                    if data.len() as u64 != declared {
-                        return Err(truncated());
+                let key = match tree.get_mut(&tpath) {
+                    Some(Node {
+                        body: Body::File { link, .. },
+                        ..
+                    }) => *link.get_or_insert_with(|| {
+                        *next_link_key += 1;
+                        *next_link_key
+                    }),
+                    Some(_) => {
+                        return Err(bad(&format!(
+                            "hardlink to {shown}, which is not a regular file"
+                        )));
                     }
-                    progress.advance(declared);
-                    Content::Inline(data)
+                    None => {
+                        return Err(bad(&format!(
+                            "hardlink to {shown}, which is not earlier in the archive"
+                        )));
+                    }
+                };
+                let mut node = tree
+                    .get(&tpath)
+                    .cloned()
+                    .ok_or_else(|| bad("hardlink target vanished"))?;
+                if let Body::File { link, .. } = &mut node.body {
+                    *link = Some(key);
+                }
+                insert(tree, &path, node, &name, opts)?;
+                if let Some(l) = layer.as_deref_mut() {
+                    l.added(&path);
+                }
+                continue;
+            } else if etype.is_fifo() || etype.is_character_special() || etype.is_block_special() {
+                let kind = if etype.is_fifo() {
+                    Kind::Fifo
+                } else if etype.is_character_special() {
+                    Kind::CharDevice
                 } else {
-                    let mut chunks = Vec::new();
-                    let mut size = 0u64;
-                    for c in chunker(&mut entry) {
-                        let c = c.map_err(|e| {
-                            bad(&format!("reading content: {}", std::io::Error::from(e)))
-                        })?;
-                        size += c.length as u64;
-                        progress.advance(c.length as u64);
-                        chunks.push(pipe.add(c.data)?);
-                    }
-                    if size != declared {
-                        return Err(truncated());
-                    }
-                    Content::Chunks(chunks, size)
+                    Kind::BlockDevice
                 };
-                Body::File {
-                    content,
-                    link: None,
+                match opts.devices {
+                    DeviceFilter::Skip => {
+                        notices.note(
+                            "device nodes and fifos left out (--devices keep to pack them)",
+                            &name,
+                        );
+                        continue;
+                    }
+                    DeviceFilter::Reject => {
+                        return Err(bad("is a device node or fifo (--devices reject)"));
+                    }
+                    DeviceFilter::Keep => kind,
                 }
+            } else if etype.is_gnu_sparse() {
+                return Err(bad("sparse files in tar archives are not supported"));
+            } else {
+                return Err(bad(&format!(
+                    "unsupported tar entry type {:?}",
+                    etype.as_byte() as char
+                )));
+            };
+            let meta = opts.meta(raw, kind == Kind::Dir, &name, || Ok(pax.xattrs), notices)?;
+            let body = match kind {
+                Kind::Dir => Body::Dir(Default::default()),
+                Kind::Symlink => {
+                    let target = entry
+                        .link_name_bytes()
+                        .ok_or_else(|| bad("symlink without a target"))?
+                        .into_owned();
+                    if target.is_empty()
+                        || target.len() > crate::node::TARGET_MAX
+                        || target.contains(&0)
+                    {
+                        return Err(bad("symlink target empty, too long or with NUL"));
+                    }
+                    Body::Symlink(target)
+                }
+                Kind::File => {
+                    let declared = entry.size();
+                    let truncated = || {
+                        bad(&format!(
+                            "truncated archive: entry declares {declared} bytes"
+                        ))
+                    };
+                    let content = if declared <= INLINE_MAX as u64 {
+                        let mut data = Vec::with_capacity(declared as usize);
+                        (&mut entry)
+                            .take(declared)
+                            .read_to_end(&mut data)
+                            .map_err(|e| bad(&format!("reading content: {e}")))?;
+                        if data.len() as u64 != declared {
+                            return Err(truncated());
+                        }
+                        progress.advance(declared);
+                        Content::Inline(data)
+                    } else {
+                        let mut chunks = Vec::new();
+                        let mut size = 0u64;
+                        for c in chunker(&mut entry) {
+                            let c = c.map_err(|e| {
+                                bad(&format!("reading content: {}", std::io::Error::from(e)))
+                            })?;
+                            size += c.length as u64;
+                            progress.advance(c.length as u64);
+                            chunks.push(pipe.add(c.data)?);
+                        }
+                        if size != declared {
+                            return Err(truncated());
+                        }
+                        Content::Chunks(chunks, size)
+                    };
+                    Body::File {
+                        content,
+                        link: None,
+                    }
+                }
+                Kind::CharDevice | Kind::BlockDevice => {
+                    let major = header
+                        .device_major()
+                        .ok()
+                        .flatten()
+                        .ok_or_else(|| bad("device without numbers"))?;
+                    let minor = header
+                        .device_minor()
+                        .ok()
+                        .flatten()
+                        .ok_or_else(|| bad("device without numbers"))?;
+                    Body::Special(kind, Some((major, minor)))
+                }
+                Kind::Fifo => Body::Special(Kind::Fifo, None),
+            };
+            insert(tree, &path, Node { meta, body }, &name, opts)?;
+            if let Some(l) = layer.as_deref_mut() {
+                l.added(&path);
             }
-            Kind::CharDevice | Kind::BlockDevice => {
-                let major = header
-                    .device_major()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| bad("device without numbers"))?;
-                let minor = header
-                    .device_minor()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| bad("device without numbers"))?;
-                Body::Special(kind, Some((major, minor)))
-            }
-            Kind::Fifo => Body::Special(Kind::Fifo, None),
-        };
-        insert(&mut tree, &path, Node { meta, body }, &name, opts)?;
+        }
+        if count == 0 && layer.is_none() {
+            return Err(Error::bad_input(
+                "<tar input>",
+                "no entries: not a tar archive",
+            ));
+        }
+        Ok(())
     }
-    if count == 0 {
-        return Err(Error::bad_input(
-            "<tar input>",
-            "no entries: not a tar archive",
-        ));
-    }
-    if absolute {
-        notices.note("leading '/' removed from member names", "(absolute paths)");
-    }
-    Ok(tree)
 }
 
 /// Places a node at `path`; a later entry replaces an earlier one, as tar extraction does,
