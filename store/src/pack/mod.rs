@@ -63,13 +63,8 @@ pub fn pack_dir(
     opts: &PackOptions,
     progress: &dyn Progress,
 ) -> Result<PackReport> {
-    with_big_stack(|| {
-        let pipeline_out = pipeline::run(sink, |pipe| {
-            let mut notices = filters::Notices::default();
-            let tree = dir::read(path, opts, &pipe, progress, &mut notices)?;
-            Ok((tree, notices))
-        })?;
-        finish(sink, pipeline_out)
+    pack_with(sink, |pipe, notices| {
+        dir::read(path, opts, pipe, progress, notices)
     })
 }
 
@@ -80,13 +75,8 @@ pub fn pack_tar(
     opts: &PackOptions,
     progress: &dyn Progress,
 ) -> Result<PackReport> {
-    with_big_stack(|| {
-        let pipeline_out = pipeline::run(sink, |pipe| {
-            let mut notices = filters::Notices::default();
-            let tree = tar::read(input, opts, &pipe, progress, &mut notices)?;
-            Ok((tree, notices))
-        })?;
-        finish(sink, pipeline_out)
+    pack_with(sink, |pipe, notices| {
+        tar::read(input, opts, pipe, progress, notices)
     })
 }
 
@@ -100,10 +90,21 @@ pub fn pack_layers(
     opts: &PackOptions,
     progress: &dyn Progress,
 ) -> Result<PackReport> {
+    pack_with(sink, |pipe, notices| {
+        tar::read_layers(layers, opts, pipe, progress, notices)
+    })
+}
+
+/// Reads a tree with `read` (its chunks going through the pipeline into `sink`), then writes
+/// its nodes and records the ware, on a thread with a stack deep enough for any tree.
+fn pack_with(
+    sink: &dyn BlockSink,
+    read: impl FnOnce(&pipeline::Pipeline, &mut filters::Notices) -> Result<tree::Tree> + Send,
+) -> Result<PackReport> {
     with_big_stack(|| {
         let pipeline_out = pipeline::run(sink, |pipe| {
             let mut notices = filters::Notices::default();
-            let tree = tar::read_layers(layers, opts, &pipe, progress, &mut notices)?;
+            let tree = read(&pipe, &mut notices)?;
             Ok((tree, notices))
         })?;
         finish(sink, pipeline_out)
