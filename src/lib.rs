@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod formula;
+pub mod oci;
 pub mod ops;
 pub mod output;
 pub mod profile;

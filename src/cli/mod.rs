@@ -6,6 +6,7 @@
 mod config;
 mod daemon;
 mod debug;
+mod image;
 mod mount;
 mod name;
 mod profile;
@@ -70,6 +71,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     Pack(store::Pack),
+    Import(image::Import),
     Unpack(store::Unpack),
     Ls(store::Ls),
     Cat(store::Cat),
@@ -209,6 +211,7 @@ pub(crate) fn notices(cli: &Cli, notices: &[String]) {
 pub(crate) fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Pack(a) => store::pack(cli, a),
+        Command::Import(a) => image::import(cli, a),
         Command::Unpack(a) => store::unpack(cli, a),
         Command::Ls(a) => store::ls(cli, a),
         Command::Cat(a) => store::cat(cli, a),

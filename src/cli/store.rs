@@ -397,7 +397,7 @@ pub(crate) fn id_filter(s: &str, what: &str) -> Result<IdFilter> {
 }
 
 impl FilterArgs {
-    fn options(&self) -> Result<PackOptions> {
+    pub(crate) fn options(&self) -> Result<PackOptions> {
         Ok(PackOptions {
             uid: id_filter(&self.uid, "uid")?,
             gid: id_filter(&self.gid, "gid")?,

@@ -35,6 +35,7 @@ use ware_store::{WareId, WareRecord};
 use crate::api::LocalStore;
 
 mod daemon;
+mod image;
 mod profile;
 mod serve;
 mod store;
@@ -42,6 +43,7 @@ mod store;
 mod tests;
 
 pub use daemon::{Mount, MountInfo, MountWhat, Mounts, Ping, Shutdown, Umount};
+pub use image::Import;
 pub use profile::{Prefetch, ProfileInfo, ProfileList, ProfileRemove, ProfileShow};
 pub use serve::{Serve, ServeReport};
 pub use store::{
@@ -160,6 +162,7 @@ macro_rules! operations {
 operations! {
     store {
         Pack -> PackReport,
+        Import -> crate::oci::ImportReport,
         Unpack -> UnpackReport,
         Stat -> Entry,
         List -> Vec<Entry>,

@@ -339,6 +339,12 @@ impl Reading {
                 l.added(&path);
             }
         }
+        if layer.is_some() {
+            // A layer is read to its end, past the archive's end blocks, so a reader that
+            // checks the stream when it ends (a digest) gets to say so.
+            std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+                .map_err(|e| Error::bad_input(label.as_str(), e.to_string()))?;
+        }
         if count == 0 && layer.is_none() {
             return Err(Error::bad_input(
                 "<tar input>",

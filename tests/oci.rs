@@ -1,0 +1,217 @@
+//! `ware import`: OCI images built and converted by the reference tools (umoci, skopeo). The
+//! root filesystem is umoci's own unpack of the image, bit for bit in ID; an image layout, an
+//! archive of it and its zstd-compressed copy give one ID; a damaged blob and a missing REF are
+//! refused with their exit codes, naming what is at fault, and leave no name behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Runs a reference tool; its stdout. Skips the test (None) if the tool is not installed.
+fn tool(args: &[&str]) -> Option<String> {
+    let out = match Command::new(args[0]).args(&args[1..]).output() {
+        Ok(o) => o,
+        Err(e) => {
+            ware_test_kit::skip(format!("{}: {e} (scripts/setup installs it)", args[0]));
+            return None;
+        }
+    };
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// An image layout at `dir` with `base` (a tree of files, a symlink, a hardlink, a large file)
+/// and `v2` over it (a file and a directory deleted, one added: whiteouts in its top layer).
+fn build_image(w: &Ware, dir: &Path) -> Option<()> {
+    let d = dir.to_str().unwrap();
+    tool(&["umoci", "init", "--layout", d])?;
+    tool(&["umoci", "new", "--image", &format!("{d}:base")])?;
+    let b1 = w.path("b1");
+    tool(&[
+        "umoci",
+        "unpack",
+        "--image",
+        &format!("{d}:base"),
+        b1.to_str().unwrap(),
+    ])?;
+    let r = b1.join("rootfs");
+    std::fs::create_dir_all(r.join("etc/sub")).unwrap();
+    std::fs::create_dir_all(r.join("usr/share/doc/pkg")).unwrap();
+    std::fs::write(r.join("etc/issue"), b"Debian\n").unwrap();
+    std::fs::write(r.join("etc/sub/x"), b"x\n").unwrap();
+    std::fs::write(r.join("usr/share/doc/pkg/README"), b"read me\n").unwrap();
+    std::fs::write(r.join("big"), noise(901, 700_000)).unwrap();
+    std::fs::hard_link(r.join("big"), r.join("big.link")).unwrap();
+    std::os::unix::fs::symlink("sub/x", r.join("etc/x")).unwrap();
+    tool(&[
+        "umoci",
+        "repack",
+        "--image",
+        &format!("{d}:base"),
+        b1.to_str().unwrap(),
+    ])?;
+    let b2 = w.path("b2");
+    tool(&[
+        "umoci",
+        "unpack",
+        "--image",
+        &format!("{d}:base"),
+        b2.to_str().unwrap(),
+    ])?;
+    let r = b2.join("rootfs");
+    std::fs::remove_file(r.join("etc/issue")).unwrap();
+    std::fs::remove_dir_all(r.join("usr/share/doc/pkg")).unwrap();
+    std::fs::write(r.join("usr/share/doc/other"), b"new\n").unwrap();
+    tool(&[
+        "umoci",
+        "repack",
+        "--image",
+        &format!("{d}:v2"),
+        b2.to_str().unwrap(),
+    ])?;
+    Some(())
+}
+
+/// The names in every layer of `image` (gzip tars), for checking what the test exercises.
+fn layer_entries(layout: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        if !bytes.starts_with(&[0x1f, 0x8b]) {
+            continue;
+        }
+        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        for entry in a.entries().unwrap() {
+            out.push(entry.unwrap().path().unwrap().display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn an_image_imports_as_the_tree_umoci_unpacks() {
+    if !ware_test_kit::require(
+        ware_test_kit::is_root(),
+        "umoci unpack keeps owners as root",
+    ) {
+        return;
+    }
+    let w = Ware::new();
+    let img = w.path("img");
+    if build_image(&w, &img).is_none() {
+        return;
+    }
+    let layers = layer_entries(&img);
+    assert!(
+        layers.iter().any(|e| e.ends_with(".wh.issue"))
+            && layers.iter().any(|e| e.ends_with(".wh.pkg")),
+        "the image has whiteouts: {layers:?}"
+    );
+    let d = img.to_str().unwrap();
+
+    let out = w.ok(["--json", "import", &format!("oci:{d}:v2"), "--name", "img"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = r["id"].as_str().unwrap().to_string();
+    assert_eq!(r["layers"].as_array().unwrap().len(), 2, "{r}");
+    assert!(r["manifest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(w.ok(["name", "get", "img"]).trim(), id);
+
+    // The reference: umoci's own unpack of the same image, packed.
+    let reference = w.path("ref");
+    tool(&[
+        "umoci",
+        "unpack",
+        "--image",
+        &format!("{d}:v2"),
+        reference.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(w.pack(&reference.join("rootfs")), id);
+    let listed = w.ok(["ls", &format!("{id}/usr/share/doc")]);
+    assert!(
+        listed.contains("other") && !listed.contains("pkg"),
+        "{listed}"
+    );
+    assert!(!w.ok(["ls", &format!("{id}/etc")]).contains("issue"));
+
+    // The same image as an archive, and recompressed with zstd: the same tree, the same ID.
+    let archive = w.path("img.tar");
+    tool(&[
+        "skopeo",
+        "copy",
+        &format!("oci:{d}:v2"),
+        &format!("oci-archive:{}:v2", archive.display()),
+    ])
+    .unwrap();
+    assert_eq!(
+        w.ok(["import", &format!("oci-archive:{}:v2", archive.display())])
+            .trim(),
+        id
+    );
+    let zimg = w.path("zimg");
+    tool(&[
+        "skopeo",
+        "copy",
+        "--dest-compress-format",
+        "zstd",
+        &format!("oci:{d}:v2"),
+        &format!("oci:{}:v2", zimg.display()),
+    ])
+    .unwrap();
+    assert_eq!(
+        w.ok(["import", &format!("oci:{}:v2", zimg.display())])
+            .trim(),
+        id
+    );
+    // The base alone is another tree.
+    assert_ne!(w.ok(["import", &format!("oci:{d}:base")]).trim(), id);
+}
+
+#[test]
+fn damaged_or_missing_image_parts_are_refused_naming_them() {
+    let w = Ware::new();
+    let img = w.path("img");
+    if build_image(&w, &img).is_none() {
+        return;
+    }
+    let d = img.to_str().unwrap();
+
+    // No such REF: not found, naming the refs there are.
+    let out = w.run(["import", &format!("oci:{d}:nope")]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nope") && err.contains("v2") && err.contains("base"),
+        "{err}"
+    );
+
+    // A layer blob with one byte changed: corrupt, naming the blob; no name is set.
+    let blobs = img.join("blobs/sha256");
+    let largest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&largest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&largest, &bytes).unwrap();
+    let out = w.run(["import", &format!("oci:{d}:v2"), "--name", "bad"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let hex = largest.file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(hex) && err.contains("digest"), "{err}");
+    assert_eq!(w.run(["name", "get", "bad"]).status.code(), Some(3));
+    assert!(w.ok(["ls"]).trim().is_empty(), "nothing imported");
+
+    // Not a layout at all.
+    let out = w.run(["import", &format!("oci:{}", w.path("nowhere").display())]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("index.json"));
+    let out = w.run(["import", "docker-daemon:x"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("docker-daemon"));
+}
