@@ -1,7 +1,8 @@
 //! `ware import`: OCI images built and converted by the reference tools (umoci, skopeo). The
 //! root filesystem is umoci's own unpack of the image, bit for bit in ID; an image layout, an
-//! archive of it and its zstd-compressed copy give one ID; a damaged blob and a missing REF are
-//! refused with their exit codes, naming what is at fault, and leave no name behind.
+//! archive of it, a `docker save` archive and a zstd-compressed copy give one ID; a damaged
+//! blob and a missing REF are refused with their exit codes, naming what is at fault, and leave
+//! no name behind.
 
 mod common;
 
@@ -73,6 +74,19 @@ fn build_image(w: &Ware, dir: &Path) -> Option<()> {
         b2.to_str().unwrap(),
     ])?;
     Some(())
+}
+
+/// `docker.tar` in `w`: the layout's `v2` as `docker save` writes it, tagged `repo/img:v2`.
+fn docker_archive(w: &Ware, layout: &str) -> std::path::PathBuf {
+    let docker = w.path("docker.tar");
+    tool(&[
+        "skopeo",
+        "copy",
+        &format!("oci:{layout}:v2"),
+        &format!("docker-archive:{}:repo/img:v2", docker.display()),
+    ])
+    .unwrap();
+    docker
 }
 
 /// The names in every layer of `image` (gzip tars), for checking what the test exercises.
@@ -166,6 +180,12 @@ fn an_image_imports_as_the_tree_umoci_unpacks() {
             .trim(),
         id
     );
+    // As `docker save` writes it, by its tag.
+    let docker = docker_archive(&w, d);
+    let typed = format!("docker-archive:{}:repo/img:v2", docker.display());
+    assert_eq!(w.ok(["import", &typed]).trim(), id);
+    let r: serde_json::Value = serde_json::from_str(&w.ok(["--json", "import", &typed])).unwrap();
+    assert!(r["manifest"].is_null() && r["config"].as_str().unwrap().starts_with("sha256:"));
     // The base alone is another tree.
     assert_ne!(w.ok(["import", &format!("oci:{d}:base")]).trim(), id);
 }
@@ -178,6 +198,7 @@ fn damaged_or_missing_image_parts_are_refused_naming_them() {
         return;
     }
     let d = img.to_str().unwrap();
+    let docker = docker_archive(&w, d);
 
     // No such REF: not found, naming the refs there are.
     let out = w.run(["import", &format!("oci:{d}:nope")]);
@@ -206,6 +227,19 @@ fn damaged_or_missing_image_parts_are_refused_naming_them() {
     assert!(err.contains(hex) && err.contains("digest"), "{err}");
     assert_eq!(w.run(["name", "get", "bad"]).status.code(), Some(3));
     assert!(w.ok(["ls"]).trim().is_empty(), "nothing imported");
+
+    // A docker archive whose layer has a byte changed: corrupt.
+    let mut bytes = std::fs::read(&docker).unwrap();
+    // The big file's bytes sit in the first, largest layer: change one near its middle.
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&docker, &bytes).unwrap();
+    let out = w.run(["import", &format!("docker-archive:{}", docker.display())]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("digest"),
+        "{out:?}"
+    );
 
     // Not a layout at all.
     let out = w.run(["import", &format!("oci:{}", w.path("nowhere").display())]);

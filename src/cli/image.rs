@@ -11,7 +11,8 @@ use crate::oci::{ImportReport, Source, host_platform};
 #[derive(Args)]
 pub struct Import {
     /// `oci:DIR[:REF]` (an OCI image layout; REF is its org.opencontainers.image.ref.name; with
-    /// no REF, the only manifest) or `oci-archive:FILE[:REF]` (a tar of a layout).
+    /// no REF, the only manifest), `oci-archive:FILE[:REF]` (a tar of a layout) or
+    /// `docker-archive:FILE[:REPO:TAG]` (what `docker save` writes).
     pub source: String,
     /// Name the root filesystem's ware NAME once it is whole.
     #[arg(long, value_name = "NAME")]

@@ -39,30 +39,47 @@ impl Layout {
         Ok(Layout::Dir(path.to_path_buf()))
     }
 
-    pub(super) fn archive(path: &Path) -> Result<Layout> {
+    /// A tar archive (an OCI layout's, or `docker save`'s) that must hold `must` (its
+    /// `index.json`, `manifest.json`), read in place.
+    pub(super) fn archive(path: &Path, must: &str) -> Result<Layout> {
         let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         let mut members = HashMap::new();
+        let mut links = Vec::new();
         let mut archive = tar::Archive::new(f);
         for e in archive
             .entries_with_seek()
             .with_context(|| format!("{}: not a tar archive", path.display()))?
         {
             let e = e.with_context(|| format!("{}: a damaged tar archive", path.display()))?;
-            if !e.header().entry_type().is_file() {
-                continue;
-            }
             let name = String::from_utf8_lossy(&e.path_bytes())
                 .trim_start_matches("./")
                 .to_string();
-            members.insert(name, (e.raw_file_position(), e.size()));
+            let kind = e.header().entry_type();
+            if kind.is_symlink()
+                && let Some(t) = e.link_name_bytes()
+            {
+                // docker save: <id>/layer.tar -> ../<digest>.tar
+                let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+                let t = String::from_utf8_lossy(&t).into_owned();
+                let target = match t.strip_prefix("../") {
+                    Some(up) => up.to_string(),
+                    None if dir.is_empty() => t,
+                    None => format!("{dir}/{t}"),
+                };
+                links.push((name, target));
+            } else if kind.is_file() {
+                members.insert(name, (e.raw_file_position(), e.size()));
+            }
         }
-        if !members.contains_key("index.json") {
+        for (name, target) in links {
+            if let Some(&m) = members.get(&target) {
+                members.insert(name, m);
+            }
+        }
+        if !members.contains_key(must) {
             return Err(failure(
                 3,
-                format!(
-                    "{}: not an OCI image archive (no index.json)",
-                    path.display()
-                ),
+                format!("{}: not an image archive (no {must})", path.display()),
             ));
         }
         Ok(Layout::Archive(path.to_path_buf(), members))
@@ -77,7 +94,7 @@ impl Layout {
 
     /// A file of the layout by its path in it (`index.json`, `blobs/sha256/<hex>`), and its
     /// size.
-    fn open(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64)> {
+    pub(super) fn open(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64)> {
         match self {
             Layout::Dir(dir) => {
                 let p = dir.join(name);
@@ -101,10 +118,10 @@ impl Layout {
         }
     }
 
-    /// `index.json`, whole (at most 4 MiB).
-    pub(super) fn index(&self) -> Result<Vec<u8>> {
-        let (r, len) = self.open("index.json")?;
-        small(r, len, &format!("{}: index.json", self.shown()))
+    /// A small file of the layout (`index.json`, `manifest.json`), whole (at most 4 MiB).
+    pub(super) fn small_file(&self, name: &str) -> Result<Vec<u8>> {
+        let (r, len) = self.open(name)?;
+        small(r, len, &format!("{}: {name}", self.shown()))
     }
 
     /// The blob `d` names, checked to be what `d` says, whole (a manifest, index or config:

@@ -1,12 +1,14 @@
 //! OCI images in (`ware import`): an image's root filesystem, its layers applied one over
 //! another, as a ware. Sources are named as skopeo names them: `oci:DIR[:REF]` (an image
-//! layout) and `oci-archive:FILE[:REF]` (a tar of one). Every blob is checked against its
+//! layout), `oci-archive:FILE[:REF]` (a tar of one) and `docker-archive:FILE[:REPO:TAG]`
+//! (what `docker save` writes; docker.rs). Every blob is checked against its
 //! digest and size, each layer's uncompressed tar against the config's `diff_ids`; nothing is
 //! recorded unless all of it is right.
 
 // The store's error type travels by value through the layer iterator pack_layers takes.
 #![allow(clippy::result_large_err)]
 
+mod docker;
 mod layout;
 
 use std::io::{BufRead, BufReader, Read};
@@ -27,7 +29,7 @@ const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Where an image comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
-    /// `oci` or `oci-archive`.
+    /// `oci`, `oci-archive` or `docker-archive`.
     pub transport: String,
     /// The layout directory or archive (absolute).
     pub path: PathBuf,
@@ -36,21 +38,31 @@ pub struct Source {
 }
 
 impl Source {
-    /// Parses `oci:DIR[:REF]` or `oci-archive:FILE[:REF]` (a relative path made absolute).
+    /// Parses `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` or `docker-archive:FILE[:REPO:TAG]` (a
+    /// relative path made absolute).
     pub fn parse(s: &str) -> Result<Source> {
         let Some((transport, rest)) = s.split_once(':') else {
             bail!("{s:?}: not an image source (oci:DIR[:REF] or oci-archive:FILE[:REF])");
         };
-        if !matches!(transport, "oci" | "oci-archive") {
+        if !matches!(transport, "oci" | "oci-archive" | "docker-archive") {
             bail!(
-                "{s:?}: unknown transport {transport:?} (oci:DIR[:REF] or \
-                 oci-archive:FILE[:REF]; registries are not supported yet)"
+                "{s:?}: unknown transport {transport:?} (oci:DIR[:REF], oci-archive:FILE[:REF] \
+                 or docker-archive:FILE[:REPO:TAG]; registries are not supported yet)"
             );
         }
-        let (path, reference) = match rest.rsplit_once(':') {
-            Some((p, r)) if !r.is_empty() && !r.contains('/') => (p, Some(r.to_string())),
-            _ => (rest, None),
+        // The path is the first prefix that exists (a REF may hold ':', a path too).
+        let existing = std::iter::once(rest.len())
+            .chain(rest.match_indices(':').map(|(i, _)| i))
+            .find(|&i| std::path::Path::new(&rest[..i]).exists());
+        let (path, reference) = match existing {
+            Some(i) if i < rest.len() => (&rest[..i], Some(rest[i + 1..].to_string())),
+            Some(_) => (rest, None),
+            None => match rest.split_once(':') {
+                Some((p, r)) if !r.is_empty() => (p, Some(r.to_string())),
+                _ => (rest, None),
+            },
         };
+        let reference = reference.filter(|r| !r.is_empty());
         if path.is_empty() {
             bail!("{s:?}: no path");
         }
@@ -90,8 +102,8 @@ pub struct ImportedLayer {
 pub struct ImportReport {
     /// The root filesystem's ware.
     pub id: WareId,
-    /// The image manifest's digest.
-    pub manifest: String,
+    /// The image manifest's digest (none in a `docker save` archive).
+    pub manifest: Option<String>,
     /// The image config's digest.
     pub config: String,
     /// The platform of the image (`os/architecture`), where its config says.
@@ -215,9 +227,13 @@ pub fn import(
 ) -> Result<ImportReport> {
     let layout = match source.transport.as_str() {
         "oci" => Layout::dir(&source.path)?,
-        _ => Layout::archive(&source.path)?,
+        "docker-archive" => {
+            let layout = Layout::archive(&source.path, "manifest.json")?;
+            return docker::import(store, &layout, source, opts, progress);
+        }
+        _ => Layout::archive(&source.path, "index.json")?,
     };
-    let index = ImageIndex::from_reader(&layout.index()?[..])
+    let index = ImageIndex::from_reader(&layout.small_file("index.json")?[..])
         .with_context(|| format!("{}: index.json", layout.shown()))?;
     let desc = pick(&layout, &index, source.reference.as_deref(), platform)?;
     let manifest = ImageManifest::from_reader(&layout.small_blob(&desc)?[..])
@@ -260,41 +276,64 @@ pub fn import(
             size: d.size(),
         });
     }
-    let mut streams = manifest.layers().iter().zip(diff_ids).enumerate().map(
-        |(i, (d, diff))| -> ware_store::Result<Box<dyn Read + Send>> {
-            let io = |e: std::io::Error| ware_store::Error::io(format!("layer {}", i + 1), e);
-            let blob = layout.blob(d).map_err(|e| {
-                ware_store::Error::bad_input(format!("layer {}", i + 1), format!("{e:#}"))
-            })?;
-            let plain = uncompressed(blob).map_err(io)?;
-            let want = diff.trim_start_matches("sha256:").to_string();
-            Ok(Box::new(Hashed::new(
-                plain,
-                want,
-                format!(
-                    "layer {} ({}) uncompressed, diff_id {diff},",
-                    i + 1,
-                    d.digest()
-                ),
-            )))
+    let report = pack_checked(
+        store,
+        &layout,
+        source,
+        &layers,
+        &|i| {
+            let d = &manifest.layers()[i];
+            Ok((layout.blob(d)?, d.digest().to_string()))
         },
-    );
-    let report = pack_layers(store, &mut streams, opts, progress).map_err(|e| {
+        opts,
+        progress,
+    )?;
+    Ok(ImportReport {
+        id: report.id,
+        manifest: Some(desc.digest().to_string()),
+        config: config_desc.digest().to_string(),
+        platform: format!("{}/{}", config.os(), config.architecture()),
+        layers,
+        record: report.record,
+        notices: report.notices,
+    })
+}
+
+/// Packs the layers, each opened by `open(i)` (its blob, checked as it is read, and the name
+/// to give it), its uncompressed stream checked against `layers[i].diff_id`.
+#[allow(clippy::type_complexity)]
+fn pack_checked(
+    store: &Store,
+    layout: &Layout,
+    source: &Source,
+    layers: &[ImportedLayer],
+    open: &(dyn Fn(usize) -> Result<(Box<dyn Read + Send>, String)> + Sync),
+    opts: &PackOptions,
+    progress: &dyn Progress,
+) -> Result<ware_store::pack::PackReport> {
+    let mut streams =
+        layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| -> ware_store::Result<Box<dyn Read + Send>> {
+                let at = || format!("layer {}", i + 1);
+                let (blob, what) =
+                    open(i).map_err(|e| ware_store::Error::bad_input(at(), format!("{e:#}")))?;
+                let plain = uncompressed(blob).map_err(|e| ware_store::Error::io(at(), e))?;
+                let want = l.diff_id.trim_start_matches("sha256:").to_string();
+                Ok(Box::new(Hashed::new(
+                    plain,
+                    want,
+                    format!("{} ({what}) uncompressed, diff_id {},", at(), l.diff_id),
+                )))
+            });
+    pack_layers(store, &mut streams, opts, progress).map_err(|e| {
         let e = anyhow::Error::from(e);
         if digest_mismatch(&e) {
             failure(4, format!("{}: {e:#}", layout.shown()))
         } else {
             e.context(format!("importing {source}"))
         }
-    })?;
-    Ok(ImportReport {
-        id: report.id,
-        manifest: desc.digest().to_string(),
-        config: config_desc.digest().to_string(),
-        platform: format!("{}/{}", config.os(), config.architecture()),
-        layers,
-        record: report.record,
-        notices: report.notices,
     })
 }
 
