@@ -2,7 +2,8 @@
 //! root filesystem is umoci's own unpack of the image, bit for bit in ID; an image layout, an
 //! archive of it, a `docker save` archive and a zstd-compressed copy give one ID; a damaged
 //! blob and a missing REF are refused with their exit codes, naming what is at fault, and leave
-//! no name behind.
+//! no name behind; hand-built images that write through a symlink, name no entry in a
+//! whiteout or lie in a diff_id are refused the same way.
 
 mod common;
 
@@ -248,4 +249,138 @@ fn damaged_or_missing_image_parts_are_refused_naming_them() {
     let out = w.run(["import", "docker-daemon:x"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("docker-daemon"));
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(b))
+}
+
+/// Writes an OCI layout by hand at `dir`, tagged `t`: the layer tars as given (uncompressed),
+/// their diff_ids as `diff_ids` says (the true ones when `None`).
+fn hand_layout(dir: &Path, layers: &[Vec<u8>], diff_ids: Option<Vec<String>>) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let h = sha256(b);
+        std::fs::write(blobs.join(&h), b).unwrap();
+        serde_json::json!({"digest": format!("sha256:{h}"), "size": b.len()})
+    };
+    let diff_ids = diff_ids.unwrap_or_else(|| {
+        layers
+            .iter()
+            .map(|l| format!("sha256:{}", sha256(l)))
+            .collect()
+    });
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let mut c = put(config.to_string().as_bytes());
+    c["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    let ls: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            let mut d = put(l);
+            d["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+            d
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": c, "layers": ls,
+    });
+    let mut m = put(manifest.to_string().as_bytes());
+    m["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "t"});
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [m]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+/// A tar of (path, symlink target or file content) entries.
+fn layer(entries: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, link, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        match link {
+            Some(t) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, path, t).unwrap();
+            }
+            None => {
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, *data).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// Hostile and inconsistent images: a layer that writes through a lower layer's symlink, a
+/// whiteout naming nothing, and a config whose diff_id is not the layer's are refused, naming
+/// the layer and entry (or the diff_id), and nothing is imported or named.
+#[test]
+fn hostile_or_lying_images_are_refused_and_nothing_is_imported() {
+    let w = Ware::new();
+    let good = layer(&[("etc", Some("/tmp"), b""), ("f", None, b"fine")]);
+    let through = layer(&[("etc/passwd", None, b"root::0:0::/:/bin/sh\n")]);
+    // (name, layers, diff_ids, exit code, what the message says)
+    type Case<'a> = (
+        &'a str,
+        Vec<Vec<u8>>,
+        Option<Vec<String>>,
+        i32,
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "through",
+            vec![good.clone(), through],
+            None,
+            1,
+            vec!["layer 2", "etc/passwd"],
+        ),
+        (
+            "whiteout",
+            vec![good.clone(), layer(&[(".wh.", None, b"")])],
+            None,
+            1,
+            vec!["layer 2", "whiteout"],
+        ),
+        (
+            "lying",
+            vec![good.clone()],
+            Some(vec![format!("sha256:{}", "ab".repeat(32))]),
+            4,
+            vec!["diff_id", "layer 1"],
+        ),
+    ];
+    for (name, layers, diff_ids, code, says) in cases {
+        let dir = w.path(name);
+        hand_layout(&dir, &layers, diff_ids);
+        let out = w.run([
+            "import",
+            &format!("oci:{}:t", dir.display()),
+            "--name",
+            name,
+        ]);
+        assert_eq!(out.status.code(), Some(code), "{name}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for s in says {
+            assert!(err.contains(s), "{name}: {err:?} lacks {s:?}");
+        }
+        assert_eq!(w.run(["name", "get", name]).status.code(), Some(3));
+    }
+    assert!(w.ok(["ls"]).trim().is_empty(), "nothing imported");
+    // The good layer alone imports, its symlink kept as a symlink.
+    let dir = w.path("ok");
+    hand_layout(&dir, &[good], None);
+    let id = w.ok(["import", &format!("oci:{}:t", dir.display())]);
+    assert!(w.ok(["ls", id.trim()]).contains("etc -> /tmp"));
 }
