@@ -101,6 +101,27 @@ impl IpfsRpcWarehouse {
         })
     }
 
+    /// One RPC call answering a JSON object, decoded as `T` (`shape` says what was expected,
+    /// for the error); with the call's URL.
+    fn rpc_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        shape: &str,
+    ) -> Result<(T, String)> {
+        let u = self.endpoint(path, query);
+        let url = u.as_str();
+        let answer = call(&self.opts, url, |_| async {
+            let resp = send(url, self.client.post(u.clone())).await?;
+            body(url, resp).await
+        })?;
+        let value = serde_json::from_slice(&answer).map_err(|e| Error::BadResponse {
+            url: url.to_owned(),
+            reason: format!("{path} answer is not {shape}: {e}"),
+        })?;
+        Ok((value, url.to_owned()))
+    }
+
     fn block_url(&self, cid: &Cid) -> String {
         format!("{}/ipfs/{cid}", self.url.trim_end_matches('/'))
     }
@@ -275,18 +296,12 @@ impl Warehouse for IpfsRpcWarehouse {
 
     fn pin(&self, cid: &Cid) -> Result<()> {
         let text = cid.to_string();
-        let u = self.endpoint("pin/add", &[("arg", &text), ("recursive", "true")]);
-        let url = u.as_str();
-        let answer = call(&self.opts, url, |_| async {
-            let resp = send(url, self.client.post(u.clone())).await?;
-            body(url, resp).await
-        })?;
         // {"Pins": ["<cid>"]}, the CID in whatever base the node likes.
-        let pinned: PinAnswer =
-            serde_json::from_slice(&answer).map_err(|e| Error::BadResponse {
-                url: url.to_owned(),
-                reason: format!("pin/add answer is not {{\"Pins\": […]}}: {e}"),
-            })?;
+        let (pinned, url): (PinAnswer, _) = self.rpc_json(
+            "pin/add",
+            &[("arg", &text), ("recursive", "true")],
+            "{\"Pins\": […]}",
+        )?;
         if !pinned
             .pins
             .iter()
@@ -294,7 +309,7 @@ impl Warehouse for IpfsRpcWarehouse {
             .any(|c| c.hash() == cid.hash())
         {
             return Err(Error::BadResponse {
-                url: url.to_owned(),
+                url,
                 reason: format!("the node did not say it pinned {cid}: {:?}", pinned.pins),
             });
         }
@@ -302,17 +317,9 @@ impl Warehouse for IpfsRpcWarehouse {
     }
 
     fn pins(&self) -> Result<Vec<Cid>> {
-        let u = self.endpoint("pin/ls", &[("type", "recursive")]);
-        let url = u.as_str();
-        let answer = call(&self.opts, url, |_| async {
-            let resp = send(url, self.client.post(u.clone())).await?;
-            body(url, resp).await
-        })?;
         // {"Keys": {"<cid>": {"Type": "recursive"}, …}}; a CID the node names oddly is left out.
-        let listed: PinList = serde_json::from_slice(&answer).map_err(|e| Error::BadResponse {
-            url: url.to_owned(),
-            reason: format!("pin/ls answer is not {{\"Keys\": {{…}}}}: {e}"),
-        })?;
+        let (listed, _): (PinList, _) =
+            self.rpc_json("pin/ls", &[("type", "recursive")], "{\"Keys\": {…}}")?;
         Ok(listed
             .keys
             .keys()

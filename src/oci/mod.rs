@@ -11,7 +11,7 @@
 mod docker;
 mod layout;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -204,17 +204,10 @@ fn by_platform(layout: &Layout, ds: &[&Descriptor], platform: &str) -> Result<De
     ))
 }
 
-/// A layer's uncompressed stream, found by its first bytes (gzip, zstd, or a plain tar).
+/// A layer's uncompressed stream, found by its first bytes (the store's rule for tars); an
+/// empty blob is an empty layer.
 fn uncompressed(blob: Box<dyn Read + Send>) -> std::io::Result<Box<dyn Read + Send>> {
-    let mut buf = BufReader::with_capacity(1 << 20, blob);
-    let head = buf.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(buf))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buf)?)
-    } else {
-        Box::new(buf)
-    })
+    Ok(ware_store::pack::decompressed(blob)?.unwrap_or_else(|| Box::new(std::io::empty())))
 }
 
 /// Imports the image at `source` into `store`: the ware of its root filesystem.

@@ -22,6 +22,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use filters::{DeviceFilter, IdFilter, MtimeFilter, PackOptions, SetidFilter, XattrFilter};
+pub use tar::decompressed;
 
 use crate::error::{Error, Result};
 use crate::id::WareId;

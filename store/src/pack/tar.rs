@@ -30,6 +30,24 @@ fn implicit_dir(opts: &PackOptions) -> Meta {
     }
 }
 
+/// `input` uncompressed, its compression found by its first bytes (gzip, zstd, or none);
+/// `None` when it is empty.
+pub fn decompressed<'a>(
+    input: impl Read + Send + 'a,
+) -> std::io::Result<Option<Box<dyn Read + Send + 'a>>> {
+    let mut buf = BufReader::with_capacity(1 << 20, input);
+    let head = buf.fill_buf()?;
+    Ok(Some(if head.is_empty() {
+        return Ok(None);
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(buf))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buf)?)
+    } else {
+        Box::new(buf)
+    }))
+}
+
 pub(crate) fn read(
     input: &mut (dyn Read + Send),
     opts: &PackOptions,
@@ -105,10 +123,7 @@ impl Reading {
             Some(l) => format!("<layer {}>", l.number),
             None => "<tar input>".to_string(),
         };
-        let stdin_err = |e| Error::io(label.as_str(), e);
-        let mut buf = BufReader::with_capacity(1 << 20, input);
-        let head = buf.fill_buf().map_err(stdin_err)?;
-        if head.is_empty() {
+        let Some(reader) = decompressed(input).map_err(|e| Error::io(label.as_str(), e))? else {
             if layer.is_some() {
                 return Ok(());
             }
@@ -116,13 +131,6 @@ impl Reading {
                 "<tar input>",
                 "empty input: not a tar archive",
             ));
-        }
-        let reader: Box<dyn Read + Send + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::MultiGzDecoder::new(buf))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(zstd::stream::read::Decoder::with_buffer(buf).map_err(stdin_err)?)
-        } else {
-            Box::new(buf)
         };
         let mut archive = tar::Archive::new(reader);
         let Reading {
